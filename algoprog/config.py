@@ -1,0 +1,194 @@
+"""The experiment config: every field, documented once, and its validation.
+
+Presets in configs/ start from `base_config()` and change only the fields they name, so a
+diff of two resolved presets shows exactly what differs (tests hold this). Code reads the
+fields and never a preset's name.
+
+Fields left at 0 or "" are derived when the run starts (`resolve`): the resolved config is
+what a run records, so every number that shaped it is on disk.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16.
+
+
+class ConfigError(ValueError):
+  """A config field holds a value the code cannot run with; the message names the field."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The modern Transformer of SPEC.md at width 64 on the embedded corpus."""
+  c = ml_collections.ConfigDict()
+  c.seed = 123  # Seeds parameter init and the LSTM state resets. Study: 123, 456, 789, 101.
+  c.label = ""  # Group label of this run in analyses (e.g. "modern"); "" -> model.kind.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "embedded"  # "embedded" | "text" (data.path) | "tfds" (data.tfds_name).
+  c.data.path = ""  # A text file or a folder of *.txt files, for source="text".
+  c.data.tfds_name = ""  # A tfds catalog name, e.g. "lm1b", "c4/en", "tiny_shakespeare".
+  c.data.tfds_data_dir = ""  # Where tfds finds prepared data; "" -> tfds default.
+  c.data.tfds_text_key = "text"  # Feature holding the text ("book_text" for pg19).
+  c.data.tfds_train_split = "train"
+  c.data.tfds_validation_split = ""  # "" -> carve validation from the end of train.
+  c.data.max_documents = 0  # Read at most this many documents; 0 -> all that are needed.
+  c.data.cache_dir = ""  # Tokenizers and token caches; "" -> ~/.cache/algoprog.
+  c.data.tokenizer = "bpe"  # "byte" | "bpe" (trained on the train split) | "gpt2".
+  c.data.bpe_vocab_size = 4096  # Vocabulary of the trained BPE.
+  c.data.gpt2_vocab_dir = ""  # Folder with GPT-2's vocab.json + merges.txt (vocab 50,257).
+  c.data.validation_tokens = 500_000  # Fixed validation set size, capped by the corpus.
+  c.data.sequence_length = 128  # Tokens per training sequence (the study: 128).
+  c.data.batch_size = 64  # Global batch in sequences (the study: 64).
+
+  c.model = ml_collections.ConfigDict()
+  c.model.kind = "transformer"  # "transformer" | "lstm".
+  c.model.width = 64  # d: residual width (Transformer) or hidden size (LSTM).
+  c.model.num_layers = 0  # 0 -> width / 16 for the Transformer, 1 for the LSTM.
+  c.model.num_heads = 0  # 0 -> width / 16 (head dim 16).
+  c.model.ffn = "swiglu"  # "swiglu" (3 matrices d x 4d) | "gelu" | "relu" (2 matrices).
+  c.model.ffn_multiplier = 4  # FFN hidden width / d.
+  c.model.norm = "rmsnorm"  # "rmsnorm" | "layernorm".
+  c.model.norm_placement = "pre"  # "pre" (final norm added) | "post" (2017 Transformer).
+  c.model.positions = "rotary"  # "rotary" | "learned" | "sinusoidal" | "none".
+  c.model.rotary_base = 10_000.0  # Rotary wavelength base.
+  c.model.max_sequence_length = 0  # Longest input the model takes; 0 -> data.sequence_length.
+  c.model.init = "normal"  # "normal" (N(0, init_std)) | "xavier" | "kaiming".
+  c.model.init_std = 0.02  # Std of the "normal" init, embeddings included.
+  c.model.scaled_output_init = False  # Divide output projections' init by sqrt(2 layers).
+  c.model.tie_embeddings = True  # Unembedding = embedding transposed.
+  c.model.output_bias = True  # Bias of V on the logits.
+  c.model.dtype = "float32"  # Activation dtype: "float32" | "bfloat16". Params stay f32.
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball momentum) | "rmsprop".
+  c.optim.learning_rate = 5.79e-3  # Peak learning rate (study's tuned 64d modern value).
+  c.optim.b1 = 0.9  # Adam(W) first-moment decay.
+  c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay.
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.01  # Decoupled (AdamW) or L2 added to the gradient (adam, sgd).
+  c.optim.decay_norms_and_biases = True  # False: no weight decay on norm scales or biases.
+  c.optim.momentum = 0.98  # SGD heavy-ball momentum.
+  c.optim.schedule = "cosine"  # "cosine" | "linear" | "inverse_sqrt" | "constant".
+  c.optim.warmup_fraction = 0.1  # Linear warmup as a fraction of training steps.
+  c.optim.warmup_steps = 0  # > 0 overrides warmup_fraction.
+  c.optim.final_lr_fraction = 0.1  # Cosine/linear decay floor, as a fraction of peak.
+  c.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.tokens = 0  # Training tokens; 0 -> tokens_per_param * total parameters.
+  c.train.tokens_per_param = 20.0  # 40 for the study's scaling runs, 20 for ablations.
+  c.train.microbatches = 1  # Gradient accumulation: the global batch in this many slices.
+  c.train.eval_every_steps = 100  # Validation loss every this many steps (and at the end).
+  c.train.log_every_steps = 20  # Progress line every this many steps.
+  c.train.checkpoint_every_steps = 500  # Orbax checkpoint cadence (and at the end).
+  c.train.keep_checkpoints = 3  # Keep the newest this many checkpoints.
+  c.train.lstm_window = 32  # LSTM truncated-BPTT window (tokens).
+  c.train.lstm_reset_probability = 0.01  # Per row, per window: restart the carried state.
+  return c
+
+
+_CHOICES = {
+    "data.source": ("embedded", "text", "tfds"),
+    "data.tokenizer": ("byte", "bpe", "gpt2"),
+    "model.kind": ("transformer", "lstm"),
+    "model.ffn": ("swiglu", "gelu", "relu"),
+    "model.norm": ("rmsnorm", "layernorm"),
+    "model.norm_placement": ("pre", "post"),
+    "model.positions": ("rotary", "learned", "sinusoidal", "none"),
+    "model.init": ("normal", "xavier", "kaiming"),
+    "model.dtype": ("float32", "bfloat16"),
+    "optim.name": ("adamw", "adam", "sgd", "rmsprop"),
+    "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
+}
+
+
+def _get(c: ml_collections.ConfigDict, dotted: str):
+  for key in dotted.split("."):
+    c = c[key]
+  return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first field whose value cannot run."""
+  for field, choices in _CHOICES.items():
+    value = _get(c, field)
+    if value not in choices:
+      raise ConfigError(f"{field}: expected one of {', '.join(choices)}; got {value!r}")
+
+  def positive(field, allow_zero=False):
+    value = _get(c, field)
+    if not (value > 0 or (allow_zero and value == 0)):
+      raise ConfigError(f"{field}: expected a {'non-negative' if allow_zero else 'positive'}"
+                        f" number; got {value!r}")
+
+  for field in ("data.sequence_length", "data.batch_size", "data.validation_tokens",
+                "model.width", "model.ffn_multiplier", "model.init_std",
+                "optim.learning_rate", "train.microbatches", "train.eval_every_steps",
+                "train.log_every_steps", "train.checkpoint_every_steps",
+                "train.keep_checkpoints", "train.lstm_window"):
+    positive(field)
+  for field in ("train.tokens", "train.tokens_per_param", "model.num_layers",
+                "model.num_heads", "model.max_sequence_length", "optim.warmup_steps",
+                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents"):
+    positive(field, allow_zero=True)
+  if c.train.tokens == 0 and c.train.tokens_per_param == 0:
+    raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param is 0")
+  if not 0 <= c.optim.warmup_fraction < 1:
+    raise ConfigError(f"optim.warmup_fraction: expected in [0, 1); got {c.optim.warmup_fraction}")
+  if not 0 <= c.optim.final_lr_fraction <= 1:
+    raise ConfigError(
+        f"optim.final_lr_fraction: expected in [0, 1]; got {c.optim.final_lr_fraction}")
+  if not 0 <= c.train.lstm_reset_probability <= 1:
+    raise ConfigError("train.lstm_reset_probability: expected in [0, 1]; "
+                      f"got {c.train.lstm_reset_probability}")
+  if c.data.source == "text" and not c.data.path:
+    raise ConfigError("data.path: expected a text file or folder when data.source='text'")
+  if c.data.source == "tfds" and not c.data.tfds_name:
+    raise ConfigError("data.tfds_name: expected a tfds catalog name when data.source='tfds'")
+  if c.data.tokenizer == "gpt2" and not c.data.gpt2_vocab_dir:
+    raise ConfigError("data.gpt2_vocab_dir: expected a folder holding GPT-2's vocab.json and "
+                      "merges.txt when data.tokenizer='gpt2' (nothing is downloaded)")
+  if c.data.batch_size % c.train.microbatches:
+    raise ConfigError(f"train.microbatches: expected a divisor of data.batch_size="
+                      f"{c.data.batch_size}; got {c.train.microbatches}")
+  if c.model.kind == "transformer":
+    if c.model.num_heads == 0 and c.model.width % HEAD_DIM:
+      raise ConfigError(f"model.width: expected a multiple of the head dim {HEAD_DIM} "
+                        f"(heads = width / {HEAD_DIM}); got {c.model.width}")
+    if c.model.num_heads and c.model.width % c.model.num_heads:
+      raise ConfigError(f"model.num_heads: expected a divisor of model.width="
+                        f"{c.model.width}; got {c.model.num_heads}")
+    head_dim = c.model.width // (c.model.num_heads or c.model.width // HEAD_DIM)
+    if c.model.positions == "rotary" and head_dim % 2:
+      raise ConfigError(f"model.num_heads: rotary needs an even head dim; got {head_dim}")
+    max_len = c.model.max_sequence_length or c.data.sequence_length
+    if c.data.sequence_length > max_len:
+      raise ConfigError(f"data.sequence_length: expected <= model.max_sequence_length="
+                        f"{max_len}; got {c.data.sequence_length}")
+    if c.model.num_layers == 0 and c.model.width < HEAD_DIM:
+      raise ConfigError(f"model.width: expected >= {HEAD_DIM}; got {c.model.width}")
+  else:
+    if c.data.sequence_length % c.train.lstm_window:
+      raise ConfigError(f"data.sequence_length: expected a multiple of train.lstm_window="
+                        f"{c.train.lstm_window} for the LSTM; got {c.data.sequence_length}")
+
+
+def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A validated copy with every derived (0 / "") model field filled in.
+
+  Data-dependent fields (vocabulary, token budget) are filled by the trainer once the
+  corpus and the parameter count are known.
+  """
+  validate(c)
+  r = ml_collections.ConfigDict(c.to_dict())
+  if not r.label:
+    r.label = r.model.kind
+  if r.model.kind == "transformer":
+    r.model.num_layers = r.model.num_layers or r.model.width // HEAD_DIM
+    r.model.num_heads = r.model.num_heads or r.model.width // HEAD_DIM
+  else:
+    r.model.num_layers = r.model.num_layers or 1
+  r.model.max_sequence_length = r.model.max_sequence_length or r.data.sequence_length
+  return r

@@ -1,0 +1,387 @@
+"""Corpora, tokenizers, the train/validation split and the batch stream.
+
+One run's data, from config to batches:
+
+  documents (embedded | local text via our tfds builder | a tfds catalog dataset)
+    -> split by documents: a held-out tail for validation, the rest for training
+    -> tokenizer (byte | BPE trained on the training documents only | GPT-2 from local files)
+    -> two flat token arrays, each document followed by an end-of-text token, cached on disk
+    -> `TokenStream`: batch row r reads the r-th contiguous segment of the training array,
+       step t reads the t-th window of every segment.
+
+The stream layout gives every batch row one contiguous stream of text, which the LSTM needs
+to carry its state across steps, and makes the batch at step t a pure function of t: resuming
+needs only the step, and no token is read twice in an epoch. The validation array is a
+separate array; the stream cannot index into it (asserted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+from typing import Iterable, Iterator, Protocol
+
+import ml_collections
+import numpy as np
+
+END_OF_TEXT = "<|endoftext|>"
+_BYTES_PER_TOKEN_BOUND = 8  # Generous bound for English BPE, to size the held-out tail.
+
+
+class DataError(ValueError):
+  """Bad data input; the message names the config field or file and what was expected."""
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizers.
+
+
+class Tokenizer(Protocol):
+  name: str
+  vocab_size: int
+  end_of_text_id: int
+
+  def encode(self, texts: list[str]) -> list[list[int]]:
+    ...
+
+  def decode(self, ids: Iterable[int]) -> str:
+    ...
+
+
+class ByteTokenizer:
+  """UTF-8 bytes 0..255 plus end-of-text = 256 (vocab 257)."""
+  name = "byte"
+  vocab_size = 257
+  end_of_text_id = 256
+
+  def encode(self, texts: list[str]) -> list[list[int]]:
+    return [list(t.encode("utf-8")) for t in texts]
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+  def save(self, path: pathlib.Path) -> None:
+    path.write_text(json.dumps({"name": "byte"}))
+
+
+class HFTokenizer:
+  """A byte-level BPE from the `tokenizers` library (trained here, or GPT-2's files)."""
+
+  def __init__(self, tokenizer, name: str):
+    self._tokenizer = tokenizer
+    self.name = name
+    self.vocab_size = tokenizer.get_vocab_size()
+    self.end_of_text_id = tokenizer.token_to_id(END_OF_TEXT)
+    if self.end_of_text_id is None:
+      raise DataError(f"tokenizer {name}: has no {END_OF_TEXT} token")
+
+  def encode(self, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in self._tokenizer.encode_batch(texts)]
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._tokenizer.decode(list(ids))
+
+  def save(self, path: pathlib.Path) -> None:
+    self._tokenizer.save(str(path))
+
+
+def _byte_level_bpe():
+  from tokenizers import Tokenizer as HF, decoders, models, pre_tokenizers
+  tok = HF(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  return tok
+
+
+def train_bpe(documents: list[str], vocab_size: int) -> HFTokenizer:
+  """Byte-level BPE (GPT-2 style pre-tokenisation) trained on `documents`."""
+  from tokenizers import pre_tokenizers, trainers
+  tok = _byte_level_bpe()
+  trainer = trainers.BpeTrainer(
+      vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  tok.train_from_iterator(documents, trainer=trainer)
+  return HFTokenizer(tok, f"bpe{vocab_size}")
+
+
+def gpt2_tokenizer(vocab_dir: str) -> HFTokenizer:
+  """GPT-2's BPE (vocab 50,257) from local vocab.json (or encoder.json) + merges.txt
+  (or vocab.bpe). Nothing is downloaded."""
+  from tokenizers import models
+  folder = pathlib.Path(vocab_dir)
+  vocab = next((folder / n for n in ("vocab.json", "encoder.json") if (folder / n).exists()),
+               None)
+  merges = next((folder / n for n in ("merges.txt", "vocab.bpe") if (folder / n).exists()),
+                None)
+  if vocab is None or merges is None:
+    raise DataError(f"data.gpt2_vocab_dir: expected vocab.json and merges.txt in {folder}")
+  tok = _byte_level_bpe()
+  tok.model = models.BPE.from_file(str(vocab), str(merges))
+  if tok.token_to_id(END_OF_TEXT) is None:
+    tok.add_special_tokens([END_OF_TEXT])
+  return HFTokenizer(tok, "gpt2")
+
+
+def load_tokenizer(path: pathlib.Path) -> Tokenizer:
+  """Reloads a tokenizer saved next to a token cache."""
+  from tokenizers import Tokenizer as HF
+  text = path.read_text()
+  if json.loads(text).get("name") == "byte":
+    return ByteTokenizer()
+  tok = HF.from_str(text)
+  return HFTokenizer(tok, path.stem)
+
+
+# ---------------------------------------------------------------------------------------
+# Document sources.
+
+
+def _text_files(path: str) -> list[pathlib.Path]:
+  root = pathlib.Path(path).expanduser()
+  if root.is_file():
+    return [root]
+  if root.is_dir():
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".txt", ".md"))
+    if files:
+      return files
+    raise DataError(f"data.path: expected *.txt files in folder {root}; found none")
+  raise DataError(f"data.path: expected an existing text file or folder; got {path!r}")
+
+
+def local_text_documents(path: str, cache_dir: pathlib.Path) -> list[str]:
+  """Documents of a local text file/folder, prepared once as array_record by our tfds builder.
+
+  Each file is split into documents at blank-line-separated blocks of >= 1 KB, so a single
+  large book still splits into many documents.
+  """
+  from algoprog import tfds_text
+  files = _text_files(path)
+  return tfds_text.prepare_and_read(files, cache_dir / "tfds")
+
+
+def tfds_documents(data: ml_collections.ConfigDict, split: str) -> Iterator[str]:
+  """Documents of a tfds catalog dataset, read via array_record data sources (no TF)."""
+  import tensorflow_datasets as tfds
+  try:
+    source = tfds.data_source(data.tfds_name, split=split,
+                              data_dir=data.tfds_data_dir or None, download=False)
+  except Exception as e:  # tfds raises many types; all mean "not prepared here".
+    raise DataError(f"data.tfds_name: cannot open {data.tfds_name!r} split {split!r} in "
+                    f"data.tfds_data_dir={data.tfds_data_dir!r} without downloading "
+                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+  limit = data.max_documents or len(source)
+  for i in range(min(limit, len(source))):
+    value = source[i][data.tfds_text_key]
+    yield value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_documents(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> list[str]:
+  """All documents of the configured source, in their fixed order."""
+  if data.source == "embedded":
+    from algoprog import corpus
+    documents = corpus.embedded_documents()
+  elif data.source == "text":
+    documents = local_text_documents(data.path, cache_dir)
+  else:
+    documents = list(tfds_documents(data, data.tfds_train_split))
+  if data.max_documents:
+    documents = documents[: data.max_documents]
+  documents = [d for d in documents if d.strip()]
+  if not documents:
+    raise DataError(f"data.source={data.source!r}: the corpus holds no text")
+  return documents
+
+
+# ---------------------------------------------------------------------------------------
+# The split and the token cache.
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """Tokenised training and validation arrays and where they came from.
+
+  Attributes:
+    train_tokens: int32 [N_train], documents separated by end-of-text.
+    validation_tokens: int32 [N_validation], disjoint documents from training.
+    tokenizer: the tokenizer both were encoded with.
+    fingerprint: source, sizes and sha256 of both arrays: recorded with every run.
+  """
+  train_tokens: np.ndarray
+  validation_tokens: np.ndarray
+  tokenizer: Tokenizer
+  fingerprint: dict
+
+  @property
+  def vocab_size(self) -> int:
+    return self.tokenizer.vocab_size
+
+
+def _flatten(token_lists: list[list[int]], end_of_text_id: int) -> np.ndarray:
+  sizes = [len(t) + 1 for t in token_lists]
+  flat = np.empty(sum(sizes), np.int32)
+  pos = 0
+  for ids in token_lists:
+    flat[pos: pos + len(ids)] = ids
+    flat[pos + len(ids)] = end_of_text_id
+    pos += len(ids) + 1
+  return flat
+
+
+def split_documents(documents: list[str], holdout_bytes: int) -> tuple[list[str], list[str]]:
+  """(train, held-out): the held-out tail is the last documents totalling >= holdout_bytes,
+  capped at half the corpus."""
+  sizes = np.array([len(d.encode("utf-8")) for d in documents])
+  total = int(sizes.sum())
+  target = min(holdout_bytes, total // 2)
+  tail = np.cumsum(sizes[::-1])
+  n_holdout = int(np.searchsorted(tail, target) + 1)
+  if n_holdout >= len(documents):  # One huge document: split it by characters instead.
+    cut = len(documents[-1]) - min(target, len(documents[-1]) // 2)
+    return documents[:-1] + [documents[-1][:cut]], [documents[-1][cut:]]
+  return documents[:-n_holdout], documents[-n_holdout:]
+
+
+def _sha256(array: np.ndarray) -> str:
+  return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def default_cache_dir(data: ml_collections.ConfigDict) -> pathlib.Path:
+  return pathlib.Path(data.cache_dir or os.environ.get(
+      "ALGOPROG_CACHE", "~/.cache/algoprog")).expanduser()
+
+
+def load_corpus(data: ml_collections.ConfigDict) -> Corpus:
+  """Reads, splits, tokenises and caches the configured corpus; cheap on a second call."""
+  cache_dir = default_cache_dir(data)
+  documents = read_documents(data, cache_dir)
+  source_digest = hashlib.sha256()
+  for d in documents:
+    source_digest.update(d.encode("utf-8"))
+    source_digest.update(b"\0")
+  tokenizer_key = {"byte": "byte", "bpe": f"bpe{data.bpe_vocab_size}", "gpt2": "gpt2"}[
+      data.tokenizer]
+  key = hashlib.sha256(json.dumps(
+      [source_digest.hexdigest(), tokenizer_key, data.validation_tokens,
+       data.tfds_validation_split if data.source == "tfds" else ""]).encode()).hexdigest()[:16]
+  folder = cache_dir / "tokens" / key
+  meta_path = folder / "meta.json"
+  if meta_path.exists():
+    fingerprint = json.loads(meta_path.read_text())
+    return Corpus(np.load(folder / "train.npy", mmap_mode="r"),
+                  np.load(folder / "validation.npy", mmap_mode="r"),
+                  load_tokenizer(folder / "tokenizer.json"), fingerprint)
+
+  if data.source == "tfds" and data.tfds_validation_split:
+    train_docs = documents
+    holdout_docs = list(tfds_documents(data, data.tfds_validation_split))
+  else:
+    bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND
+    train_docs, holdout_docs = split_documents(
+        documents, data.validation_tokens * bytes_per_token)
+  if data.tokenizer == "byte":
+    tokenizer = ByteTokenizer()
+  elif data.tokenizer == "bpe":
+    tokenizer = train_bpe(train_docs, data.bpe_vocab_size)
+  else:
+    tokenizer = gpt2_tokenizer(data.gpt2_vocab_dir)
+  train_tokens = _flatten(tokenizer.encode(train_docs), tokenizer.end_of_text_id)
+  holdout_tokens = _flatten(tokenizer.encode(holdout_docs), tokenizer.end_of_text_id)
+  validation_tokens = holdout_tokens[: data.validation_tokens]
+  fingerprint = {
+      "source": data.source,
+      "source_name": {"embedded": "embedded", "text": data.path,
+                      "tfds": data.tfds_name}[data.source],
+      "source_sha256": source_digest.hexdigest(),
+      "documents_train": len(train_docs),
+      "documents_validation": len(holdout_docs),
+      "tokenizer": tokenizer.name,
+      "vocab_size": tokenizer.vocab_size,
+      "train_tokens": int(train_tokens.size),
+      "validation_tokens": int(validation_tokens.size),
+      "validation_tokens_requested": int(data.validation_tokens),
+      "train_sha256": _sha256(train_tokens),
+      "validation_sha256": _sha256(validation_tokens),
+  }
+  if data.source == "embedded":
+    from algoprog import corpus
+    fingerprint["embedded"] = corpus.DESCRIPTION
+  folder.mkdir(parents=True, exist_ok=True)
+  tmp = folder.with_name(folder.name + ".tmp")
+  tmp.mkdir(parents=True, exist_ok=True)
+  np.save(tmp / "train.npy", train_tokens)
+  np.save(tmp / "validation.npy", validation_tokens)
+  tokenizer.save(tmp / "tokenizer.json")
+  for name in ("train.npy", "validation.npy", "tokenizer.json"):
+    os.replace(tmp / name, folder / name)
+  (folder / "meta.json").write_text(json.dumps(fingerprint, indent=1))  # Written last.
+  tmp.rmdir()
+  return Corpus(train_tokens, validation_tokens, tokenizer, fingerprint)
+
+
+# ---------------------------------------------------------------------------------------
+# Batches.
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenStream:
+  """Training batches as a pure function of the step.
+
+  Row r of every batch reads the r-th of `batch_size` contiguous segments of the training
+  array; step t reads window t of each: inputs tokens[s + tL : s + tL + L], targets shifted
+  by one. One epoch is `steps_per_epoch` steps; no token is an input twice within it.
+  """
+  train_tokens: np.ndarray
+  batch_size: int
+  sequence_length: int
+
+  @property
+  def segment_length(self) -> int:
+    return self.train_tokens.size // self.batch_size
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return (self.segment_length - 1) // self.sequence_length
+
+  @property
+  def tokens_per_step(self) -> int:
+    return self.batch_size * self.sequence_length
+
+  def batch(self, step: int, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets), int32 [rows, L], for `step`; `rows` selects this host's rows."""
+    if not 0 <= step < self.steps_per_epoch:
+      raise DataError(f"train.tokens: step {step} is past the end of the training data "
+                      f"({self.steps_per_epoch} steps of {self.tokens_per_step} tokens); "
+                      "lower train.tokens or use a larger corpus")
+    length = self.sequence_length
+    starts = np.arange(self.batch_size)[rows] * self.segment_length + step * length
+    window = starts[:, None] + np.arange(length + 1)[None, :]
+    # Segments end inside the training array, so the validation tokens are out of reach.
+    assert window.max() < self.train_tokens.size
+    tokens = np.asarray(self.train_tokens[window])
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def validation_batches(validation_tokens: np.ndarray, batch_size: int, sequence_length: int
+                       ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """The fixed validation set as (inputs, targets, weights) batches of [batch_size, L].
+
+  Non-overlapping windows of L inputs predicting the next L tokens; the last batch is
+  padded with weight-0 rows, so every model scores exactly the same target tokens.
+  """
+  n_seq = (validation_tokens.size - 1) // sequence_length
+  if n_seq == 0:
+    raise DataError(f"data.validation_tokens: expected > data.sequence_length="
+                    f"{sequence_length} validation tokens; the corpus gave "
+                    f"{validation_tokens.size}")
+  window = (np.arange(n_seq)[:, None] * sequence_length
+            + np.arange(sequence_length + 1)[None, :])
+  tokens = np.asarray(validation_tokens[window])
+  weights = np.ones((n_seq, sequence_length), np.float32)
+  pad = (-n_seq) % batch_size
+  tokens = np.concatenate([tokens, np.zeros((pad, sequence_length + 1), np.int32)])
+  weights = np.concatenate([weights, np.zeros((pad, sequence_length), np.float32)])
+  return [(tokens[i:i + batch_size, :-1], tokens[i:i + batch_size, 1:],
+           weights[i:i + batch_size]) for i in range(0, len(tokens), batch_size)]

@@ -1,0 +1,64 @@
+"""The run directory's machine-readable records: metrics.jsonl, config.json, run.json.
+
+A run directory holds:
+  config.json    the fully resolved config (every derived field filled in)
+  run.json       identity and summary: label, status, parameter counts, FLOP convention,
+                 data fingerprint, failure reason (rewritten as the run progresses)
+  metrics.jsonl  one JSON object per evaluation, in step order
+  checkpoints/   orbax checkpoints
+This is the format `algoprog.runs` reads (docs/fit.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+
+
+def _jsonable(value: Any) -> Any:
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)  # JSON has no NaN/inf; keep them visible rather than crash.
+  if hasattr(value, "item"):
+    return _jsonable(value.item())
+  return value
+
+
+def write_json(path: pathlib.Path, payload: dict) -> None:
+  """Atomic write: a kill mid-write leaves the old file, never half of a new one."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=_jsonable))
+  os.replace(tmp, path)
+
+
+def read_metrics(run_dir: pathlib.Path) -> list[dict]:
+  path = pathlib.Path(run_dir) / METRICS_FILE
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsWriter:
+  """Appends one row per evaluation to metrics.jsonl, flushed as written."""
+
+  def __init__(self, run_dir: pathlib.Path, resume_step: int):
+    """Keeps rows with step <= resume_step (those the restored state had seen)."""
+    self.path = pathlib.Path(run_dir) / METRICS_FILE
+    kept = [r for r in read_metrics(run_dir) if r["step"] <= resume_step]
+    tmp = self.path.with_name(self.path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, self.path)
+    self._file = open(self.path, "a")
+
+  def write(self, row: dict) -> None:
+    self._file.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()

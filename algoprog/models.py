@@ -1,0 +1,240 @@
+"""The model zoo: decoder-only Transformers with every component switchable.
+
+Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab.
+All models map int tokens [B, L] to logits [B, L, V] in float32 and share the convention of
+SPEC.md: tied input/output embedding plus an output bias of V, no biases in the matrices,
+no dropout.
+
+Parameter layout (what `count_params` and the closed forms in tests rely on):
+  embed/embedding            V x D   (also the unembedding when tied)
+  unembed/kernel             D x V   (only when untied)
+  output_bias                V
+  positions/embedding        Lmax x D (learned positions only)
+  layer_i/attention/{query,key,value,out}/kernel   D x D each: 4 D^2
+  layer_i/ffn/{gate,up,down}/kernel   SwiGLU: D x F, D x F, F x D = 3 D F (12 D^2 at F = 4D)
+  layer_i/ffn/{up,down}/kernel        GELU/ReLU: 2 D F (8 D^2)
+  layer_i/{attention_norm,ffn_norm}   D (RMSNorm scale) or 2 D (LayerNorm scale + bias)
+  final_norm                          pre-norm only
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+Initializer = Callable[..., jax.Array]
+
+
+def _kernel_init(model: ml_collections.ConfigDict, scale: float = 1.0) -> Initializer:
+  """Matrix init per `model.init`; `scale` shrinks output projections when depth-scaled."""
+  if model.init == "normal":
+    return nn.initializers.normal(model.init_std * scale)
+  if model.init == "xavier":
+    return nn.initializers.variance_scaling(scale**2, "fan_avg", "uniform")
+  return nn.initializers.variance_scaling(2.0 * scale**2, "fan_in", "normal")  # kaiming
+
+
+def _embedding_init(model: ml_collections.ConfigDict) -> Initializer:
+  # Embeddings are N(0, init_std) under every scheme: fan-based inits are meaningless for a
+  # lookup table of a 50k vocabulary, and a tied table doubles as the unembedding.
+  return nn.initializers.normal(model.init_std)
+
+
+class RMSNorm(nn.Module):
+  """x / sqrt(mean(x^2) + eps) * scale. Params: scale [D]."""
+  eps: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    scale_D = self.param("scale", nn.initializers.ones, (x_BxLxD.shape[-1],))
+    x = x_BxLxD.astype(jnp.float32)
+    normed = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return (normed * scale_D).astype(x_BxLxD.dtype)
+
+
+class LayerNorm(nn.Module):
+  """(x - mean) / sqrt(var + eps) * scale + bias. Params: scale [D], bias [D]."""
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    d = x_BxLxD.shape[-1]
+    scale_D = self.param("scale", nn.initializers.ones, (d,))
+    bias_D = self.param("bias", nn.initializers.zeros, (d,))
+    x = x_BxLxD.astype(jnp.float32)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    normed = (x - mean) * jax.lax.rsqrt(var + self.eps)
+    return (normed * scale_D + bias_D).astype(x_BxLxD.dtype)
+
+
+def make_norm(model: ml_collections.ConfigDict, name: str) -> nn.Module:
+  return RMSNorm(name=name) if model.norm == "rmsnorm" else LayerNorm(name=name)
+
+
+def sinusoidal_positions(length: int, width: int) -> jax.Array:
+  """The 2017 Transformer's table [length, width]: sin on even, cos on odd channels.
+
+  PE[p, 2i] = sin(p / 10000^(2i/width)), PE[p, 2i+1] = cos(p / 10000^(2i/width)).
+  """
+  position_L1 = jnp.arange(length, dtype=jnp.float32)[:, None]
+  inv_freq = jnp.power(10_000.0, -jnp.arange(0, width, 2, dtype=jnp.float32) / width)
+  angle = position_L1 * inv_freq[None, :]
+  table = jnp.zeros((length, width), jnp.float32)
+  table = table.at[:, 0::2].set(jnp.sin(angle))
+  return table.at[:, 1::2].set(jnp.cos(angle[:, : width // 2]))
+
+
+def apply_rotary(x_BxLxHxK: jax.Array, base: float) -> jax.Array:
+  """Rotates channel pairs (i, i + K/2) by angle p * base^(-2i/K) (GPT-NeoX layout).
+
+  Query-key dot products then depend on positions only through their offset.
+  """
+  _, length, _, k = x_BxLxHxK.shape
+  inv_freq = jnp.power(base, -jnp.arange(0, k, 2, dtype=jnp.float32) / k)
+  angle_LxK2 = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+  cos = jnp.cos(angle_LxK2)[None, :, None, :]
+  sin = jnp.sin(angle_LxK2)[None, :, None, :]
+  x = x_BxLxHxK.astype(jnp.float32)
+  first, second = x[..., : k // 2], x[..., k // 2:]
+  rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], -1)
+  return rotated.astype(x_BxLxHxK.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+  """Multi-head causal attention; 4 D x D matrices, no biases."""
+  model: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    m = self.model
+    b, length, d = x_BxLxD.shape
+    h = m.num_heads
+    k = d // h
+    dense = lambda name, init: nn.DenseGeneral(
+        d, use_bias=False, kernel_init=init, dtype=x_BxLxD.dtype, name=name)
+    init = _kernel_init(m)
+    split = lambda y: y.reshape(b, length, h, k)
+    q_BxLxHxK = split(dense("query", init)(x_BxLxD))
+    k_BxLxHxK = split(dense("key", init)(x_BxLxD))
+    v_BxLxHxK = split(dense("value", init)(x_BxLxD))
+    if m.positions == "rotary":
+      q_BxLxHxK = apply_rotary(q_BxLxHxK, m.rotary_base)
+      k_BxLxHxK = apply_rotary(k_BxLxHxK, m.rotary_base)
+    scores_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK).astype(jnp.float32)
+    scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
+    causal_LxL = jnp.tril(jnp.ones((length, length), bool))
+    scores_BxHxLxL = jnp.where(causal_LxL, scores_BxHxLxL, jnp.finfo(jnp.float32).min)
+    probs_BxHxLxL = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(x_BxLxD.dtype)
+    out_BxLxHxK = jnp.einsum("bhqs,bshk->bqhk", probs_BxHxLxL, v_BxLxHxK)
+    out_scale = 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init else 1.0
+    return dense("out", _kernel_init(m, out_scale))(out_BxLxHxK.reshape(b, length, d))
+
+
+class FeedForward(nn.Module):
+  """SwiGLU: down(silu(gate x) * up x); GELU/ReLU: down(act(up x)). No biases."""
+  model: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    m = self.model
+    d = x_BxLxD.shape[-1]
+    f = m.ffn_multiplier * d
+    init = _kernel_init(m)
+    out_init = _kernel_init(m, 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init
+                            else 1.0)
+    dense = lambda features, name, kernel_init: nn.Dense(
+        features, use_bias=False, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name)
+    up_BxLxF = dense(f, "up", init)(x_BxLxD)
+    if m.ffn == "swiglu":
+      hidden_BxLxF = nn.silu(dense(f, "gate", init)(x_BxLxD)) * up_BxLxF
+    elif m.ffn == "gelu":
+      hidden_BxLxF = nn.gelu(up_BxLxF, approximate=False)
+    else:
+      hidden_BxLxF = nn.relu(up_BxLxF)
+    return dense(d, "down", out_init)(hidden_BxLxF)
+
+
+class TransformerLayer(nn.Module):
+  """Pre-norm: x + f(norm(x)); post-norm (2017): norm(x + f(x))."""
+  model: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    m = self.model
+    attention = CausalSelfAttention(m, name="attention")
+    ffn = FeedForward(m, name="ffn")
+    if m.norm_placement == "pre":
+      x_BxLxD = x_BxLxD + attention(make_norm(m, "attention_norm")(x_BxLxD))
+      return x_BxLxD + ffn(make_norm(m, "ffn_norm")(x_BxLxD))
+    x_BxLxD = make_norm(m, "attention_norm")(x_BxLxD + attention(x_BxLxD))
+    return make_norm(m, "ffn_norm")(x_BxLxD + ffn(x_BxLxD))
+
+
+class Transformer(nn.Module):
+  """Decoder-only LM. `model` is the resolved `config.model` (see algoprog.config)."""
+  model: ml_collections.ConfigDict
+  vocab_size: int
+
+  @nn.compact
+  def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+    m = self.model
+    dtype = jnp.dtype(m.dtype)
+    embed = nn.Embed(self.vocab_size, m.width, embedding_init=_embedding_init(m),
+                     name="embed")
+    x_BxLxD = embed(tokens_BxL).astype(dtype)
+    length = tokens_BxL.shape[1]
+    if m.positions == "learned":
+      table = self.param("positions", _embedding_init(m), (m.max_sequence_length, m.width))
+      x_BxLxD = x_BxLxD + table[None, :length].astype(dtype)
+    elif m.positions == "sinusoidal":
+      x_BxLxD = x_BxLxD + sinusoidal_positions(length, m.width)[None].astype(dtype)
+    for i in range(m.num_layers):
+      x_BxLxD = TransformerLayer(m, name=f"layer_{i}")(x_BxLxD)
+    if m.norm_placement == "pre":
+      x_BxLxD = make_norm(m, "final_norm")(x_BxLxD)
+    return unembed(self, m, embed, x_BxLxD, self.vocab_size)
+
+
+def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
+            x_BxLxD: jax.Array, vocab_size: int) -> jax.Array:
+  """Logits [B, L, V] in float32: tied (x @ E^T) or untied matrix, plus the output bias."""
+  if m.tie_embeddings:
+    logits = embed.attend(x_BxLxD.astype(jnp.float32))
+  else:
+    logits = nn.Dense(vocab_size, use_bias=False, kernel_init=_kernel_init(m),
+                      name="unembed")(x_BxLxD.astype(jnp.float32))
+  if m.output_bias:
+    logits = logits + module.param("output_bias", nn.initializers.zeros, (vocab_size,))
+  return logits
+
+
+def build_model(model: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
+  """The flax module for a resolved `config.model`."""
+  model = ml_collections.FrozenConfigDict(model)  # Hashable, as flax attributes must be.
+  if model.kind == "transformer":
+    return Transformer(model, vocab_size)
+  raise NotImplementedError(f"model.kind={model.kind!r} is not built yet")
+
+
+def count_params(params) -> int:
+  return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+def embedding_param_count(params) -> int:
+  """Parameters that live in the vocabulary/position tables: embedding, untied unembedding,
+  output bias, learned positions (the 'embedding' part excluded from non-embedding counts,
+  as in Kaplan et al.)."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  names = ("embed", "unembed", "output_bias", "positions")
+  total = 0
+  for path, leaf in flat:
+    top = getattr(path[0], "key", str(path[0]))
+    if top in names:
+      total += leaf.size
+  return int(total)

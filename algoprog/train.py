@@ -1,0 +1,318 @@
+"""Training: the data-parallel train step, evaluation, and the resumable loop.
+
+Parallelism: one device mesh with a single "data" axis over all devices (all hosts). The
+global batch is sharded along it; parameters and optimizer state are replicated. `jax.jit`
+with explicit in/out shardings lets XLA insert the gradient all-reduce. Microbatches
+(gradient accumulation) are a `lax.scan` over slices of the global batch: the gradient is
+the token-weighted sum over slices, identical in exact arithmetic to the full batch.
+
+Losses are next-token cross-entropy in nats/token, averaged over target tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from algoprog import checkpoints, config as config_lib, data, flops, metrics, models, optim
+
+DATA_AXIS = "data"
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # Optimizer steps taken (int32 scalar).
+  params: Any
+  opt_state: Any
+
+
+def make_mesh(devices: list | None = None) -> Mesh:
+  """A 1-D "data" mesh over `devices` (default: every device of every host)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def cross_entropy_sum(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
+                      weights_BxL: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """(sum of token losses in nats, number of weighted tokens)."""
+  losses = optax.softmax_cross_entropy_with_integer_labels(
+      logits_BxLxV.astype(jnp.float32), targets_BxL)
+  if weights_BxL is None:
+    weights_BxL = jnp.ones_like(losses)
+  return jnp.sum(losses * weights_BxL), jnp.sum(weights_BxL)
+
+
+def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
+                    microbatches: int) -> Callable:
+  """(state, inputs [B, L], targets [B, L]) -> (state, mean train loss)."""
+
+  def loss_sum(params, inputs, targets):
+    return cross_entropy_sum(model.apply({"params": params}, inputs), targets)
+
+  grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
+
+  def train_step(state: TrainState, inputs_BxL, targets_BxL):
+    b, length = inputs_BxL.shape
+    split = lambda x: x.reshape(microbatches, b // microbatches, length)
+
+    def accumulate(carry, batch):
+      grads, total, count = carry
+      (loss, n), g = grad_fn(state.params, *batch)
+      return (jax.tree_util.tree_map(jnp.add, grads, g), total + loss, count + n), None
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+    (grads, total, count), _ = jax.lax.scan(
+        accumulate, (zeros, 0.0, 0.0), (split(inputs_BxL), split(targets_BxL)))
+    grads = jax.tree_util.tree_map(lambda g: g / count, grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(state.step + 1, params, opt_state), total / count
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module) -> Callable:
+  """(params, inputs, targets, weights) -> (loss sum in nats, token count)."""
+
+  def eval_step(params, inputs_BxL, targets_BxL, weights_BxL):
+    logits = model.apply({"params": params}, inputs_BxL)
+    return cross_entropy_sum(logits, targets_BxL, weights_BxL)
+
+  return eval_step
+
+
+@dataclasses.dataclass
+class Trainer:
+  """Everything compiled for one config on one mesh; pure functions over TrainState."""
+  config: ml_collections.ConfigDict  # Resolved.
+  model: nn.Module
+  optimizer: optax.GradientTransformation
+  mesh: Mesh
+  total_steps: int
+  learning_rate: Callable  # step (0-based) -> learning rate, for the metrics.
+
+  def __post_init__(self):
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    abstract = jax.eval_shape(self._init, jax.random.key(0))
+    self.state_shardings = jax.tree_util.tree_map(lambda _: self.replicated, abstract)
+    self.abstract_state = checkpoints.abstract_with_shardings(abstract, self.state_shardings)
+    self.init = jax.jit(self._init, out_shardings=self.state_shardings)
+    self.train_step = jax.jit(
+        make_train_step(self.model, self.optimizer, self.config.train.microbatches),
+        in_shardings=(self.state_shardings, self.batch_sharding, self.batch_sharding),
+        out_shardings=(self.state_shardings, self.replicated), donate_argnums=0)
+    self.eval_step = jax.jit(
+        make_eval_step(self.model),
+        in_shardings=(self.state_shardings.params,) + (self.batch_sharding,) * 3,
+        out_shardings=(self.replicated, self.replicated))
+
+  def _init(self, rng: jax.Array) -> TrainState:
+    length = self.config.data.sequence_length
+    params = self.model.init(rng, jnp.zeros((1, length), jnp.int32))["params"]
+    return TrainState(jnp.zeros((), jnp.int32), params, self.optimizer.init(params))
+
+  def shard_batch(self, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
+    """Global host arrays [B, ...] -> arrays sharded over the data axis.
+
+    Each host passes only its own rows in multi-host runs (see `host_rows`).
+    """
+    return tuple(jax.make_array_from_process_local_data(self.batch_sharding, a)
+                 for a in arrays)
+
+  def evaluate(self, params, batches) -> float:
+    """Mean validation loss (nats/token) over the fixed validation batches."""
+    total, count = 0.0, 0.0
+    for inputs, targets, weights in batches:
+      loss, n = self.eval_step(params, *self.shard_batch(inputs, targets, weights))
+      total, count = total + float(loss), count + float(n)
+    return total / count
+
+
+def host_rows(batch_size: int) -> slice:
+  """The rows of the global batch this host feeds (all of them on one host)."""
+  per_host = batch_size // jax.process_count()
+  return slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
+
+
+def build_trainer(config: ml_collections.ConfigDict, vocab_size: int, total_steps: int,
+                  mesh: Mesh | None = None) -> Trainer:
+  mesh = make_mesh() if mesh is None else mesh
+  if config.data.batch_size % mesh.size:
+    raise config_lib.ConfigError(
+        f"data.batch_size: expected a multiple of the {mesh.size} devices; got "
+        f"{config.data.batch_size}")
+  if (config.data.batch_size // config.train.microbatches) % mesh.size:
+    raise config_lib.ConfigError(
+        f"train.microbatches: each microbatch must split over {mesh.size} devices; "
+        f"batch {config.data.batch_size} / {config.train.microbatches} does not")
+  model = models.build_model(config.model, vocab_size)
+  return Trainer(config, model, optim.make_optimizer(config.optim, total_steps), mesh,
+                 total_steps, optim.learning_rate_schedule(config.optim, total_steps))
+
+
+def eval_steps(total_steps: int, every: int) -> set[int]:
+  """1-based step counts after which to evaluate: powers of two below `every` (early
+  points for the compute frontier), every `every` steps, and the last step."""
+  steps = {2**k for k in range(int(math.log2(max(every, 1))) + 1) if 2**k < every}
+  steps |= set(range(every, total_steps + 1, every)) | {total_steps}
+  return {s for s in steps if s <= total_steps}
+
+
+def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+  diffs = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += _config_differences(a, b, f"{prefix}{key}.")
+    elif a != b:
+      diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return diffs
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       mesh: Mesh | None = None, stop_after_steps: int | None = None
+                       ) -> dict:
+  """Trains one run into `workdir`, resuming from its latest checkpoint if any.
+
+  Args:
+    config: an unresolved or resolved config (algoprog.config).
+    workdir: the run directory (algoprog.metrics describes its files).
+    mesh: device mesh; default all devices.
+    stop_after_steps: stop (with a checkpoint) after this many total steps, as if killed:
+      for tests and for splitting a run across jobs.
+
+  Returns:
+    run.json's contents.
+  """
+  run_dir = pathlib.Path(workdir)
+  run_dir.mkdir(parents=True, exist_ok=True)
+  config = config_lib.resolve(config)
+  corpus = data.load_corpus(config.data)
+  stream = data.TokenStream(corpus.train_tokens, config.data.batch_size,
+                            config.data.sequence_length)
+
+  # The parameter count fixes the token budget, so count on abstract shapes first.
+  model = models.build_model(config.model, corpus.vocab_size)
+  abstract_params = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, config.data.sequence_length),
+                                                      jnp.int32)))["params"]
+  params_total = models.count_params(abstract_params)
+  params_embedding = models.embedding_param_count(abstract_params)
+  tokens = config.train.tokens or int(config.train.tokens_per_param * params_total)
+  total_steps = max(1, round(tokens / stream.tokens_per_step))
+  if total_steps > stream.steps_per_epoch:
+    raise data.DataError(
+        f"train.tokens: the budget needs {total_steps} steps of {stream.tokens_per_step} "
+        f"tokens but the corpus has {stream.steps_per_epoch} ({corpus.train_tokens.size:,} "
+        "training tokens, one epoch): lower train.tokens / train.tokens_per_param")
+  with config.unlocked():
+    config.data.vocab_size = corpus.vocab_size
+    config.train.tokens = total_steps * stream.tokens_per_step
+    config.train.steps = total_steps
+
+  resolved = config.to_dict()
+  config_path = run_dir / metrics.CONFIG_FILE
+  if config_path.exists():
+    diffs = _config_differences(json.loads(config_path.read_text()), resolved)
+    if diffs:
+      raise config_lib.ConfigError(
+          f"workdir {run_dir} holds a run of a different config ({'; '.join(diffs[:5])}); "
+          "use a new --workdir")
+  metrics.write_json(config_path, resolved)
+
+  flops_per_token = flops.training_flops_per_token(config.model, corpus.vocab_size,
+                                                   params_total)
+  run_info = {
+      "run_id": run_dir.name, "label": config.label, "status": "running",
+      "params_total": params_total, "params_nonembedding": params_total - params_embedding,
+      "flops_per_token": flops_per_token, "flops_convention": flops.CONVENTION,
+      "tokens_planned": config.train.tokens, "steps_planned": total_steps,
+      "seed": config.seed, "width": config.model.width,
+      "learning_rate": config.optim.learning_rate, "batch_size": config.data.batch_size,
+      "sequence_length": config.data.sequence_length,
+      "data_fingerprint": corpus.fingerprint, "failure_reason": None,
+  }
+  metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+  logging.info("run %s: %s params (%s non-embedding), %d steps x %d tokens, "
+               "%.3g FLOPs/token (%s), budget %.3g FLOPs", run_dir, f"{params_total:,}",
+               f"{params_total - params_embedding:,}", total_steps, stream.tokens_per_step,
+               flops_per_token, flops.CONVENTION, flops_per_token * config.train.tokens)
+
+  trainer = build_trainer(config, corpus.vocab_size, total_steps, mesh)
+  validation = data.validation_batches(corpus.validation_tokens, config.data.batch_size,
+                                       config.data.sequence_length)
+  mngr = checkpoints.manager(run_dir, config.train.keep_checkpoints)
+  restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
+  if restored is None:
+    state = trainer.init(jax.random.key(config.seed))
+    stream_state = {"step": 0, "train_loss_sum": 0.0, "train_loss_steps": 0,
+                    "wall_time_s": 0.0}
+  else:
+    state, stream_state = restored
+    logging.info("resumed %s at step %d", run_dir, stream_state["step"])
+  writer = metrics.MetricsWriter(run_dir, resume_step=stream_state["step"])
+  evaluate_after = eval_steps(total_steps, config.train.eval_every_steps)
+  rows = host_rows(config.data.batch_size)
+  validation_loss = float("nan")
+  start_time = time.time() - stream_state["wall_time_s"]
+  interval_start, interval_tokens = time.time(), 0
+  last_step = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
+  try:
+    for step in range(stream_state["step"], last_step):
+      inputs, targets = stream.batch(step, rows)
+      state, train_loss = trainer.train_step(state, *trainer.shard_batch(inputs, targets))
+      done = step + 1
+      stream_state["train_loss_sum"] += float(train_loss)
+      stream_state["train_loss_steps"] += 1
+      interval_tokens += stream.tokens_per_step
+      if not math.isfinite(float(train_loss)):
+        raise FloatingPointError(f"train loss is {float(train_loss)} at step {done}")
+      if done in evaluate_after:
+        validation_loss = trainer.evaluate(state.params, validation)
+        tokens_seen = done * stream.tokens_per_step
+        writer.write({
+            "step": done, "tokens": tokens_seen, "flops": flops_per_token * tokens_seen,
+            "train_loss": stream_state["train_loss_sum"] / stream_state["train_loss_steps"],
+            "validation_loss": validation_loss, "wall_time_s": time.time() - start_time,
+            "learning_rate": float(trainer.learning_rate(step)),
+        })
+        stream_state["train_loss_sum"], stream_state["train_loss_steps"] = 0.0, 0
+      if done % config.train.log_every_steps == 0 or done == last_step:
+        elapsed = time.time() - interval_start
+        logging.info(
+            "step %d/%d  tokens %.3g  FLOPs %.3g  train %.4f  validation %.4f  %.0f tok/s",
+            done, total_steps, done * stream.tokens_per_step,
+            flops_per_token * done * stream.tokens_per_step, float(train_loss),
+            validation_loss, interval_tokens / max(elapsed, 1e-9))
+        interval_start, interval_tokens = time.time(), 0
+      if done % config.train.checkpoint_every_steps == 0 or done == last_step:
+        stream_state["step"] = done
+        stream_state["wall_time_s"] = time.time() - start_time
+        checkpoints.save(mngr, done, state, stream_state)
+  except FloatingPointError as e:
+    run_info.update(status="failed", failure_reason=str(e))
+    metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+    raise
+  finally:
+    writer.close()
+    mngr.close()
+  if last_step == total_steps:
+    run_info.update(status="completed", final_validation_loss=validation_loss,
+                    wall_time_s=time.time() - start_time)
+    metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+  return run_info

@@ -1,0 +1,9 @@
+"""The modern Transformer (the study's reference): pre-norm RMSNorm, rotary, SwiGLU, AdamW,
+cosine to 0.1x with 10% warmup, clipping 1.0. Every field is documented in algoprog/config.py.
+"""
+
+from algoprog import config
+
+
+def get_config():
+  return config.base_config()

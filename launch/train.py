@@ -1,0 +1,32 @@
+r"""Trains one model: `python -m launch.train --config=configs/modern.py --workdir=DIR`.
+
+Any config field can be overridden, e.g. `--config.model.width=32`. Rerunning the same
+command on the same workdir resumes from its latest checkpoint.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from algoprog import config as config_lib, data, train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  try:
+    info = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (config_lib.ConfigError, data.DataError) as e:
+    sys.exit(f"error: {e}")
+  logging.info("finished %s: final validation loss %.4f nats/token",
+               _WORKDIR.value, info.get("final_validation_loss", float("nan")))
+
+
+if __name__ == "__main__":
+  app.run(main)
