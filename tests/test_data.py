@@ -1,0 +1,96 @@
+"""Data: the split, the stream, tokenizers and the caches."""
+
+import numpy as np
+import pytest
+
+from algoprog import config as config_lib, data, tfds_text
+
+
+def text_config(path, cache_dir, tokenizer="byte", validation_tokens=4096):
+  c = config_lib.base_config()
+  c.data.source = "text"
+  c.data.path = str(path)
+  c.data.cache_dir = str(cache_dir)
+  c.data.tokenizer = tokenizer
+  c.data.bpe_vocab_size = 512
+  c.data.validation_tokens = validation_tokens
+  return c.data
+
+
+def test_validation_documents_are_disjoint_from_training(small_corpus, tmp_path):
+  documents = data.read_documents(text_config(small_corpus, tmp_path), tmp_path)
+  train_docs, held_out = data.split_documents(documents, 4096)  # byte: 1 token per byte.
+  assert train_docs + held_out == documents
+  assert sum(len(d) for d in held_out) >= 4096
+  corpus = data.load_corpus(text_config(small_corpus, tmp_path))
+  assert corpus.validation_tokens.size == 4096
+  # The training array ends exactly where the held-out documents begin.
+  expected_train = sum(len(d.encode()) + 1 for d in train_docs)
+  assert corpus.train_tokens.size == expected_train
+
+
+def test_stream_reads_each_training_token_once_in_order():
+  tokens = np.arange(1000, dtype=np.int32)
+  stream = data.TokenStream(tokens, batch_size=4, sequence_length=10)
+  assert stream.segment_length == 250 and stream.steps_per_epoch == 24
+  seen = []
+  for step in range(stream.steps_per_epoch):
+    inputs, targets = stream.batch(step)
+    np.testing.assert_array_equal(targets[:, :-1], inputs[:, 1:])
+    seen.append(inputs)
+  inputs = np.concatenate(seen, axis=1)  # [rows, steps * L]: each row one contiguous stream.
+  np.testing.assert_array_equal(inputs, np.arange(4)[:, None] * 250 + np.arange(240))
+  assert len(np.unique(inputs)) == inputs.size
+  with pytest.raises(data.DataError, match="train.tokens"):
+    stream.batch(stream.steps_per_epoch)
+
+
+def test_stream_rows_slice_for_hosts():
+  stream = data.TokenStream(np.arange(1000, dtype=np.int32), 4, 10)
+  full, _ = stream.batch(3)
+  part, _ = stream.batch(3, slice(2, 4))
+  np.testing.assert_array_equal(full[2:], part)
+
+
+def test_validation_batches_cover_every_target_once():
+  tokens = np.arange(1, 1 + 10 * 8 + 1, dtype=np.int32)  # 10 windows of 8, plus one.
+  batches = data.validation_batches(tokens, batch_size=4, sequence_length=8)
+  assert len(batches) == 3
+  targets = np.concatenate([t[w > 0] for _, t, w in batches])
+  np.testing.assert_array_equal(np.sort(targets), tokens[1:])
+
+
+def test_bpe_is_trained_on_training_documents_only_and_cached(small_corpus, tmp_path):
+  config = text_config(small_corpus, tmp_path, tokenizer="bpe")
+  corpus = data.load_corpus(config)
+  assert corpus.vocab_size == 512
+  text = "The licenses for most software are designed to take away your freedom."
+  ids = corpus.tokenizer.encode([text])[0]
+  assert corpus.tokenizer.decode(ids) == text
+  assert len(ids) < len(text) / 2  # Merges learned from English text compress it.
+  again = data.load_corpus(config)  # Second call reads the cache.
+  np.testing.assert_array_equal(again.train_tokens, corpus.train_tokens)
+  assert again.fingerprint == corpus.fingerprint
+  assert again.tokenizer.encode([text])[0] == ids
+
+
+def test_gpt2_tokenizer_needs_local_files(tmp_path):
+  with pytest.raises(data.DataError, match="data.gpt2_vocab_dir"):
+    data.gpt2_tokenizer(str(tmp_path))
+
+
+def test_local_text_is_prepared_once_as_array_record(small_corpus, tmp_path):
+  files = sorted(small_corpus.iterdir())
+  documents = tfds_text.prepare_and_read(files, tmp_path)
+  assert list(tmp_path.rglob("*.array_record*"))
+  expected = [d for f in files for d in tfds_text.split_into_documents(f.read_text())]
+  assert documents == expected  # In order: tfds' shuffling is off.
+
+
+def test_missing_and_empty_corpora_are_clear_errors(tmp_path):
+  with pytest.raises(data.DataError, match="data.path"):
+    data.load_corpus(text_config(tmp_path / "nope.txt", tmp_path))
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "a.txt").write_text("  \n\n ")
+  with pytest.raises(data.DataError, match="no text"):
+    data.load_corpus(text_config(tmp_path / "empty", tmp_path))
