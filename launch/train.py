@@ -14,6 +14,9 @@ from algoprog import config as config_lib, console, data, train
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() first (multi-host TPU/GPU: run "
+    "the same command on every host; coordinates are auto-detected on TPU pods).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -21,6 +24,9 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
   console.quiet_libraries()
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
   try:
     info = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, data.DataError) as e:
