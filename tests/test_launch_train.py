@@ -1,0 +1,48 @@
+"""The training entry point end to end, as a user runs it."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def launch(workdir, corpus, cache, *extra):
+  env = dict(os.environ, XLA_FLAGS="")  # One CPU device, as on a laptop.
+  return subprocess.run(
+      [sys.executable, "-m", "launch.train", "--config=configs/modern.py",
+       f"--workdir={workdir}", "--config.data.source=text", f"--config.data.path={corpus}",
+       "--config.data.tokenizer=byte", f"--config.data.cache_dir={cache}",
+       "--config.data.validation_tokens=2048", "--config.data.batch_size=8",
+       "--config.data.sequence_length=32", "--config.model.width=16",
+       "--config.train.tokens=4096", "--config.train.eval_every_steps=8", *extra],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_launcher_runs_and_records(small_corpus, tmp_path):
+  result = launch(tmp_path / "run", small_corpus, tmp_path / "cache")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "validation" in result.stderr and "FLOPs" in result.stderr
+  rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows] == [1, 2, 4, 8, 16]
+  assert set(rows[0]) == {"step", "tokens", "flops", "train_loss", "validation_loss",
+                          "wall_time_s", "learning_rate"}
+  run = json.loads((tmp_path / "run" / "run.json").read_text())
+  assert run["status"] == "completed" and run["flops_convention"]
+
+
+def test_bad_input_is_one_line_naming_the_field(small_corpus, tmp_path):
+  cases = {
+      "--config.model.widht=32": "widht",
+      "--config.model.width=40": "model.width",
+      "--config.model.max_sequence_length=16": "data.sequence_length",
+      "--config.optim.schedule=cosinus": "optim.schedule",
+  }
+  for flag, field in cases.items():
+    result = launch(tmp_path / "bad", small_corpus, tmp_path / "cache", flag)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and field in last, (flag, result.stderr[-1500:])
+    assert "Traceback" not in result.stderr
