@@ -213,7 +213,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                                       jnp.int32)))["params"]
   params_total = models.count_params(abstract_params)
   params_embedding = models.embedding_param_count(abstract_params)
-  tokens = config.train.tokens or int(config.train.tokens_per_param * params_total)
+  tokens = config.train.tokens or max(config.train.min_tokens,
+                                      int(config.train.tokens_per_param * params_total))
   total_steps = max(1, round(tokens / stream.tokens_per_step))
   if total_steps > stream.steps_per_epoch:
     raise data.DataError(
