@@ -1,0 +1,328 @@
+"""Sweeps: many training runs from one config, run resumably by local worker processes.
+
+A sweep config (see configs/sweep_*.py and configs/reproduce_*.py) lists groups; a group is
+one preset config file trained at several widths and seeds, with either given learning rates
+or a learning-rate sweep. Planning is pure: `plan_runs` turns the sweep config (and the LR
+choices made so far) into `RunSpec`s with stable ids. Execution is at the edge: every run
+is one `python -m launch.train` process in the run's own directory, so a crash or OOM is
+confined to that run, a rerun after a kill resumes each unfinished run from its checkpoint,
+and completed runs are skipped.
+
+Sweep directory:
+  manifest.json         every planned run: id, stage, label, config file, overrides, command
+  runs/<run_id>/        one training run each (algoprog.metrics describes its files)
+  runs/<run_id>/launcher.log  the run's console output
+  lr_choices.json       per (label, width): the sweep curve (lr -> final validation loss)
+                        and the learning rate chosen for the full runs
+  failures.json         every failed run with its reason (never silently dropped)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+from typing import Any, Iterable
+
+import ml_collections
+
+from algoprog import metrics
+
+MANIFEST_FILE = "manifest.json"
+LR_CHOICES_FILE = "lr_choices.json"
+FAILURES_FILE = "failures.json"
+
+
+class SweepError(ValueError):
+  """A sweep config field or sweep directory is unusable; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One training run of a sweep.
+
+  Attributes:
+    run_id: directory name under runs/, stable across invocations.
+    stage: "lr_sweep" (reduced budget, picks the LR) or "full".
+    label: group label recorded in run.json (the analyses group runs by it).
+    config_file: the preset config file (path relative to the repository root, or absolute).
+    overrides: dotted config field -> value, applied as --config.FIELD=VALUE.
+  """
+  run_id: str
+  stage: str
+  label: str
+  config_file: str
+  overrides: dict
+
+  def command(self, sweep_dir: pathlib.Path, python: str = sys.executable) -> list[str]:
+    args = [python, "-m", "launch.train", f"--config={self.config_file}",
+            f"--workdir={sweep_dir / 'runs' / self.run_id}"]
+    args += [f"--config.{k}={_flag_value(v)}" for k, v in sorted(self.overrides.items())]
+    return args
+
+
+def _flag_value(value: Any) -> str:
+  if isinstance(value, bool):
+    return str(value)
+  if isinstance(value, float):
+    return repr(value)
+  return str(value)
+
+
+def lr_grid(center: float, points: int, spacing_decades: float) -> list[float]:
+  """`points` learning rates spaced `spacing_decades` apart in log10, centred on `center`."""
+  offsets = [(i - (points - 1) / 2) * spacing_decades for i in range(points)]
+  return [float(f"{center * 10**o:.4g}") for o in offsets]
+
+
+def interpolate_lr(anchors: dict, width: int) -> float:
+  """Learning rate at `width` from {width: lr} anchors, log-log linear (clamped slope at the
+  ends): the study tuned 32/64/128/256 and its optimum follows a power law in width."""
+  points = sorted((int(w), float(lr)) for w, lr in anchors.items())
+  if len(points) == 1:
+    return points[0][1]
+  for (w0, lr0), (w1, lr1) in zip(points, points[1:]):
+    if width <= w1 or (w1, lr1) == points[-1]:
+      slope = math.log(lr1 / lr0) / math.log(w1 / w0)
+      return float(f"{lr0 * (width / w0) ** slope:.4g}")
+  raise AssertionError("unreachable")
+
+
+def _run_id(label: str, width: int, seed: int, stage: str, lr: float | None) -> str:
+  if stage == "lr_sweep":
+    return f"{label}_w{width}_s{seed}_lrsweep{lr:.3g}"
+  return f"{label}_w{width}_s{seed}"
+
+
+def flatten_overrides(overrides: Any, prefix: str = "") -> dict:
+  """Nested {"data": {"tokenizer": "byte"}} -> {"data.tokenizer": "byte"}."""
+  flat = {}
+  for key, value in (overrides or {}).items():
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      flat.update(flatten_overrides(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+_GROUP_FIELDS = ("config", "widths", "seeds", "tokens_per_param", "lr_widths", "lr_values",
+                 "lr_sweep")
+
+
+def _check_group(label: str, group: ml_collections.ConfigDict) -> None:
+  for field in _GROUP_FIELDS:
+    if field not in group:
+      raise SweepError(f"groups.{label}.{field}: missing (expected in every group)")
+  if not group.widths:
+    raise SweepError(f"groups.{label}.widths: expected at least one width")
+  if not group.seeds:
+    raise SweepError(f"groups.{label}.seeds: expected at least one seed")
+  if len(group.lr_widths) != len(group.lr_values):
+    raise SweepError(f"groups.{label}.lr_values: expected one learning rate per lr_widths "
+                     f"entry ({len(group.lr_widths)}); got {len(group.lr_values)}")
+  if not group.lr_values and not group.lr_sweep:
+    raise SweepError(f"groups.{label}.lr_values: expected learning rates (with lr_widths) "
+                     "or lr_sweep=True")
+  if group.tokens_per_param <= 0:
+    raise SweepError(f"groups.{label}.tokens_per_param: expected > 0; got "
+                     f"{group.tokens_per_param}")
+
+
+def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
+              ) -> list[RunSpec]:
+  """Every run the sweep needs, in execution order (LR sweeps first within each group).
+
+  Args:
+    sweep: the sweep config (configs/sweep_*.py documents its fields).
+    lr_choices: {"label/width": chosen lr} from finished LR sweeps; full runs of a group
+      with `lr_sweep=True` are planned only once their choice exists.
+  """
+  lr_choices = lr_choices or {}
+  common = flatten_overrides(sweep.overrides)
+  runs = []
+  for label, group in sweep.groups.items():
+    _check_group(label, group)
+    overrides = {**common, **flatten_overrides(group.get("overrides")), "label": label}
+    anchors = dict(zip(group.lr_widths, group.lr_values))
+    for width in group.widths:
+      base = {**overrides, "model.width": int(width)}
+      if group.lr_sweep:
+        center = interpolate_lr(anchors, width) if anchors else sweep.lr_sweep.center
+        # The study's reduced budget: max(16M tokens, 5% of the full budget).
+        reduced = {**base, "seed": int(group.seeds[0]),
+                   "train.tokens_per_param": float(group.tokens_per_param)
+                   * sweep.lr_sweep.budget_fraction,
+                   "train.min_tokens": int(sweep.lr_sweep.min_tokens)}
+        for lr in lr_grid(center, sweep.lr_sweep.points, sweep.lr_sweep.spacing_decades):
+          runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr),
+                              "lr_sweep", label, group.config,
+                              {**reduced, "optim.learning_rate": lr}))
+        if f"{label}/{width}" not in lr_choices:
+          continue
+        lr = lr_choices[f"{label}/{width}"]
+      else:
+        lr = interpolate_lr(anchors, width)
+      for seed in group.seeds:
+        runs.append(RunSpec(_run_id(label, width, seed, "full", None), "full", label,
+                            group.config,
+                            {**base, "seed": int(seed), "optim.learning_rate": lr,
+                             "train.tokens_per_param": float(group.tokens_per_param)}))
+  return runs
+
+
+def run_status(sweep_dir: pathlib.Path, run: RunSpec) -> dict:
+  """{"status": "completed"|"failed"|"running"|"pending", ...} from the run's run.json."""
+  path = sweep_dir / "runs" / run.run_id / metrics.RUN_FILE
+  if not path.exists():
+    return {"status": "pending"}
+  return json.loads(path.read_text())
+
+
+def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict:
+  """Per (label, width): the LR-sweep curve and the LR with the best final validation loss.
+
+  Only completed sweep runs count; a group whose sweep runs all failed gets no choice (its
+  full runs are not planned, and the failures are reported).
+  """
+  curves: dict[str, dict] = {}
+  for run in runs:
+    if run.stage != "lr_sweep":
+      continue
+    key = f"{run.label}/{run.overrides['model.width']}"
+    info = run_status(sweep_dir, run)
+    curve = curves.setdefault(key, {"curve": []})
+    curve["curve"].append({"learning_rate": run.overrides["optim.learning_rate"],
+                           "status": info["status"],
+                           "final_validation_loss": info.get("final_validation_loss")})
+  for key, entry in curves.items():
+    done = [p for p in entry["curve"] if p["status"] == "completed"
+            and p["final_validation_loss"] is not None
+            and math.isfinite(p["final_validation_loss"])]
+    if done:
+      best = min(done, key=lambda p: p["final_validation_loss"])
+      entry["chosen_learning_rate"] = best["learning_rate"]
+      grid = sorted(p["learning_rate"] for p in entry["curve"])
+      entry["chosen_at_grid_edge"] = best["learning_rate"] in (grid[0], grid[-1])
+  return curves
+
+
+def write_manifest(sweep_dir: pathlib.Path, runs: list[RunSpec]) -> None:
+  metrics.write_json(sweep_dir / MANIFEST_FILE, {"runs": [
+      {**dataclasses.asdict(r), "command": shlex.join(r.command(sweep_dir, "python"))}
+      for r in runs]})
+
+
+def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec]) -> tuple[pathlib.Path,
+                                                                           pathlib.Path]:
+  """commands.txt (one launcher command a line, runnable under any scheduler, from the
+  repository root) and slurm_array.sh (a SLURM array over those lines)."""
+  commands = sweep_dir / "commands.txt"
+  commands.write_text("".join(shlex.join(r.command(sweep_dir, "python")) + "\n"
+                              for r in runs))
+  slurm = sweep_dir / "slurm_array.sh"
+  slurm.write_text(
+      "#!/bin/bash\n"
+      f"#SBATCH --array=1-{len(runs)}\n"
+      "#SBATCH --job-name=algoprog\n"
+      f"#SBATCH --output={sweep_dir}/runs/slurm-%A_%a.log\n"
+      "# Submit from the repository root: sbatch " + str(slurm) + "\n"
+      "# Each task runs one line of commands.txt; rerunning a finished run is a no-op\n"
+      "# and an interrupted one resumes from its checkpoint.\n"
+      f'eval "$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {commands})"\n')
+  return commands, slurm
+
+
+def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
+  """Runs (or resumes) one run in its own process; returns its final run.json status."""
+  run_dir = sweep_dir / "runs" / run.run_id
+  run_dir.mkdir(parents=True, exist_ok=True)
+  with open(run_dir / "launcher.log", "a") as log:
+    process = subprocess.run(run.command(sweep_dir), stdout=log, stderr=subprocess.STDOUT,
+                             env=env, cwd=env.get("ALGOPROG_ROOT"))
+  info = run_status(sweep_dir, run)
+  if process.returncode != 0 and info.get("status") != "failed":
+    tail = (run_dir / "launcher.log").read_text().strip().splitlines()[-1:] or [""]
+    reason = f"exit code {process.returncode}: {tail[0][:300]}"
+    if process.returncode < 0 or process.returncode == 137:
+      reason = f"killed by signal (exit {process.returncode}; out of memory?): {tail[0][:200]}"
+    info = {**info, "status": "failed", "failure_reason": reason}
+    if (run_dir / metrics.RUN_FILE).exists():
+      metrics.write_json(run_dir / metrics.RUN_FILE, info)
+    else:
+      metrics.write_json(run_dir / metrics.RUN_FILE, {"run_id": run.run_id,
+                                                      "label": run.label, **info})
+  return info
+
+
+def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
+            retry_failed: bool = False, log=print) -> dict[str, dict]:
+  """Runs every run not yet completed with `workers` processes; returns id -> run.json.
+
+  Completed runs are skipped; failed runs are skipped unless `retry_failed`; pending and
+  interrupted runs are (re)started, resuming from their checkpoints.
+  """
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, ALGOPROG_ROOT=str(root))
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+  results, todo = {}, []
+  for run in runs:
+    info = run_status(sweep_dir, run)
+    if info["status"] == "completed" or (info["status"] == "failed" and not retry_failed):
+      results[run.run_id] = info
+    else:
+      todo.append(run)
+  if todo:
+    log(f"sweep {sweep_dir}: {len(todo)} runs to do, {len(results)} already finished, "
+        f"{workers} worker(s)")
+  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    futures = {pool.submit(_execute, sweep_dir, run, env): run for run in todo}
+    for future in concurrent.futures.as_completed(futures):
+      run = futures[future]
+      info = future.result()
+      results[run.run_id] = info
+      loss = info.get("final_validation_loss")
+      log(f"  {info['status']:9s} {run.run_id}"
+          + (f"  validation {loss:.4f}" if isinstance(loss, float) else "")
+          + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else ""))
+  return results
+
+
+def record_failures(sweep_dir: pathlib.Path, results: dict[str, dict]) -> list[dict]:
+  failures = [{"run_id": run_id, "label": info.get("label"),
+               "reason": info.get("failure_reason")}
+              for run_id, info in sorted(results.items()) if info["status"] == "failed"]
+  metrics.write_json(sweep_dir / FAILURES_FILE, {"failures": failures})
+  return failures
+
+
+def load_choices(sweep_dir: pathlib.Path) -> dict:
+  path = sweep_dir / LR_CHOICES_FILE
+  if not path.exists():
+    return {}
+  return {k: v["chosen_learning_rate"] for k, v in json.loads(path.read_text()).items()
+          if "chosen_learning_rate" in v}
+
+
+def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers: int,
+              retry_failed: bool = False, log=print) -> dict[str, dict]:
+  """LR sweeps, then the full runs with the chosen LRs; resumable at any point."""
+  sweep_dir = pathlib.Path(sweep_dir)
+  sweep_dir.mkdir(parents=True, exist_ok=True)
+  runs = plan_runs(sweep, load_choices(sweep_dir))
+  write_manifest(sweep_dir, runs)
+  results = execute(sweep_dir, [r for r in runs if r.stage == "lr_sweep"], workers,
+                    retry_failed, log)
+  curves = choose_learning_rates(sweep_dir, runs)
+  metrics.write_json(sweep_dir / LR_CHOICES_FILE, curves)
+  runs = plan_runs(sweep, load_choices(sweep_dir))
+  write_manifest(sweep_dir, runs)
+  results.update(execute(sweep_dir, [r for r in runs if r.stage == "full"], workers,
+                         retry_failed, log))
+  record_failures(sweep_dir, results)
+  return results

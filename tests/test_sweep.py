@@ -1,0 +1,142 @@
+"""Sweeps: planning, LR selection, resume after a kill, failed-run bookkeeping."""
+
+import json
+import os
+
+import ml_collections
+import pytest
+
+from algoprog import config as config_lib, metrics, sweep, train
+
+
+def sweep_config(corpus, cache, **group_overrides) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.workers = 1
+  c.overrides = ml_collections.ConfigDict({
+      "data": {"source": "text", "path": str(corpus), "tokenizer": "byte",
+               "cache_dir": str(cache), "validation_tokens": 2048, "batch_size": 8,
+               "sequence_length": 32},
+      "train": {"eval_every_steps": 4, "checkpoint_every_steps": 3}})
+  c.lr_sweep = ml_collections.ConfigDict(
+      {"points": 3, "spacing_decades": 0.5, "budget_fraction": 0.5, "min_tokens": 0,
+       "center": 3e-3})
+  group = {"config": "configs/modern.py", "widths": (16,), "seeds": (123,),
+           "tokens_per_param": 1.0, "lr_widths": (16,), "lr_values": (3e-3,),
+           "lr_sweep": False, "overrides": {}}
+  group.update(group_overrides)
+  c.groups = ml_collections.ConfigDict({"modern": group})
+  return c
+
+
+def test_plan_sweeps_lr_first_then_full_runs_at_the_choice(tmp_path):
+  c = sweep_config(tmp_path, tmp_path, widths=(16, 32), seeds=(1, 2), lr_sweep=True)
+  runs = sweep.plan_runs(c)
+  assert [r.stage for r in runs] == ["lr_sweep"] * 6  # No choice yet: no full runs.
+  lrs = [r.overrides["optim.learning_rate"] for r in runs[:3]]
+  assert lrs == pytest.approx([3e-3 / 10**0.5, 3e-3, 3e-3 * 10**0.5], rel=1e-3)
+  assert runs[0].overrides["train.tokens_per_param"] == 0.5
+  runs = sweep.plan_runs(c, {"modern/16": 1e-3})
+  full = [r for r in runs if r.stage == "full"]
+  assert [(r.overrides["model.width"], r.overrides["seed"]) for r in full] == [(16, 1),
+                                                                               (16, 2)]
+  assert all(r.overrides["optim.learning_rate"] == 1e-3 for r in full)
+  assert full[0].overrides["data.tokenizer"] == "byte" and full[0].overrides["label"] == "modern"
+  assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_learning_rates_interpolate_log_linearly_in_width():
+  anchors = {32: 9.95e-3, 64: 5.79e-3, 128: 3.37e-3, 256: 1.97e-3}
+  assert sweep.interpolate_lr(anchors, 64) == pytest.approx(5.79e-3)
+  middle = sweep.interpolate_lr(anchors, 96)
+  assert 3.37e-3 < middle < 5.79e-3
+  assert middle == pytest.approx((5.79e-3 * 3.37e-3) ** 0.5 * (96 / (64 * 128) ** 0.5)
+                                 ** (-0.781), rel=0.02)
+  assert sweep.interpolate_lr(anchors, 512) < 1.97e-3  # Extrapolates with the end slope.
+
+
+def test_bad_sweep_configs_name_the_field(tmp_path):
+  with pytest.raises(sweep.SweepError, match="groups.modern.lr_values"):
+    sweep.plan_runs(sweep_config(tmp_path, tmp_path, lr_values=(1e-3, 2e-3)))
+  with pytest.raises(sweep.SweepError, match="groups.modern.widths"):
+    sweep.plan_runs(sweep_config(tmp_path, tmp_path, widths=()))
+
+
+def write_run(sweep_dir, run, status, loss=None):
+  run_dir = sweep_dir / "runs" / run.run_id
+  run_dir.mkdir(parents=True)
+  metrics.write_json(run_dir / metrics.RUN_FILE, {"status": status,
+                                                  "final_validation_loss": loss})
+
+
+def test_lr_choice_is_the_best_completed_final_loss(tmp_path):
+  c = sweep_config(tmp_path, tmp_path, lr_sweep=True)
+  runs = sweep.plan_runs(c)
+  write_run(tmp_path, runs[0], "completed", 3.0)
+  write_run(tmp_path, runs[1], "completed", 2.5)
+  write_run(tmp_path, runs[2], "failed")
+  curves = sweep.choose_learning_rates(tmp_path, runs)
+  entry = curves["modern/16"]
+  assert entry["chosen_learning_rate"] == runs[1].overrides["optim.learning_rate"]
+  assert [p["status"] for p in entry["curve"]] == ["completed", "completed", "failed"]
+  assert not entry["chosen_at_grid_edge"]
+
+
+def test_sweep_resumes_after_a_kill_and_keeps_failures(small_corpus, tmp_path):
+  c = sweep_config(small_corpus, tmp_path / "cache", widths=(16, 32))
+  with c.unlocked():
+    c.groups.diverges = dict(c.groups.modern.to_dict(), widths=(16,), lr_values=(1e30,),
+                             overrides={"optim": {"grad_clip_norm": 0.0}})
+  runs = sweep.plan_runs(c)
+  by_id = {r.run_id: r for r in runs}
+  finished, killed = by_id["modern_w16_s123"], by_id["modern_w32_s123"]
+
+  def run_config(run):  # The same config the launcher would build.
+    cfg = config_lib.base_config()
+    for dotted, value in run.overrides.items():
+      node = cfg
+      *parents, leaf = dotted.split(".")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+    return cfg
+
+  old_cwd = os.getcwd()
+  os.chdir(sweep.__file__.rsplit("/algoprog/", 1)[0])
+  try:
+    train.train_and_evaluate(run_config(finished), tmp_path / "sweep/runs" / finished.run_id,
+                             mesh=train.make_mesh(train.jax.devices()[:1]))
+    # A kill after step 4: checkpoint at step 3, status still "running".
+    train.train_and_evaluate(run_config(killed), tmp_path / "sweep/runs" / killed.run_id,
+                             mesh=train.make_mesh(train.jax.devices()[:1]),
+                             stop_after_steps=4)
+  finally:
+    os.chdir(old_cwd)
+  finished_metrics = (tmp_path / "sweep/runs" / finished.run_id / "metrics.jsonl").read_text()
+  assert sweep.run_status(tmp_path / "sweep", killed)["status"] == "running"
+
+  results = sweep.run_sweep(c, tmp_path / "sweep", workers=2, log=lambda *_: None)
+  assert results[finished.run_id]["status"] == "completed"
+  assert results[killed.run_id]["status"] == "completed"
+  assert "resumed" in (tmp_path / "sweep/runs" / killed.run_id / "launcher.log").read_text()
+  assert not (tmp_path / "sweep/runs" / finished.run_id / "launcher.log").exists()
+  assert (tmp_path / "sweep/runs" / finished.run_id / "metrics.jsonl").read_text() == \
+      finished_metrics
+  failures = json.loads((tmp_path / "sweep" / sweep.FAILURES_FILE).read_text())["failures"]
+  assert [f["run_id"] for f in failures] == ["diverges_w16_s123"]
+  assert "train loss" in failures[0]["reason"]
+  manifest = json.loads((tmp_path / "sweep" / sweep.MANIFEST_FILE).read_text())
+  assert {r["run_id"] for r in manifest["runs"]} == set(by_id)
+
+  # Rerunning finds nothing to do and does not retry the failure.
+  again = sweep.run_sweep(c, tmp_path / "sweep", workers=1, log=lambda *_: None)
+  assert again[f"diverges_w16_s123"]["status"] == "failed"
+
+
+def test_export_writes_commands_and_a_slurm_array(tmp_path):
+  c = sweep_config(tmp_path, tmp_path, widths=(16, 32))
+  runs = sweep.plan_runs(c)
+  commands, slurm = sweep.export_commands(tmp_path, runs)
+  lines = commands.read_text().splitlines()
+  assert len(lines) == 2 and lines[0].startswith("python -m launch.train --config=configs/")
+  assert "--config.model.width=16" in lines[0]
+  assert "#SBATCH --array=1-2" in slurm.read_text()
