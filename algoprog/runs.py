@@ -1,0 +1,365 @@
+"""The table of runs every fit reads: one row per evaluation point of one training run.
+
+A `RunTable` is columnar (one numpy array per column, one entry per point) and holds only
+points that passed validation:
+
+  run_id   which training curve the point belongs to (str)
+  group    the run's label: architecture or variant, e.g. "modern", "lstm" (str)
+  compute  cumulative training compute at the point (FLOPs, > 0, finite)
+  loss     validation loss at the point (nats/token, finite)
+  params   total parameter count of the run (optional; NaN where unknown)
+  tokens   cumulative training tokens at the point (optional; NaN where unknown)
+
+Points of one run are kept in the order they were written (step order for training runs).
+Runs that cannot be used (status "failed", no metrics, a NaN loss) are never silently
+dropped: they are listed in `RunTable.excluded` with the reason.
+
+Two sources (docs/fit.md):
+  * a folder of training runs: any directory tree in which each run is a subdirectory with
+    `run.json` and `metrics.jsonl`, as written by `launch.train` (algoprog/metrics.py);
+  * a CSV or JSONL table with a user column mapping (`ColumnMapping`), e.g. published
+    (compute, loss) points or final losses of an IsoFLOP sweep.
+
+This module is the only one in the fit stack that touches files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+from typing import Iterable, Mapping
+
+import numpy as np
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+# Run statuses whose points are used; "running" curves are valid so far (the envelope only
+# needs the points that exist).
+USABLE_STATUSES = ("completed", "running")
+
+
+class RunTableError(ValueError):
+  """A table of runs that cannot be fitted; the message is one line naming the place."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExcludedRun:
+  """A run left out of the table and why (printed and written by launch.fit)."""
+  run_id: str
+  group: str
+  reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+  """Which column of a CSV/JSONL table holds each quantity.
+
+  `compute` and `loss` are required unless compute can be derived: with `compute=None` and
+  both `params` and `tokens` given, compute = 6 * params * tokens (FLOPs, the Kaplan
+  convention). Without a `run` column every row is its own run (a table of final points);
+  without a `group` column every row is in group "all".
+  """
+  compute: str | None = "compute"
+  loss: str = "loss"
+  run: str | None = None
+  group: str | None = None
+  params: str | None = None
+  tokens: str | None = None
+
+  @classmethod
+  def parse(cls, text: str) -> "ColumnMapping":
+    """Parses "compute=flops,loss=val_loss,group=arch" (fields not named keep defaults)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, str | None] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+      key, sep, column = item.partition("=")
+      if not sep or key.strip() not in fields:
+        raise RunTableError(f"column mapping '{item}': expected FIELD=COLUMN with FIELD one "
+                            f"of {', '.join(sorted(fields))}")
+      values[key.strip()] = column.strip() or None
+    return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunTable:
+  """Validated points of many runs (see the module docstring for the columns)."""
+  run_id: np.ndarray
+  group: np.ndarray
+  compute: np.ndarray
+  loss: np.ndarray
+  params: np.ndarray
+  tokens: np.ndarray
+  excluded: tuple[ExcludedRun, ...] = ()
+  source: str = ""
+
+  @property
+  def groups(self) -> list[str]:
+    """Group labels in order of first appearance."""
+    return list(dict.fromkeys(self.group.tolist()))
+
+  @property
+  def run_ids(self) -> list[str]:
+    """Run ids in order of first appearance."""
+    return list(dict.fromkeys(self.run_id.tolist()))
+
+  def select(self, mask: np.ndarray) -> "RunTable":
+    """The points where `mask` is true (excluded runs are kept)."""
+    return dataclasses.replace(
+        self, **{name: getattr(self, name)[mask] for name in _POINT_COLUMNS})
+
+  def only_groups(self, groups: Iterable[str]) -> "RunTable":
+    groups = list(groups)
+    missing = sorted(set(groups) - set(self.groups))
+    if missing:
+      raise RunTableError(f"group(s) {', '.join(missing)} not in the table (groups: "
+                          f"{', '.join(self.groups)})")
+    return self.select(np.isin(self.group, groups))
+
+
+_POINT_COLUMNS = ("run_id", "group", "compute", "loss", "params", "tokens")
+
+
+def make_table(run_id: Iterable, group: Iterable, compute: Iterable, loss: Iterable,
+               params: Iterable | None = None, tokens: Iterable | None = None, *,
+               excluded: Iterable[ExcludedRun] = (), source: str = "",
+               row_names: Iterable[str] | None = None) -> RunTable:
+  """Builds and validates a RunTable from per-point columns.
+
+  Raises:
+    RunTableError: naming the first bad row and column: non-finite or non-positive
+      compute, non-finite or non-positive loss, non-positive params/tokens, or no points.
+  """
+  compute = np.asarray(list(compute), dtype=np.float64)
+  n = compute.size
+  columns = {
+      "run_id": np.asarray([str(r) for r in run_id], dtype=object),
+      "group": np.asarray([str(g) for g in group], dtype=object),
+      "compute": compute,
+      "loss": np.asarray(list(loss), dtype=np.float64),
+      "params": (np.full(n, np.nan) if params is None
+                 else np.asarray(list(params), dtype=np.float64)),
+      "tokens": (np.full(n, np.nan) if tokens is None
+                 else np.asarray(list(tokens), dtype=np.float64)),
+  }
+  names = list(row_names) if row_names is not None else [f"row {i + 1}" for i in range(n)]
+  for name, values in columns.items():
+    if values.shape != (n,):
+      raise RunTableError(f"column {name}: {values.size} values, expected {n} (one per point)")
+  if n == 0:
+    raise RunTableError(f"{source or 'table'}: no usable points")
+  _check_positive_finite(columns["compute"], "compute", names, "compute (FLOPs)")
+  _check_positive_finite(columns["loss"], "loss", names, "validation loss (nats/token)")
+  for optional in ("params", "tokens"):
+    values = columns[optional]
+    known = ~np.isnan(values)
+    if known.any() and not known.all():
+      first = names[int(np.argmin(known))]
+      raise RunTableError(f"{first}: column {optional} is missing here but given elsewhere; "
+                          "expected it on every row or on none")
+    if known.all():
+      _check_positive_finite(values, optional, names, optional)
+  return RunTable(**columns, excluded=tuple(excluded), source=source)
+
+
+def _check_positive_finite(values: np.ndarray, column: str, names: list[str],
+                           what: str) -> None:
+  bad = ~np.isfinite(values) | (values <= 0)
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise RunTableError(f"{names[i]}: column {column} is {values[i]!r}; expected a finite "
+                        f"positive {what}")
+
+
+def load_runs(path: str | pathlib.Path, columns: ColumnMapping | None = None, *,
+              statuses: Iterable[str] = USABLE_STATUSES) -> RunTable:
+  """Loads a folder of training runs, or a .csv/.jsonl table with `columns`."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    if columns is not None:
+      raise RunTableError(f"{path}: a folder of runs takes no column mapping (it has the "
+                          "launcher's fixed format)")
+    return load_run_folder(path, statuses=statuses)
+  if not path.exists():
+    raise RunTableError(f"{path}: no such file or folder")
+  return load_table_file(path, columns or ColumnMapping())
+
+
+def load_run_folder(folder: str | pathlib.Path, *,
+                    statuses: Iterable[str] = USABLE_STATUSES) -> RunTable:
+  """Reads every run below `folder` (any depth) written by launch.train.
+
+  Each run is a directory holding run.json and metrics.jsonl (algoprog/metrics.py). The
+  point columns come from metrics.jsonl (flops -> compute, validation_loss -> loss, tokens)
+  and run.json (params_total -> params, label -> group). A run whose run_id is also used
+  by another directory is identified by its path relative to `folder` instead.
+
+  Excluded, with the reason, rather than loaded: runs whose status is not in `statuses`
+  (e.g. "failed", with run.json's failure_reason), runs with no evaluation yet, and runs
+  with a non-finite validation loss or FLOPs at some step.
+
+  Raises:
+    RunTableError: no run.json below `folder`, a run.json or metrics.jsonl line that is not
+      JSON or lacks a required field, or no usable run at all.
+  """
+  folder = pathlib.Path(folder)
+  statuses = tuple(statuses)
+  run_dirs = sorted(p.parent for p in folder.rglob(RUN_FILE))
+  if not run_dirs:
+    raise RunTableError(f"{folder}: no runs found (expected subdirectories holding "
+                        f"{RUN_FILE} and {METRICS_FILE})")
+  infos = [_read_run_info(d) for d in run_dirs]
+  id_counts: dict[str, int] = {}
+  for info in infos:
+    id_counts[info["run_id"]] = id_counts.get(info["run_id"], 0) + 1
+  points: dict[str, list] = {name: [] for name in _POINT_COLUMNS}
+  row_names: list[str] = []
+  excluded: list[ExcludedRun] = []
+  for run_dir, info in zip(run_dirs, infos):
+    run_id = info["run_id"]
+    if id_counts[run_id] > 1:
+      run_id = run_dir.relative_to(folder).as_posix()
+    group = str(info["label"])
+    if info["status"] not in statuses:
+      reason = f"status {info['status']}"
+      if info.get("failure_reason"):
+        reason += f": {info['failure_reason']}"
+      excluded.append(ExcludedRun(run_id, group, reason))
+      continue
+    rows = _read_metrics(run_dir)
+    if not rows:
+      excluded.append(ExcludedRun(run_id, group, "no evaluations in metrics.jsonl yet"))
+      continue
+    bad = next((r for r in rows if not (_finite(r["validation_loss"]) and _finite(r["flops"]))),
+               None)
+    if bad is not None:
+      excluded.append(ExcludedRun(
+          run_id, group, f"validation_loss {bad['validation_loss']} / flops {bad['flops']} "
+          f"at step {bad['step']}"))
+      continue
+    for r in rows:
+      points["run_id"].append(run_id)
+      points["group"].append(group)
+      points["compute"].append(float(r["flops"]))
+      points["loss"].append(float(r["validation_loss"]))
+      points["params"].append(float(info["params_total"]))
+      points["tokens"].append(float(r["tokens"]))
+      row_names.append(f"{run_dir / METRICS_FILE} step {r['step']}")
+  if not points["run_id"]:
+    reasons = "; ".join(f"{e.run_id}: {e.reason}" for e in excluded[:3])
+    raise RunTableError(f"{folder}: no usable runs ({len(excluded)} excluded: {reasons})")
+  return make_table(**points, excluded=excluded, source=str(folder), row_names=row_names)
+
+
+_RUN_FIELDS = ("run_id", "label", "status", "params_total")
+_METRIC_FIELDS = ("step", "tokens", "flops", "validation_loss")
+
+
+def _read_run_info(run_dir: pathlib.Path) -> dict:
+  path = run_dir / RUN_FILE
+  try:
+    info = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise RunTableError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+  missing = [f for f in _RUN_FIELDS if f not in info]
+  if missing:
+    raise RunTableError(f"{path}: missing field(s) {', '.join(missing)}; expected the "
+                        "launcher's run.json (docs/fit.md)")
+  return info
+
+
+def _read_metrics(run_dir: pathlib.Path) -> list[dict]:
+  path = run_dir / METRICS_FILE
+  if not path.exists():
+    return []
+  rows = []
+  for number, line in enumerate(path.read_text().splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      raise RunTableError(f"{path} line {number}: not valid JSON") from None
+    missing = [f for f in _METRIC_FIELDS if f not in row]
+    if missing:
+      raise RunTableError(f"{path} line {number}: missing field(s) {', '.join(missing)}")
+    rows.append(row)
+  return rows
+
+
+def _finite(value) -> bool:
+  # metrics.jsonl writes non-finite floats as the strings "nan"/"inf".
+  try:
+    return math.isfinite(float(value))
+  except (TypeError, ValueError):
+    return False
+
+
+def load_table_file(path: str | pathlib.Path, columns: ColumnMapping) -> RunTable:
+  """Reads a .csv (header row) or .jsonl (one object per line) table of points.
+
+  Raises:
+    RunTableError: an unknown extension, a mapped column absent from the file, or a value
+      that is not a number (naming the row and column), plus make_table's checks.
+  """
+  path = pathlib.Path(path)
+  if path.suffix.lower() == ".csv":
+    with open(path, newline="") as f:
+      records = list(csv.DictReader(f))
+    header = list(records[0].keys()) if records else []
+  elif path.suffix.lower() in (".jsonl", ".ndjson"):
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+      if line.strip():
+        try:
+          records.append(json.loads(line))
+        except json.JSONDecodeError:
+          raise RunTableError(f"{path} line {number}: not valid JSON") from None
+    header = sorted({k for r in records for k in r})
+  else:
+    raise RunTableError(f"{path}: expected a folder of runs, a .csv or a .jsonl file")
+  if not records:
+    raise RunTableError(f"{path}: no rows")
+  return table_from_records(records, columns, source=str(path), header=header)
+
+
+def table_from_records(records: list[Mapping], columns: ColumnMapping, *, source: str = "",
+                       header: list[str] | None = None) -> RunTable:
+  """Builds a RunTable from dict rows (CSV/JSONL lines, or rows built in memory)."""
+  header = header if header is not None else sorted({k for r in records for k in r})
+  if columns.compute is None and not (columns.params and columns.tokens):
+    raise RunTableError("column mapping: give compute=COLUMN, or params= and tokens= to "
+                        "derive compute = 6 * params * tokens")
+  mapped = {f.name: getattr(columns, f.name) for f in dataclasses.fields(columns)}
+  for field, column in mapped.items():
+    if column is not None and column not in header:
+      raise RunTableError(f"{source}: column '{column}' (mapped to {field}) not found; "
+                          f"columns are: {', '.join(header)}")
+
+  offset = 2 if source.endswith(".csv") else 1  # CSV row 1 is the header.
+
+  def numbers(column: str | None) -> list[float] | None:
+    if column is None:
+      return None
+    values = []
+    for i, record in enumerate(records):
+      raw = record.get(column)
+      try:
+        values.append(float(raw))
+      except (TypeError, ValueError):
+        raise RunTableError(f"{source} row {i + offset}: column {column} is {raw!r}; "
+                            "expected a number") from None
+    return values
+
+  params, tokens = numbers(columns.params), numbers(columns.tokens)
+  compute = numbers(columns.compute)
+  if compute is None:
+    compute = [6.0 * n * d for n, d in zip(params, tokens)]
+  run_id = ([r[columns.run] for r in records] if columns.run
+            else [f"row{i + offset}" for i in range(len(records))])
+  group = [r[columns.group] for r in records] if columns.group else ["all"] * len(records)
+  return make_table(run_id, group, compute, numbers(columns.loss), params, tokens,
+                    source=source,
+                    row_names=[f"{source} row {i + offset}" for i in range(len(records))])
