@@ -94,3 +94,20 @@ def test_missing_and_empty_corpora_are_clear_errors(tmp_path):
   (tmp_path / "empty" / "a.txt").write_text("  \n\n ")
   with pytest.raises(data.DataError, match="no text"):
     data.load_corpus(text_config(tmp_path / "empty", tmp_path))
+
+
+def test_tfds_catalog_source_reads_a_prepared_dataset(small_corpus, tmp_path):
+  # A dataset prepared in data_dir beforehand (here by our own builder) is read by name
+  # through tfds' array_record data source: what a TPU VM with a prepared data_dir does.
+  files = sorted(small_corpus.iterdir())
+  expected = tfds_text.prepare_and_read(files, tmp_path / "tfds")
+  (name,) = [p.name for p in (tmp_path / "tfds" / "local_text").iterdir()]
+  c = config_lib.base_config()
+  c.data.source = "tfds"
+  c.data.tfds_name = f"local_text/{name}"
+  c.data.tfds_data_dir = str(tmp_path / "tfds")
+  c.data.max_documents = 10
+  assert data.read_documents(c.data, tmp_path) == expected[:10]
+  c.data.tfds_name = "no_such_dataset"
+  with pytest.raises(data.DataError, match="data.tfds_name"):
+    data.read_documents(c.data, tmp_path)
