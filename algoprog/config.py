@@ -60,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tie_embeddings = True  # Unembedding = embedding transposed.
   c.model.output_bias = True  # Bias of V on the logits.
   c.model.dtype = "float32"  # Activation dtype: "float32" | "bfloat16". Params stay f32.
+  c.model.lstm_bias_sets = 1  # LSTM gate biases per layer: 1 (4d) or 2 (PyTorch's 2 x 4d).
+  c.model.lstm_forget_bias = 1.0  # LSTM forget-gate bias at init (summed over bias sets).
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball momentum) | "rmsprop".
@@ -171,6 +173,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.model.num_layers == 0 and c.model.width < HEAD_DIM:
       raise ConfigError(f"model.width: expected >= {HEAD_DIM}; got {c.model.width}")
   else:
+    if c.model.lstm_bias_sets not in (1, 2):
+      raise ConfigError(
+          f"model.lstm_bias_sets: expected 1 or 2; got {c.model.lstm_bias_sets!r}")
     if c.data.sequence_length % c.train.lstm_window:
       raise ConfigError(f"data.sequence_length: expected a multiple of train.lstm_window="
                         f"{c.train.lstm_window} for the LSTM; got {c.data.sequence_length}")

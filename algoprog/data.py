@@ -364,12 +364,18 @@ class TokenStream:
     return tokens[:, :-1], tokens[:, 1:]
 
 
-def validation_batches(validation_tokens: np.ndarray, batch_size: int, sequence_length: int
+def validation_batches(validation_tokens: np.ndarray, batch_size: int, sequence_length: int,
+                       streams: bool = False
                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """The fixed validation set as (inputs, targets, weights) batches of [batch_size, L].
 
   Non-overlapping windows of L inputs predicting the next L tokens; the last batch is
   padded with weight-0 rows, so every model scores exactly the same target tokens.
+
+  streams=False: batch k holds windows kB .. kB + B - 1. streams=True (recurrent models):
+  the same windows and padding, permuted so that row r of consecutive batches reads the r-th
+  contiguous run of ceil(n / B) windows: each row is one stream of text across batches, and
+  its padding (if any) comes at the end of the last rows' streams.
   """
   n_seq = (validation_tokens.size - 1) // sequence_length
   if n_seq == 0:
@@ -383,5 +389,9 @@ def validation_batches(validation_tokens: np.ndarray, batch_size: int, sequence_
   pad = (-n_seq) % batch_size
   tokens = np.concatenate([tokens, np.zeros((pad, sequence_length + 1), np.int32)])
   weights = np.concatenate([weights, np.zeros((pad, sequence_length), np.float32)])
+  if streams:  # Window r * n_batches + k goes to row r of batch k.
+    n_batches = len(tokens) // batch_size
+    order = np.arange(len(tokens)).reshape(batch_size, n_batches).T.reshape(-1)
+    tokens, weights = tokens[order], weights[order]
   return [(tokens[i:i + batch_size, :-1], tokens[i:i + batch_size, 1:],
            weights[i:i + batch_size]) for i in range(0, len(tokens), batch_size)]

@@ -1,11 +1,12 @@
-"""The model zoo: decoder-only Transformers with every component switchable.
+"""The model zoo: decoder-only Transformers with every component switchable, and the LSTM.
 
-Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab.
-All models map int tokens [B, L] to logits [B, L, V] in float32 and share the convention of
-SPEC.md: tied input/output embedding plus an output bias of V, no biases in the matrices,
-no dropout.
+Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab,
+N layers. All models map int tokens [B, L] to logits [B, L, V] in float32 and share the
+convention of SPEC.md: tied input/output embedding plus an output bias of V, no biases in the
+Transformer's matrices, no dropout. The LSTM also takes and returns its carried state
+(`LSTM.__call__`); `is_recurrent` tells the two apart. docs/models.md has the closed forms.
 
-Parameter layout (what `count_params` and the closed forms in tests rely on):
+Transformer parameter layout (what `count_params` and the closed forms in tests rely on):
   embed/embedding            V x D   (also the unembedding when tied)
   unembed/kernel             D x V   (only when untied)
   output_bias                V
@@ -15,6 +16,12 @@ Parameter layout (what `count_params` and the closed forms in tests rely on):
   layer_i/ffn/{up,down}/kernel        GELU/ReLU: 2 D F (8 D^2)
   layer_i/{attention_norm,ffn_norm}   D (RMSNorm scale) or 2 D (LayerNorm scale + bias)
   final_norm                          pre-norm only
+
+LSTM parameter layout (hidden = D; gates in the order input, forget, cell, output):
+  embed/embedding, output_bias (and unembed/kernel when untied), as above
+  layer_i/input_kernel       D x 4D
+  layer_i/recurrent_kernel   D x 4D
+  layer_i/bias               4D (x2 with model.lstm_bias_sets = 2, PyTorch's b_ih + b_hh)
 """
 
 from __future__ import annotations
@@ -214,12 +221,100 @@ def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
   return logits
 
 
+def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: jax.Array
+              ) -> tuple[jax.Array, jax.Array]:
+  """Runs the LSTM recurrence over L steps; returns (hidden states [B, L, H], carry).
+
+  `xproj` is the input projection plus bias, precomputed for all steps at once (one big
+  matmul); the scan does only the h @ W_h part, so it compiles once per sequence length.
+  Gates i, f, g, o in that order along the 4H axis:
+    c' = sigmoid(f) * c + sigmoid(i) * tanh(g),  h' = sigmoid(o) * tanh(c').
+  The carry is [B, 2, H] with h at index 0 and c at index 1; all in float32.
+  """
+  h = recurrent_Hx4H.shape[0]
+
+  def step(carry, xproj_Bx4H):
+    h_BxH, c_BxH = carry
+    gates = xproj_Bx4H + h_BxH @ recurrent_Hx4H
+    i, f, g, o = (gates[:, k * h:(k + 1) * h] for k in range(4))
+    c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
+    return (h_BxH, c_BxH), h_BxH
+
+  (h_BxH, c_BxH), hs_LxBxH = jax.lax.scan(
+      step, (carry_Bx2xH[:, 0], carry_Bx2xH[:, 1]), jnp.swapaxes(xproj_BxLx4H, 0, 1))
+  return jnp.swapaxes(hs_LxBxH, 0, 1), jnp.stack([h_BxH, c_BxH], axis=1)
+
+
+class LSTMLayer(nn.Module):
+  """One LSTM layer, hidden = input width D: 8 D^2 + 4 D (x lstm_bias_sets) params."""
+  model: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array, carry_Bx2xD: jax.Array
+               ) -> tuple[jax.Array, jax.Array]:
+    m = self.model
+    d = x_BxLxD.shape[-1]
+    init = _kernel_init(m)
+    input_Dx4D = self.param("input_kernel", init, (d, 4 * d))
+    recurrent_Dx4D = self.param("recurrent_kernel", init, (d, 4 * d))
+
+    def bias_init(key, shape):
+      del key  # Forget-gate bias starts at lstm_forget_bias (remember by default).
+      return jnp.zeros(shape).at[d:2 * d].set(m.lstm_forget_bias / m.lstm_bias_sets)
+
+    bias_4D = sum(self.param("bias" if k == 0 else f"bias_{k}", bias_init, (4 * d,))
+                  for k in range(m.lstm_bias_sets))
+    dtype = jnp.dtype(m.dtype)
+    xproj = (x_BxLxD.astype(dtype) @ input_Dx4D.astype(dtype)).astype(jnp.float32) + bias_4D
+    hidden_BxLxD, carry_Bx2xD = lstm_scan(xproj, recurrent_Dx4D, carry_Bx2xD)
+    return hidden_BxLxD.astype(dtype), carry_Bx2xD
+
+
+class LSTM(nn.Module):
+  """Streaming LSTM LM: N stacked layers of hidden D, tied embedding + output bias.
+
+  Called as (tokens [B, L], carry [B, N, 2, D] or None for zeros) -> (logits [B, L, V],
+  carry after the last token). Truncation of backpropagation and state resets are the
+  caller's (algoprog.train): the module itself is a plain recurrence over its input.
+  """
+  model: ml_collections.ConfigDict
+  vocab_size: int
+
+  @nn.compact
+  def __call__(self, tokens_BxL: jax.Array, carry_BxNx2xD: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
+    m = self.model
+    embed = nn.Embed(self.vocab_size, m.width, embedding_init=_embedding_init(m),
+                     name="embed")
+    x_BxLxD = embed(tokens_BxL)
+    if carry_BxNx2xD is None:
+      carry_BxNx2xD = initial_carry(m, tokens_BxL.shape[0])
+    carries = []
+    for i in range(m.num_layers):
+      x_BxLxD, carry_Bx2xD = LSTMLayer(m, name=f"layer_{i}")(x_BxLxD, carry_BxNx2xD[:, i])
+      carries.append(carry_Bx2xD)
+    return unembed(self, m, embed, x_BxLxD, self.vocab_size), jnp.stack(carries, axis=1)
+
+
+def initial_carry(model: ml_collections.ConfigDict, batch_size: int) -> jax.Array | None:
+  """The zero state of a recurrent model, float32 [B, N, 2, D]; None for a Transformer."""
+  if model.kind != "lstm":
+    return None
+  return jnp.zeros((batch_size, model.num_layers, 2, model.width), jnp.float32)
+
+
+def is_recurrent(model: nn.Module) -> bool:
+  """True for models called as (tokens, carry) -> (logits, carry)."""
+  return isinstance(model, LSTM)
+
+
 def build_model(model: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
   """The flax module for a resolved `config.model`."""
   model = ml_collections.FrozenConfigDict(model)  # Hashable, as flax attributes must be.
   if model.kind == "transformer":
     return Transformer(model, vocab_size)
-  raise NotImplementedError(f"model.kind={model.kind!r} is not built yet")
+  return LSTM(model, vocab_size)
 
 
 def count_params(params) -> int:

@@ -7,6 +7,18 @@ with explicit in/out shardings lets XLA insert the gradient all-reduce. Microbat
 the token-weighted sum over slices, identical in exact arithmetic to the full batch.
 
 Losses are next-token cross-entropy in nats/token, averaged over target tokens.
+
+Recurrent models (the LSTM) stream: `TrainState.carry` holds each batch row's hidden state
+[B, N, 2, D], sharded like the batch, checkpointed with the rest of the state. A train step
+cuts its L tokens per row into windows of train.lstm_window tokens and runs them in order,
+carrying the state from window to window (and, through the train state, from step to step,
+since data.TokenStream gives every row one contiguous stream) but stopping gradients at each
+window boundary: truncated BPTT. Before each window a row's state is zeroed with probability
+train.lstm_reset_probability, drawn from a key derived from (seed, step) only, so the draws
+do not depend on devices or microbatches and a resumed run repeats them exactly. Evaluation
+reads the validation set as batch_size contiguous streams (data.validation_batches with
+streams=True), starting from zeros and carrying the state across all windows, with no resets.
+Transformers have carry None.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ class TrainState:
   step: jax.Array  # Optimizer steps taken (int32 scalar).
   params: Any
   opt_state: Any
+  carry: Any = None  # Recurrent state per batch row [B, N, 2, D]; None for Transformers.
 
 
 def make_mesh(devices: list | None = None) -> Mesh:
@@ -56,41 +69,91 @@ def cross_entropy_sum(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   return jnp.sum(losses * weights_BxL), jnp.sum(weights_BxL)
 
 
-def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
-                    microbatches: int) -> Callable:
-  """(state, inputs [B, L], targets [B, L]) -> (state, mean train loss)."""
+_RESET_STREAM = 1  # Folded into the seed's key so reset draws never reuse the init key.
 
-  def loss_sum(params, inputs, targets):
-    return cross_entropy_sum(model.apply({"params": params}, inputs), targets)
+
+def reset_mask(seed: int, step: jax.Array, batch_size: int, windows: int,
+               probability: float) -> jax.Array:
+  """bool [B, windows]: which rows restart from zeros before each window of `step`."""
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _RESET_STREAM), step)
+  return jax.random.bernoulli(key, probability, (batch_size, windows))
+
+
+def truncated_bptt_loss_sum(model: nn.Module, params, carry_BxNx2xD, inputs_BxL, targets_BxL,
+                            resets_BxT, window: int):
+  """(loss sum, (token count, carry)) of a recurrent model over L / window windows in order.
+
+  Each window starts from the previous window's final state, zeroed where `resets` says,
+  with gradients stopped at the boundary.
+  """
+  b, length = inputs_BxL.shape
+  by_window = lambda x: x.reshape(b, length // window, window).swapaxes(0, 1)
+
+  def one_window(carry, batch):
+    inputs_BxW, targets_BxW, reset_B = batch
+    carry = jnp.where(reset_B[:, None, None, None], 0.0, jax.lax.stop_gradient(carry))
+    logits, carry = model.apply({"params": params}, inputs_BxW, carry)
+    return carry, cross_entropy_sum(logits, targets_BxW)
+
+  carry, (losses, counts) = jax.lax.scan(
+      one_window, carry_BxNx2xD, (by_window(inputs_BxL), by_window(targets_BxL), resets_BxT.T))
+  return jnp.sum(losses), (jnp.sum(counts), carry)
+
+
+def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
+                    microbatches: int, *, seed: int = 0, lstm_window: int = 0,
+                    lstm_reset_probability: float = 0.0) -> Callable:
+  """(state, inputs [B, L], targets [B, L]) -> (state, mean train loss).
+
+  The lstm_* arguments (train.* fields) matter only for recurrent models; 0 window -> L.
+  """
+  recurrent = models.is_recurrent(model)
+
+  def loss_sum(params, carry, inputs, targets, resets):
+    if recurrent:
+      return truncated_bptt_loss_sum(model, params, carry, inputs, targets, resets,
+                                     lstm_window or inputs.shape[1])
+    loss, n = cross_entropy_sum(model.apply({"params": params}, inputs), targets)
+    return loss, (n, carry)
 
   grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
 
   def train_step(state: TrainState, inputs_BxL, targets_BxL):
     b, length = inputs_BxL.shape
-    split = lambda x: x.reshape(microbatches, b // microbatches, length)
+    resets = None
+    if recurrent:
+      resets = reset_mask(seed, state.step, b, length // (lstm_window or length),
+                          lstm_reset_probability)
+    split = lambda x: x.reshape((microbatches, b // microbatches) + x.shape[1:])
 
-    def accumulate(carry, batch):
-      grads, total, count = carry
-      (loss, n), g = grad_fn(state.params, *batch)
-      return (jax.tree_util.tree_map(jnp.add, grads, g), total + loss, count + n), None
+    def accumulate(acc, batch):
+      grads, total, count = acc
+      (loss, (n, carry)), g = grad_fn(state.params, *batch)
+      return (jax.tree_util.tree_map(jnp.add, grads, g), total + loss, count + n), carry
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-    (grads, total, count), _ = jax.lax.scan(
-        accumulate, (zeros, 0.0, 0.0), (split(inputs_BxL), split(targets_BxL)))
+    batches = jax.tree_util.tree_map(split, (state.carry, inputs_BxL, targets_BxL, resets))
+    (grads, total, count), carry = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), batches)
+    carry = jax.tree_util.tree_map(lambda c: c.reshape((b,) + c.shape[2:]), carry)
     grads = jax.tree_util.tree_map(lambda g: g / count, grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return TrainState(state.step + 1, params, opt_state), total / count
+    return TrainState(state.step + 1, params, opt_state, carry), total / count
 
   return train_step
 
 
 def make_eval_step(model: nn.Module) -> Callable:
-  """(params, inputs, targets, weights) -> (loss sum in nats, token count)."""
+  """(params, carry, inputs, targets, weights) -> (loss sum in nats, token count, carry).
 
-  def eval_step(params, inputs_BxL, targets_BxL, weights_BxL):
-    logits = model.apply({"params": params}, inputs_BxL)
-    return cross_entropy_sum(logits, targets_BxL, weights_BxL)
+  `carry` is the recurrent state entering the batch (None for Transformers)."""
+
+  def eval_step(params, carry, inputs_BxL, targets_BxL, weights_BxL):
+    if models.is_recurrent(model):
+      logits, carry = model.apply({"params": params}, inputs_BxL, carry)
+    else:
+      logits = model.apply({"params": params}, inputs_BxL)
+    return cross_entropy_sum(logits, targets_BxL, weights_BxL) + (carry,)
 
   return eval_step
 
@@ -109,22 +172,30 @@ class Trainer:
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
     abstract = jax.eval_shape(self._init, jax.random.key(0))
-    self.state_shardings = jax.tree_util.tree_map(lambda _: self.replicated, abstract)
+    self.state_shardings = jax.tree_util.tree_map(lambda _: self.replicated, abstract).replace(
+        carry=jax.tree_util.tree_map(lambda _: self.batch_sharding, abstract.carry))
     self.abstract_state = checkpoints.abstract_with_shardings(abstract, self.state_shardings)
     self.init = jax.jit(self._init, out_shardings=self.state_shardings)
+    self.zero_carry = jax.jit(
+        lambda: models.initial_carry(self.config.model, self.config.data.batch_size),
+        out_shardings=self.state_shardings.carry)
     self.train_step = jax.jit(
-        make_train_step(self.model, self.optimizer, self.config.train.microbatches),
+        make_train_step(self.model, self.optimizer, self.config.train.microbatches,
+                        seed=self.config.seed, lstm_window=self.config.train.lstm_window,
+                        lstm_reset_probability=self.config.train.lstm_reset_probability),
         in_shardings=(self.state_shardings, self.batch_sharding, self.batch_sharding),
         out_shardings=(self.state_shardings, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
         make_eval_step(self.model),
-        in_shardings=(self.state_shardings.params,) + (self.batch_sharding,) * 3,
-        out_shardings=(self.replicated, self.replicated))
+        in_shardings=(self.state_shardings.params, self.state_shardings.carry)
+        + (self.batch_sharding,) * 3,
+        out_shardings=(self.replicated, self.replicated, self.state_shardings.carry))
 
   def _init(self, rng: jax.Array) -> TrainState:
     length = self.config.data.sequence_length
     params = self.model.init(rng, jnp.zeros((1, length), jnp.int32))["params"]
-    return TrainState(jnp.zeros((), jnp.int32), params, self.optimizer.init(params))
+    carry = models.initial_carry(self.config.model, self.config.data.batch_size)
+    return TrainState(jnp.zeros((), jnp.int32), params, self.optimizer.init(params), carry)
 
   def shard_batch(self, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
     """Global host arrays [B, ...] -> arrays sharded over the data axis.
@@ -135,10 +206,16 @@ class Trainer:
                  for a in arrays)
 
   def evaluate(self, params, batches) -> float:
-    """Mean validation loss (nats/token) over the fixed validation batches."""
+    """Mean validation loss (nats/token) over the fixed validation batches.
+
+    A recurrent model starts from zeros and carries its state from batch to batch, so
+    `batches` must be streams (data.validation_batches(..., streams=True)).
+    """
     total, count = 0.0, 0.0
+    carry = self.zero_carry()
     for inputs, targets, weights in batches:
-      loss, n = self.eval_step(params, *self.shard_batch(inputs, targets, weights))
+      loss, n, carry = self.eval_step(params, carry,
+                                      *self.shard_batch(inputs, targets, weights))
       total, count = total + float(loss), count + float(n)
     return total / count
 
@@ -236,8 +313,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           "use a new --workdir")
   metrics.write_json(config_path, resolved)
 
-  flops_per_token = flops.training_flops_per_token(config.model, corpus.vocab_size,
-                                                   params_total)
+  flops_per_token = float(flops.training_flops_per_token(
+      config.model, corpus.vocab_size, config.data.sequence_length))
   run_info = {
       "run_id": run_dir.name, "label": config.label, "status": "running",
       "params_total": params_total, "params_nonembedding": params_total - params_embedding,
@@ -256,7 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   trainer = build_trainer(config, corpus.vocab_size, total_steps, mesh)
   validation = data.validation_batches(corpus.validation_tokens, config.data.batch_size,
-                                       config.data.sequence_length)
+                                       config.data.sequence_length,
+                                       streams=models.is_recurrent(trainer.model))
   mngr = checkpoints.manager(run_dir, config.train.keep_checkpoints)
   restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
   if restored is None:

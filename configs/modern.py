@@ -2,8 +2,8 @@
 cosine to 0.1x with 10% warmup, clipping 1.0. Every field is documented in algoprog/config.py.
 """
 
-from algoprog import config
+from algoprog import presets
 
 
 def get_config():
-  return config.base_config()
+  return presets.modern()

@@ -1,0 +1,12 @@
+"""Ablation: the modern Transformer with the cosine schedule reverted to inverse-sqrt after the
+same warmup (optim.schedule = "inverse_sqrt"); nothing else changes.
+"""
+
+from algoprog import presets
+
+
+def get_config():
+  c = presets.modern()
+  c.label = "ablation_inverse_sqrt"
+  c.optim.schedule = "inverse_sqrt"
+  return c

@@ -1,0 +1,12 @@
+"""Ablation: the modern Transformer with RMSNorm reverted to LayerNorm (model.norm =
+"layernorm"); nothing else changes.
+"""
+
+from algoprog import presets
+
+
+def get_config():
+  c = presets.modern()
+  c.label = "ablation_layernorm"
+  c.model.norm = "layernorm"
+  return c

@@ -1,0 +1,9 @@
+"""The "2017" (retro) Transformer: post-norm LayerNorm, sinusoidal positions, GELU, Adam
+without weight decay, inverse-sqrt schedule with warmup (algoprog.presets.retro says why).
+"""
+
+from algoprog import presets
+
+
+def get_config():
+  return presets.retro()
