@@ -21,3 +21,253 @@ def save_figure(figure: Figure, path_stem: str | pathlib.Path,
     figure.savefig(path, dpi=150, bbox_inches="tight")
     paths.append(path)
   return paths
+
+
+# ----------------------------------------------------------------------------------------
+# Algorithmic-progress accounting figures (algoprog.account).
+
+_DEPENDENT_COLOR = "#c0392b"
+_INVARIANT_COLOR = "#2c7fb8"
+
+
+def _log_ticks_as_multiples(axis) -> None:
+  """Labels a log CEG axis 1x, 10x, 100x, ... (CEG is a multiplier, not a count)."""
+  from matplotlib.ticker import FuncFormatter
+  axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}x" if v >= 1 else f"{v:g}x"))
+
+
+def innovation_bars(innovations, decomposition, measured: dict | None = None,
+                    title: str = "") -> Figure:
+  """Horizontal bars of each innovation's CEG (log axis) in one decomposition.
+
+  Scale-dependent bars are red and hatched (their CEG depends on the compute of
+  `decomposition`); `measured` (name -> CEG before the interaction normalisation) adds an
+  open marker at the raw ablation value.
+  """
+  import numpy as np
+  figure = Figure(figsize=(8, 0.45 * len(innovations) + 1.6))
+  ax = figure.add_subplot()
+  names = [i.name for i in innovations]
+  values = [float(np.asarray(decomposition.components[n])) for n in names]
+  rows = np.arange(len(names))[::-1]
+  for row, innovation, value in zip(rows, innovations, values):
+    dependent = innovation.scale_dependent
+    ax.barh(row, value - 1.0, left=1.0, height=0.7,
+            color=_DEPENDENT_COLOR if dependent else _INVARIANT_COLOR,
+            hatch="//" if dependent else None, edgecolor="white")
+    ax.text(value * 1.08, row, f"{value:,.3g}x", va="center", fontsize=9)
+  if measured:
+    raw = [(row, measured[n]) for row, n in zip(rows, names) if n in measured]
+    ax.scatter([v for _, v in raw], [r for r, _ in raw], marker="o", facecolors="none",
+               edgecolors="black", zorder=3, label="measured ablation (before normalisation)")
+  ax.set_xscale("log")
+  ax.set_xlim(1.0, max(values + [2.0]) * 3)
+  _log_ticks_as_multiples(ax.xaxis)
+  ax.set_yticks(rows, [i.label for i in innovations])
+  ax.set_xlabel("compute-equivalent gain (x, log scale)")
+  compute = float(np.asarray(decomposition.compute).ravel()[0])
+  ax.set_title(title or f"CEG per innovation at {compute:.3g} FLOPs")
+  from matplotlib.patches import Patch
+  handles = [Patch(color=_DEPENDENT_COLOR, hatch="//", label="scale-dependent"),
+             Patch(color=_INVARIANT_COLOR, label="scale-invariant")]
+  if measured:
+    handles += ax.get_legend_handles_labels()[0]
+  ax.legend(handles=handles, loc="lower right", fontsize=8)
+  ax.grid(axis="x", which="major", alpha=0.3)
+  return figure
+
+
+def gains_vs_compute(innovations, compute, marks: dict | None = None,
+                     sampled_innovations=None, level: float = 0.95) -> Figure:
+  """CEG of each innovation vs compute (log-log): flat lines are scale-invariant.
+
+  Args:
+    innovations: algoprog.account.Innovation sequence (point estimates).
+    compute: FLOPs grid [T].
+    marks: label -> FLOPs drawn as vertical lines (e.g. the 2023 frontier).
+    sampled_innovations: the same innovations with [S] samples; adds `level` bands.
+  """
+  import jax
+  import numpy as np
+  from algoprog import account
+  figure = Figure(figsize=(8, 5))
+  ax = figure.add_subplot()
+  colors = _colors(len(innovations))
+  for color, innovation in zip(colors, innovations):
+    ceg = np.asarray(account.gain_at(innovation.gain, compute))
+    ax.plot(compute, ceg, color=color, lw=2 if innovation.scale_dependent else 1.3,
+            ls="-" if innovation.scale_dependent else "--", label=innovation.label)
+  if sampled_innovations is not None:
+    tail = 50.0 * (1.0 - level)
+    for color, innovation in zip(colors, sampled_innovations):
+      if not innovation.scale_dependent and np.ndim(innovation.gain.ceg) == 0:
+        continue
+      samples = np.asarray(jax.vmap(lambda c: account.gain_at(innovation.gain, c))(
+          np.asarray(compute)))
+      lower, upper = np.nanpercentile(samples, [tail, 100 - tail], axis=1)
+      ax.fill_between(compute, lower, upper, color=color, alpha=0.15, lw=0)
+  for label, flops in (marks or {}).items():
+    ax.axvline(flops, color="gray", lw=0.8, ls=":")
+    ax.text(flops, ax.get_ylim()[1], f" {label}", rotation=90, va="top", ha="right",
+            fontsize=8, color="gray")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  _log_ticks_as_multiples(ax.yaxis)
+  ax.set_xlabel("training compute of the new algorithm (FLOPs)")
+  ax.set_ylabel("compute-equivalent gain (x)")
+  ax.set_title("CEG vs compute: scale-dependent (solid) vs scale-invariant (dashed)")
+  ax.legend(fontsize=8, loc="upper left")
+  ax.grid(which="major", alpha=0.3)
+  return figure
+
+
+def _colors(n: int) -> list:
+  from matplotlib import colormaps
+  cmap = colormaps["tab10" if n <= 10 else "tab20"]
+  return [cmap(i % cmap.N) for i in range(n)]
+
+
+def progress_by_year(innovations, frontier, fixed: dict, frontier_band=None,
+                     level: float = 0.95) -> Figure:
+  """Cumulative CEG by year: (left) stacked by innovation at the moving frontier, (right)
+  totals at the frontier and at fixed compute levels, with annual growth in the legend.
+
+  Args:
+    innovations: the innovations, in stacking order.
+    frontier: account.YearlyProgress at the frontier.
+    fixed: FLOPs -> account.YearlyProgress at that fixed compute.
+    frontier_band: optional account.YearlyProgress of samples; adds a `level` band.
+  """
+  import numpy as np
+  figure = Figure(figsize=(13, 5))
+  stacked, lines = figure.subplots(1, 2)
+  years = np.asarray(frontier.years)
+  log_bottom = np.zeros(len(years))
+  for color, innovation in zip(_colors(len(innovations)), innovations):
+    log_top = log_bottom + np.log10(np.asarray(frontier.components[innovation.name]))
+    stacked.fill_between(years, 10 ** log_bottom, 10 ** log_top, step="post", color=color,
+                         alpha=0.85, lw=0, hatch="//" if innovation.scale_dependent else None,
+                         label=innovation.label)
+    log_bottom = log_top
+  stacked.step(years, np.asarray(frontier.total), where="post", color="black", lw=1.2)
+  stacked.set_title("cumulative CEG at the frontier, by innovation (hatched: scale-dependent)",
+                    fontsize=10)
+  stacked.legend(fontsize=7, loc="upper left")
+  final = len(years) - 1
+  growth_label = f"frontier ({float(np.asarray(frontier.annual_growth)[final]):.2f}x/yr)"
+  lines.step(years, np.asarray(frontier.total), where="post", color="black", lw=2,
+             label=growth_label)
+  if frontier_band is not None:
+    tail = 50.0 * (1.0 - level)
+    lower, upper = np.nanpercentile(np.asarray(frontier_band.total), [tail, 100 - tail], axis=1)
+    lines.fill_between(years, lower, upper, step="post", color="black", alpha=0.15, lw=0,
+                       label=f"{level:.0%} interval")
+  for color, (flops, progress) in zip(_colors(len(fixed)), sorted(fixed.items())):
+    growth = float(np.asarray(progress.annual_growth)[final])
+    lines.step(years, np.asarray(progress.total), where="post", color=color, ls="--",
+               label=f"fixed {flops:.0e} FLOPs ({growth:.2f}x/yr)")
+  lines.set_title(f"cumulative CEG at the frontier vs at fixed compute "
+                  f"(growth over {years[0]}-{years[final]})", fontsize=10)
+  lines.legend(fontsize=8, loc="upper left")
+  for ax in (stacked, lines):
+    ax.set_yscale("log")
+    _log_ticks_as_multiples(ax.yaxis)
+    ax.set_xlabel("year")
+    ax.set_ylabel("cumulative compute-equivalent gain (x)")
+    ax.grid(which="major", alpha=0.3)
+  return figure
+
+
+def reference_dependence(progress: dict) -> Figure:
+  """Cumulative CEG at the frontier by year relative to each reference algorithm.
+
+  Args:
+    progress: reference label -> account.YearlyProgress (of the innovations it lacks).
+  """
+  import numpy as np
+  figure = Figure(figsize=(8, 5))
+  ax = figure.add_subplot()
+  for color, (label, p) in zip(_colors(len(progress)), progress.items()):
+    total = np.asarray(p.total)
+    final = float(total[-1])
+    growth = float(np.asarray(p.annual_growth)[-1])
+    ax.step(np.asarray(p.years), total, where="post", color=color, lw=2,
+            label=f"relative to {label}: {final:,.3g}x in {int(p.years[-1])} "
+                  f"({growth:.2f}x/yr)")
+  ax.set_yscale("log")
+  _log_ticks_as_multiples(ax.yaxis)
+  ax.set_xlabel("year")
+  ax.set_ylabel("cumulative compute-equivalent gain at the frontier (x)")
+  ax.set_title("algorithmic progress depends on the reference algorithm")
+  ax.legend(fontsize=8, loc="upper left")
+  ax.grid(which="major", alpha=0.3)
+  return figure
+
+
+def kaplan_vs_chinchilla(law, allocation, compute, marks: dict | None = None) -> Figure:
+  """(left) Reducible loss vs compute of Kaplan's and the compute-optimal allocation under
+  the Chinchilla law L(N, D); (right) the multiplier M(C) between them.
+
+  Args:
+    law: account.ChinchillaLaw; allocation: account.KaplanAllocation.
+    compute: FLOPs grid [T]; marks: label -> FLOPs marked on M(C).
+  """
+  import numpy as np
+  from algoprog import account, laws as laws_lib
+  figure = Figure(figsize=(12, 4.8))
+  losses, multiplier = figure.subplots(1, 2)
+  compute = np.asarray(compute, dtype=float)
+  kaplan = np.asarray(account.kaplan_reducible_loss(law, allocation, compute))
+  optimal = np.asarray(laws_lib.loss_at_compute(account.optimal_reducible_law(law), compute))
+  losses.plot(compute, kaplan, color=_DEPENDENT_COLOR, lw=2,
+              label="Kaplan allocation N = %.3g C^%.2f" % (allocation.coefficient,
+                                                          allocation.exponent))
+  losses.plot(compute, optimal, color=_INVARIANT_COLOR, lw=2, ls="--",
+              label="Chinchilla-optimal allocation")
+  losses.set_yscale("log")
+  losses.set_ylabel("reducible loss L - E (nats/token)")
+  losses.set_title("Chinchilla law: reducible loss by allocation")
+  losses.legend(fontsize=8)
+  m = np.asarray(account.chinchilla_multiplier(law, allocation, compute))
+  multiplier.plot(compute, m, color="black", lw=2)
+  for label, flops in (marks or {}).items():
+    value = float(account.chinchilla_multiplier(law, allocation, flops))
+    multiplier.scatter([flops], [value], color=_DEPENDENT_COLOR, zorder=3)
+    multiplier.annotate(f"{label}: {value:.3g}x", (flops, value), textcoords="offset points",
+                        xytext=(-8, 6), ha="right", fontsize=8)
+  multiplier.set_yscale("log")
+  _log_ticks_as_multiples(multiplier.yaxis)
+  multiplier.set_ylabel("Kaplan -> Chinchilla multiplier M(C) (x)")
+  multiplier.set_title("compute saved by rebalancing parameters vs tokens")
+  for ax in (losses, multiplier):
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (FLOPs)")
+    ax.grid(which="major", alpha=0.3)
+  return figure
+
+
+def tornado(rows, metric_label: str = "total CEG", log_scale: bool = True) -> Figure:
+  """Tornado chart of account.sensitivity rows: the metric at each input's low and high
+  value (a CEG on a log axis; `log_scale=False` for shares), widest swing on top."""
+  import numpy as np
+  figure = Figure(figsize=(8, 0.45 * len(rows) + 1.6))
+  ax = figure.add_subplot()
+  positions = np.arange(len(rows))[::-1]
+  for y, row in zip(positions, rows):
+    for value, setting, color in ((row.at_low, row.low_value, _INVARIANT_COLOR),
+                                  (row.at_high, row.high_value, _DEPENDENT_COLOR)):
+      ax.barh(y, value - row.base, left=row.base, color=color, height=0.6)
+      ax.text(value, y, f" {setting:g}: {value:,.3g}{'x' if log_scale else ''} ",
+              va="center", fontsize=7,
+              ha="left" if value >= row.base else "right")
+  base = rows[0].base if rows else 1.0
+  ax.axvline(base, color="black", lw=1)
+  if log_scale:
+    ax.set_xscale("log")
+    _log_ticks_as_multiples(ax.xaxis)
+  ax.set_yticks(positions, [f"{r.parameter} ({r.base_value:g})" for r in rows], fontsize=8)
+  ax.set_xlabel(f"{metric_label} ({'x, log scale; ' if log_scale else ''}line: base "
+                f"{base:,.4g})")
+  ax.set_title(f"sensitivity of {metric_label}: low (blue) and high (red) input values")
+  ax.grid(axis="x", which="major", alpha=0.3)
+  return figure
