@@ -55,13 +55,15 @@ def innovation_bars(innovations, decomposition, measured: dict | None = None,
     ax.barh(row, value - 1.0, left=1.0, height=0.7,
             color=_DEPENDENT_COLOR if dependent else _INVARIANT_COLOR,
             hatch="//" if dependent else None, edgecolor="white")
-    ax.text(value * 1.08, row, f"{value:,.3g}x", va="center", fontsize=9)
+    raw = (measured or {}).get(innovation.name)
+    text = f"{value:,.3g}x" + ("" if raw is None else f" (measured {float(raw):.3g}x)")
+    ax.text(max(value, float(raw or 0.0)) * 1.12, row, text, va="center", fontsize=9)
   if measured:
     raw = [(row, measured[n]) for row, n in zip(rows, names) if n in measured]
     ax.scatter([v for _, v in raw], [r for r, _ in raw], marker="o", facecolors="none",
                edgecolors="black", zorder=3, label="measured ablation (before normalisation)")
   ax.set_xscale("log")
-  ax.set_xlim(1.0, max(values + [2.0]) * 3)
+  ax.set_xlim(1.0, max(values + [2.0]) * 4)
   _log_ticks_as_multiples(ax.xaxis)
   ax.set_yticks(rows, [i.label for i in innovations])
   ax.set_xlabel("compute-equivalent gain (x, log scale)")
@@ -108,7 +110,7 @@ def gains_vs_compute(innovations, compute, marks: dict | None = None,
       ax.fill_between(compute, lower, upper, color=color, alpha=0.15, lw=0)
   for label, flops in (marks or {}).items():
     ax.axvline(flops, color="gray", lw=0.8, ls=":")
-    ax.text(flops, ax.get_ylim()[1], f" {label}", rotation=90, va="top", ha="right",
+    ax.text(flops, ax.get_ylim()[0], f" {label}", rotation=90, va="bottom", ha="right",
             fontsize=8, color="gray")
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -116,9 +118,16 @@ def gains_vs_compute(innovations, compute, marks: dict | None = None,
   ax.set_xlabel("training compute of the new algorithm (FLOPs)")
   ax.set_ylabel("compute-equivalent gain (x)")
   ax.set_title("CEG vs compute: scale-dependent (solid) vs scale-invariant (dashed)")
-  ax.legend(fontsize=8, loc="upper left")
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   ax.grid(which="major", alpha=0.3)
   return figure
+
+
+def _steps(years, values):
+  """(years + [last + 1], values + [last value]): a step plot shows the final year too."""
+  import numpy as np
+  years, values = np.asarray(years), np.asarray(values)
+  return np.append(years, years[-1] + 1), np.concatenate([values, values[-1:]])
 
 
 def _colors(n: int) -> list:
@@ -142,29 +151,31 @@ def progress_by_year(innovations, frontier, fixed: dict, frontier_band=None,
   figure = Figure(figsize=(13, 5))
   stacked, lines = figure.subplots(1, 2)
   years = np.asarray(frontier.years)
-  log_bottom = np.zeros(len(years))
+  log_bottom = np.zeros(len(years) + 1)
   for color, innovation in zip(_colors(len(innovations)), innovations):
-    log_top = log_bottom + np.log10(np.asarray(frontier.components[innovation.name]))
-    stacked.fill_between(years, 10 ** log_bottom, 10 ** log_top, step="post", color=color,
+    steps, ceg = _steps(years, frontier.components[innovation.name])
+    log_top = log_bottom + np.log10(ceg)
+    stacked.fill_between(steps, 10 ** log_bottom, 10 ** log_top, step="post", color=color,
                          alpha=0.85, lw=0, hatch="//" if innovation.scale_dependent else None,
                          label=innovation.label)
     log_bottom = log_top
-  stacked.step(years, np.asarray(frontier.total), where="post", color="black", lw=1.2)
+  stacked.step(*_steps(years, frontier.total), where="post", color="black", lw=1.2)
   stacked.set_title("cumulative CEG at the frontier, by innovation (hatched: scale-dependent)",
                     fontsize=10)
   stacked.legend(fontsize=7, loc="upper left")
   final = len(years) - 1
   growth_label = f"frontier ({float(np.asarray(frontier.annual_growth)[final]):.2f}x/yr)"
-  lines.step(years, np.asarray(frontier.total), where="post", color="black", lw=2,
+  lines.step(*_steps(years, frontier.total), where="post", color="black", lw=2,
              label=growth_label)
   if frontier_band is not None:
     tail = 50.0 * (1.0 - level)
     lower, upper = np.nanpercentile(np.asarray(frontier_band.total), [tail, 100 - tail], axis=1)
-    lines.fill_between(years, lower, upper, step="post", color="black", alpha=0.15, lw=0,
-                       label=f"{level:.0%} interval")
+    steps, lower = _steps(years, lower)
+    lines.fill_between(steps, lower, _steps(years, upper)[1], step="post", color="black",
+                       alpha=0.15, lw=0, label=f"{level:.0%} interval")
   for color, (flops, progress) in zip(_colors(len(fixed)), sorted(fixed.items())):
     growth = float(np.asarray(progress.annual_growth)[final])
-    lines.step(years, np.asarray(progress.total), where="post", color=color, ls="--",
+    lines.step(*_steps(years, progress.total), where="post", color=color, ls="--",
                label=f"fixed {flops:.0e} FLOPs ({growth:.2f}x/yr)")
   lines.set_title(f"cumulative CEG at the frontier vs at fixed compute "
                   f"(growth over {years[0]}-{years[final]})", fontsize=10)
@@ -191,7 +202,7 @@ def reference_dependence(progress: dict) -> Figure:
     total = np.asarray(p.total)
     final = float(total[-1])
     growth = float(np.asarray(p.annual_growth)[-1])
-    ax.step(np.asarray(p.years), total, where="post", color=color, lw=2,
+    ax.step(*_steps(p.years, total), where="post", color=color, lw=2,
             label=f"relative to {label}: {final:,.3g}x in {int(p.years[-1])} "
                   f"({growth:.2f}x/yr)")
   ax.set_yscale("log")
@@ -270,4 +281,75 @@ def tornado(rows, metric_label: str = "total CEG", log_scale: bool = True) -> Fi
                 f"{base:,.4g})")
   ax.set_title(f"sensitivity of {metric_label}: low (blue) and high (red) input values")
   ax.grid(axis="x", which="major", alpha=0.3)
+  return figure
+
+
+# ----------------------------------------------------------------------------------------
+# Scaling-law fit figures (algoprog.fit, algoprog.ceg).
+
+
+def loss_vs_compute(table, fit=None, target_losses=(), raw_cegs=(), title: str = "") -> Figure:
+  """Validation loss vs cumulative training compute, log-log, one colour per group.
+
+  Draws every run's curve (thin), the fit points of each group's frontier (dots), the
+  fitted law L(C) = E + a*C**alpha extended a decade past the data (dashed, `fit` an
+  algoprog.fit.PowerLawFit), horizontal lines at `target_losses` and, for each
+  algoprog.ceg.RawCeg in `raw_cegs`, the two crossings joined by an arrow labelled with the
+  CEG (C_reference / C_group).
+  """
+  import numpy as np
+  figure = Figure(figsize=(8, 5.5))
+  ax = figure.add_subplot()
+  groups = list(fit.groups) if fit is not None else table.groups
+  groups += [g for g in table.groups if g not in groups]
+  colors = dict(zip(groups, _colors(len(groups))))
+  for group in groups:
+    rows = table.group == group
+    for run_id in dict.fromkeys(table.run_id[rows].tolist()):
+      run = rows & (table.run_id == run_id)
+      ax.plot(table.compute[run], table.loss[run], color=colors[group], alpha=0.3, lw=0.8)
+  if fit is not None:
+    for g, group in enumerate(fit.groups):
+      on = fit.points_weight[g] > 0
+      ax.plot(fit.points_compute[g][on], fit.points_loss[g][on], "o", ms=3,
+              color=colors[group], label=f"{group} {fit.frontier} points")
+      law = fit.for_group(group)
+      c = np.geomspace(fit.points_compute[g][on].min(), fit.points_compute[g][on].max() * 10)
+      ax.plot(c, law.E + law.a * c**law.alpha, "--", color=colors[group],
+              label=f"{group}: {law.E:.3g} + {law.a:.3g} C^{law.alpha:.3f}")
+  for target in target_losses:
+    ax.axhline(target, color="0.5", lw=0.7, ls=":")
+  for row in raw_cegs:
+    ax.annotate("", xy=(row.compute_group, row.target_loss),
+                xytext=(row.compute_reference, row.target_loss),
+                arrowprops=dict(arrowstyle="->", color=colors.get(row.group, "k")))
+    ax.text(np.sqrt(row.compute_group * row.compute_reference), row.target_loss * 1.01,
+            f"{row.group} vs {row.reference}: {row.ceg:.3g}x", ha="center", va="bottom",
+            fontsize=8, color=colors.get(row.group, "k"))
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("training compute (FLOPs)")
+  ax.set_ylabel("validation loss (nats/token)")
+  ax.set_title(title or "loss vs compute: curves, frontier, fitted laws")
+  ax.legend(fontsize=7)
+  return figure
+
+
+def ceg_vs_compute(bands, title: str = "") -> Figure:
+  """CEG(C) of groups over a reference with bootstrap bands (algoprog.ceg.CegBand list)."""
+  figure = Figure(figsize=(7, 4.5))
+  ax = figure.add_subplot()
+  for band, color in zip(bands, _colors(len(bands))):
+    ax.plot(band.at, band.estimate, color=color, label=f"{band.group} vs {band.reference}")
+    if band.lower is not None:
+      ax.fill_between(band.at, band.lower, band.upper, color=color, alpha=0.2,
+                      label=f"{band.level:.0%} band")
+  ax.axhline(1.0, color="0.5", lw=0.7)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  _log_ticks_as_multiples(ax.yaxis)
+  ax.set_xlabel("training compute of the group (FLOPs)")
+  ax.set_ylabel("compute-equivalent gain")
+  ax.set_title(title or "CEG vs compute (fitted laws)")
+  ax.legend(fontsize=8)
   return figure
