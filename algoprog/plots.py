@@ -6,6 +6,7 @@ Axes carry units (FLOPs, nats/token, years); CEG axes are logarithmic.
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 from matplotlib.figure import Figure
@@ -28,6 +29,11 @@ def save_figure(figure: Figure, path_stem: str | pathlib.Path,
 
 _DEPENDENT_COLOR = "#c0392b"
 _INVARIANT_COLOR = "#2c7fb8"
+
+
+def _multiple(value: float) -> str:
+  """A CEG as people write it: 6,926x, 726x, 3.71x."""
+  return f"{value:,.0f}x" if abs(value) >= 100 else f"{value:.3g}x"
 
 
 def _log_ticks_as_multiples(axis) -> None:
@@ -110,8 +116,8 @@ def gains_vs_compute(innovations, compute, marks: dict | None = None,
       ax.fill_between(compute, lower, upper, color=color, alpha=0.15, lw=0)
   for label, flops in (marks or {}).items():
     ax.axvline(flops, color="gray", lw=0.8, ls=":")
-    ax.text(flops, ax.get_ylim()[0], f" {label}", rotation=90, va="bottom", ha="right",
-            fontsize=8, color="gray")
+    ax.text(flops, 0.02, f"{label} ", rotation=90, va="bottom", ha="right", fontsize=8,
+            color="gray", transform=ax.get_xaxis_transform())
   ax.set_xscale("log")
   ax.set_yscale("log")
   _log_ticks_as_multiples(ax.yaxis)
@@ -203,7 +209,7 @@ def reference_dependence(progress: dict) -> Figure:
     final = float(total[-1])
     growth = float(np.asarray(p.annual_growth)[-1])
     ax.step(*_steps(p.years, total), where="post", color=color, lw=2,
-            label=f"relative to {label}: {final:,.3g}x in {int(p.years[-1])} "
+            label=f"relative to {label}: {_multiple(final)} in {int(p.years[-1])} "
                   f"({growth:.2f}x/yr)")
   ax.set_yscale("log")
   _log_ticks_as_multiples(ax.yaxis)
@@ -264,16 +270,23 @@ def tornado(rows, metric_label: str = "total CEG", log_scale: bool = True) -> Fi
   figure = Figure(figsize=(8, 0.45 * len(rows) + 1.6))
   ax = figure.add_subplot()
   positions = np.arange(len(rows))[::-1]
+  show = _multiple if log_scale else "{:.3g}".format
   for y, row in zip(positions, rows):
+    if math.isclose(row.at_low, row.base, rel_tol=1e-6) and math.isclose(
+        row.at_high, row.base, rel_tol=1e-6):
+      ax.text(row.base, y, "  no effect", va="center", fontsize=7, color="gray")
+      continue
     for value, setting, color in ((row.at_low, row.low_value, _INVARIANT_COLOR),
                                   (row.at_high, row.high_value, _DEPENDENT_COLOR)):
       ax.barh(y, value - row.base, left=row.base, color=color, height=0.6)
-      ax.text(value, y, f" {setting:g}: {value:,.3g}{'x' if log_scale else ''} ",
-              va="center", fontsize=7,
+      ax.text(value, y, f" {setting:g}: {show(value)} ", va="center", fontsize=7,
               ha="left" if value >= row.base else "right")
   base = rows[0].base if rows else 1.0
   ax.axvline(base, color="black", lw=1)
+  ax.set_ylim(-0.7, len(rows) - 0.3)
+  values = [v for r in rows for v in (r.at_low, r.at_high, r.base)] or [1.0]
   if log_scale:
+    ax.set_xlim(min(values) / 6, max(values) * 6)
     ax.set_xscale("log")
     _log_ticks_as_multiples(ax.xaxis)
   ax.set_yticks(positions, [f"{r.parameter} ({r.base_value:g})" for r in rows], fontsize=8)

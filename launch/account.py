@@ -13,6 +13,7 @@ import json
 import pathlib
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -80,9 +81,7 @@ def _load_study(config):
 
 def run(config, out: pathlib.Path) -> str:
   """Computes everything, writes tables and figures under `out`; returns the printed text."""
-  import jax
   import numpy as np
-  jax.config.update("jax_enable_x64", True)  # FLOPs up to 1e25 and ratios of them.
   study, sampled = _load_study(config)
   level = config.confidence_level
   years = [account.check_year(y, study.start_year, "headline_years")
@@ -148,8 +147,8 @@ def run(config, out: pathlib.Path) -> str:
       "progress_by_year": plots.progress_by_year(innovations, frontier, fixed,
                                                  frontier_samples, level),
       "reference_dependence": plots.reference_dependence(references),
-      "kaplan_vs_chinchilla": plots.kaplan_vs_chinchilla(study.chinchilla, study.kaplan,
-                                                         grid, marks),
+      "kaplan_vs_chinchilla": plots.kaplan_vs_chinchilla(
+          study.chinchilla, study.kaplan, grid, {"1e18": 1e18, **marks, "1e24": 1e24}),
       "sensitivity_total": plots.tornado(tornado_rows["total"], f"{years[0]} total CEG"),
       "sensitivity_chinchilla": plots.tornado(tornado_rows["chinchilla"],
                                               f"{years[0]} Chinchilla multiplier"),
@@ -169,7 +168,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # jax's backend-probing INFO lines are noise here.
   console.quiet_libraries()
   try:
-    print(run(_CONFIG.value, pathlib.Path(_OUT.value)))
+    with jax.enable_x64(True):  # FLOPs up to 1e25 and ratios of them, printed exactly.
+      print(run(_CONFIG.value, pathlib.Path(_OUT.value)))
   except account.AccountError as e:
     sys.exit(f"error: {e}")
 
