@@ -312,6 +312,10 @@ def progress_by_year(innovations: Sequence[Innovation], years: Sequence[int],
         for y, c in zip(years, computes)])
   shape = jnp.broadcast_shapes(*(jnp.shape(c) for c in computes),
                                *(m.shape[1:] for m in components.values()))
+  # [Y] components of point gains join [Y, S] sampled ones: pad axes on the right.
+  components = {name: jnp.broadcast_to(m.reshape(m.shape + (1,) * (1 + len(shape) - m.ndim)),
+                                       (len(years),) + shape)
+                for name, m in components.items()}
   log_total = sum((jnp.log(m) for m in components.values()),
                   jnp.zeros((len(years),) + shape))
   total = jnp.exp(log_total)
@@ -513,6 +517,8 @@ class Interval(NamedTuple):
 def interval(estimate: ArrayLike, samples: ArrayLike, level: float = 0.95) -> Interval:
   """Percentile interval of `samples` at `level` (NaN samples, i.e. failed fits, ignored)."""
   samples = np.asarray(samples, dtype=float)
+  if np.all(np.isnan(samples)):
+    return Interval(float(estimate), math.nan, math.nan)
   tail = 50.0 * (1.0 - level)
   lower, upper = np.nanpercentile(samples, [tail, 100.0 - tail])
   return Interval(float(estimate), float(lower), float(upper))

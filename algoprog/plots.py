@@ -108,10 +108,10 @@ def gains_vs_compute(innovations, compute, marks: dict | None = None,
   if sampled_innovations is not None:
     tail = 50.0 * (1.0 - level)
     for color, innovation in zip(colors, sampled_innovations):
-      if not innovation.scale_dependent and np.ndim(innovation.gain.ceg) == 0:
-        continue
       samples = np.asarray(jax.vmap(lambda c: account.gain_at(innovation.gain, c))(
           np.asarray(compute)))
+      if samples.ndim != 2:  # this innovation carries no samples.
+        continue
       lower, upper = np.nanpercentile(samples, [tail, 100 - tail], axis=1)
       ax.fill_between(compute, lower, upper, color=color, alpha=0.15, lw=0)
   for label, flops in (marks or {}).items():

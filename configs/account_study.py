@@ -48,6 +48,7 @@ Fields (each documented once):
     the first headline year.
   confidence_level: coverage of the percentile intervals from bootstrap samples.
   compute_range: (low, high) FLOPs of the CEG-vs-compute and loss-vs-compute figures.
+  figure_formats: file formats of the figures (matplotlib names: png, svg, pdf).
 """
 
 import ml_collections
@@ -131,4 +132,5 @@ def get_config():
       interaction_total=_row("interaction.measured_total", 1.2, 1.5)))
   c.confidence_level = 0.95
   c.compute_range = (1e13, 1e25)
+  c.figure_formats = ("png", "svg")
   return c

@@ -154,7 +154,7 @@ def run(config, out: pathlib.Path) -> str:
                                               f"{years[0]} Chinchilla multiplier"),
   }
   for name, figure in figures.items():
-    plots.save_figure(figure, out / name)
+    plots.save_figure(figure, out / name, tuple(config.figure_formats))
 
   labels = {i.name: i.label for i in innovations}
   return (f"interaction normalisation k = {k:.4f}"
