@@ -154,7 +154,7 @@ def progress_by_year(innovations, frontier, fixed: dict, frontier_band=None,
     frontier_band: optional account.YearlyProgress of samples; adds a `level` band.
   """
   import numpy as np
-  figure = Figure(figsize=(13, 5))
+  figure = Figure(figsize=(13, 5), layout="constrained")
   stacked, lines = figure.subplots(1, 2)
   years = np.asarray(frontier.years)
   log_bottom = np.zeros(len(years) + 1)
@@ -231,7 +231,7 @@ def kaplan_vs_chinchilla(law, allocation, compute, marks: dict | None = None) ->
   """
   import numpy as np
   from algoprog import account, laws as laws_lib
-  figure = Figure(figsize=(12, 4.8))
+  figure = Figure(figsize=(12, 4.8), layout="constrained")
   losses, multiplier = figure.subplots(1, 2)
   compute = np.asarray(compute, dtype=float)
   kaplan = np.asarray(account.kaplan_reducible_loss(law, allocation, compute))
