@@ -104,7 +104,8 @@ def float64(fn: Callable) -> Callable:
 
 
 def _least_squares(residual_fn: Callable, theta0: jnp.ndarray, weight: jnp.ndarray,
-                   huber_delta: float | None, max_iter: int, ftol: float):
+                   huber_delta: float | None, max_iter: int, ftol: float,
+                   jacobian_fn: Callable | None = None):
   """Levenberg-Marquardt on sum(weight * rho(residual_fn(theta))), rho = r**2 or Huber.
 
   The Huber case is iteratively reweighted: each step is the Gauss-Newton step of the
@@ -112,13 +113,16 @@ def _least_squares(residual_fn: Callable, theta0: jnp.ndarray, weight: jnp.ndarr
   step is accepted only if the true objective falls. Stops after an accepted step that
   lowers the objective by less than `ftol` relatively, when the damping saturates (no
   step helps), or after `max_iter` iterations. Returns (theta, objective, iterations).
-  Traceable: vmap it over starts or over bootstrap weights.
+  Traceable: vmap it over starts or over bootstrap weights. `jacobian_fn(theta)` returns
+  (residual, jacobian); default forward-mode autodiff of `residual_fn`.
   """
   objective = lambda theta: _penalty(residual_fn(theta), weight, huber_delta)
+  if jacobian_fn is None:
+    jacobian_fn = lambda theta: (residual_fn(theta), jax.jacfwd(residual_fn)(theta))
 
   def step(carry):
     theta, value, damping, iteration, _ = carry
-    residual, jacobian = residual_fn(theta), jax.jacfwd(residual_fn)(theta)
+    residual, jacobian = jacobian_fn(theta)
     if huber_delta is None:
       irls = weight
     else:
@@ -775,12 +779,26 @@ def chinchilla_objective(theta, log_params, log_tokens, log_loss, weight,
                   huber_delta)
 
 
+def _chinchilla_jacobian(theta, log_params, log_tokens, log_loss):
+  """(residual, d residual / d theta): the logsumexp's softmax gives the derivatives in
+  closed form, ~5x cheaper than forward-mode autodiff over thousands of starts."""
+  e, a, b, alpha, beta = theta
+  terms = jnp.stack([a - alpha * log_params, b - beta * log_tokens,
+                     jnp.broadcast_to(e, log_params.shape)], axis=-1)
+  log_pred = jax.nn.logsumexp(terms, axis=-1)
+  share = jnp.exp(terms - log_pred[:, None])  # each term's share of the predicted loss
+  jacobian = jnp.stack([share[:, 2], share[:, 0], share[:, 1],
+                        -share[:, 0] * log_params, -share[:, 1] * log_tokens], axis=-1)
+  return log_pred - log_loss, jacobian
+
+
 @functools.partial(jax.jit, static_argnames=("huber_delta", "max_iter", "ftol"))
 def _fit_chinchilla_starts(starts, log_params, log_tokens, log_loss, weight,
                            huber_delta, max_iter, ftol):
   residual_fn = lambda t: chinchilla_residual(t, log_params, log_tokens, log_loss)
+  jacobian_fn = lambda t: _chinchilla_jacobian(t, log_params, log_tokens, log_loss)
   return jax.vmap(lambda s: _least_squares(residual_fn, s, weight, huber_delta, max_iter,
-                                           ftol))(starts)
+                                           ftol, jacobian_fn))(starts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -788,7 +806,7 @@ class ChinchillaFit:
   law: ChinchillaLaw
   objective: float
   num_starts: int
-  iterations: int  # most L-BFGS iterations any start took
+  iterations: int  # most iterations any polished start took
 
 
 def _chinchilla_inputs(params, tokens, loss, weight):
@@ -817,20 +835,30 @@ def _theta_to_law(theta) -> ChinchillaLaw:
 def fit_chinchilla(params: Sequence[float], tokens: Sequence[float], loss: Sequence[float],
                    weight: Sequence[float] | None = None, *,
                    huber_delta: float = DEFAULT_HUBER_DELTA, starts: np.ndarray | None = None,
-                   max_iter: int = 1000, ftol: float = 1e-12) -> ChinchillaFit:
+                   grid_iter: int = 60, polish: int = 32, max_iter: int = 1000,
+                   ftol: float = 1e-12) -> ChinchillaFit:
   """Hoffmann-style fit of L(N, D) from every start of `starts` (default chinchilla_grid()).
 
   Args:
     params: N, total parameters per point. tokens: D, training tokens. loss: nats/token.
     weight: per-point weights (bootstrap counts), default 1.
     huber_delta: Huber delta on ln-loss residuals (Hoffmann: 1e-3).
+    starts: (S, 5) starting (ln E, ln A, ln B, alpha, beta); default chinchilla_grid().
+    grid_iter: Levenberg-Marquardt iterations every start gets.
+    polish: how many of the best starts then run on to convergence (max_iter, ftol).
   Raises:
     FitError: fewer than 6 points, a single size or token count, non-finite/non-positive.
   """
   inputs = _chinchilla_inputs(params, tokens, loss, weight)
   starts = chinchilla_grid() if starts is None else np.asarray(starts, np.float64)
-  fitted, values, iters = _fit_chinchilla_starts(jnp.asarray(starts), *inputs,
-                                                 huber_delta, max_iter, ftol)
+  # Every start runs `grid_iter` iterations (vmapped, so all run as long as the slowest);
+  # the `polish` best then run to convergence. Far-off starts that crawl along a flat
+  # valley cost grid_iter, not max_iter.
+  fitted, values, _ = _fit_chinchilla_starts(jnp.asarray(starts), *inputs, huber_delta,
+                                             grid_iter, ftol)
+  order = jnp.argsort(jnp.where(jnp.isfinite(values), values, jnp.inf))[:polish]
+  fitted, values, iters = _fit_chinchilla_starts(fitted[order], *inputs, huber_delta,
+                                                 max_iter, ftol)
   theta, value = _best(fitted, values)
   law = _theta_to_law(theta)
   if law.alpha <= 0 or law.beta <= 0:
@@ -846,8 +874,8 @@ def fit_chinchilla(params: Sequence[float], tokens: Sequence[float], loss: Seque
 def bootstrap_chinchilla(params: Sequence[float], tokens: Sequence[float],
                          loss: Sequence[float], fit: ChinchillaFit, *, groups=None,
                          num_samples: int = 1000, seed: int = 0,
-                         huber_delta: float = DEFAULT_HUBER_DELTA, max_iter: int = 1000,
-                         ftol: float = 1e-12) -> ChinchillaLaw:
+                         huber_delta: float = DEFAULT_HUBER_DELTA, max_iter: int = 200,
+                         ftol: float = 1e-10) -> ChinchillaLaw:
   """(num_samples,) refits of L(N, D) on resamples, each started from `fit`'s optimum.
 
   `groups` (one id per point, e.g. run ids) resamples whole groups; default resamples

@@ -125,8 +125,11 @@ _POINT_COLUMNS = ("run_id", "group", "compute", "loss", "params", "tokens")
 def make_table(run_id: Iterable, group: Iterable, compute: Iterable, loss: Iterable,
                params: Iterable | None = None, tokens: Iterable | None = None, *,
                excluded: Iterable[ExcludedRun] = (), source: str = "",
-               row_names: Iterable[str] | None = None) -> RunTable:
+               row_names: Iterable[str] | None = None,
+               column_names: Mapping[str, str] | None = None) -> RunTable:
   """Builds and validates a RunTable from per-point columns.
+
+  `row_names` and `column_names` (field -> the source's column) name the place in errors.
 
   Raises:
     RunTableError: naming the first bad row and column: non-finite or non-positive
@@ -145,22 +148,26 @@ def make_table(run_id: Iterable, group: Iterable, compute: Iterable, loss: Itera
                  else np.asarray(list(tokens), dtype=np.float64)),
   }
   names = list(row_names) if row_names is not None else [f"row {i + 1}" for i in range(n)]
+  column_names = column_names or {}
+  label = lambda field: (f"{column_names[field]} ({field})" if column_names.get(field)
+                         and column_names[field] != field else field)
   for name, values in columns.items():
     if values.shape != (n,):
       raise RunTableError(f"column {name}: {values.size} values, expected {n} (one per point)")
   if n == 0:
     raise RunTableError(f"{source or 'table'}: no usable points")
-  _check_positive_finite(columns["compute"], "compute", names, "compute (FLOPs)")
-  _check_positive_finite(columns["loss"], "loss", names, "validation loss (nats/token)")
+  _check_positive_finite(columns["compute"], label("compute"), names, "compute (FLOPs)")
+  _check_positive_finite(columns["loss"], label("loss"), names,
+                         "validation loss (nats/token)")
   for optional in ("params", "tokens"):
     values = columns[optional]
     known = ~np.isnan(values)
     if known.any() and not known.all():
       first = names[int(np.argmin(known))]
-      raise RunTableError(f"{first}: column {optional} is missing here but given elsewhere; "
+      raise RunTableError(f"{first}: column {label(optional)} is missing here but given elsewhere; "
                           "expected it on every row or on none")
     if known.all():
-      _check_positive_finite(values, optional, names, optional)
+      _check_positive_finite(values, label(optional), names, optional)
   return RunTable(**columns, excluded=tuple(excluded), source=source)
 
 
@@ -169,7 +176,7 @@ def _check_positive_finite(values: np.ndarray, column: str, names: list[str],
   bad = ~np.isfinite(values) | (values <= 0)
   if bad.any():
     i = int(np.argmax(bad))
-    raise RunTableError(f"{names[i]}: column {column} is {values[i]!r}; expected a finite "
+    raise RunTableError(f"{names[i]}: column {column} is {float(values[i])!r}; expected a finite "
                         f"positive {what}")
 
 
@@ -362,4 +369,5 @@ def table_from_records(records: list[Mapping], columns: ColumnMapping, *, source
   group = [r[columns.group] for r in records] if columns.group else ["all"] * len(records)
   return make_table(run_id, group, compute, numbers(columns.loss), params, tokens,
                     source=source,
-                    row_names=[f"{source} row {i + offset}" for i in range(len(records))])
+                    row_names=[f"{source} row {i + offset}" for i in range(len(records))],
+                    column_names=mapped)

@@ -1,0 +1,246 @@
+r"""Fits scaling laws and compute-equivalent gains:
+`python -m launch.fit --runs=DIR_or_CSV --out=DIR [--reference=GROUP ...]`.
+
+Prints the fitted laws with confidence intervals, the CEG tables and the excluded runs;
+writes to --out: laws.csv, laws.json (the format `launch.account --config.laws_json` reads),
+ceg.csv, raw_ceg.csv, excluded.csv, summary.json and loss_vs_compute.{png,svg}
+(+ ceg_vs_compute.{png,svg} with a bootstrap). docs/fit.md documents every flag.
+"""
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+import warnings
+
+import numpy as np
+from absl import app, flags
+
+from algoprog import ceg, console, fit, plots, runs
+
+_RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (created).")
+_COLUMNS = flags.DEFINE_string(
+    "columns", None, "Column mapping for a CSV/JSONL table, e.g. "
+    "'compute=flops,loss=val_loss,run=run_id,group=arch,params=n,tokens=d'.")
+_GROUPS = flags.DEFINE_list("groups", None, "Groups to fit (default: all).")
+_FRONTIER = flags.DEFINE_enum("frontier", "envelope", list(fit.FRONTIERS),
+                              "Which points each group's law is fitted to.")
+_IRREDUCIBLE = flags.DEFINE_string(
+    "irreducible", "fit", "E: 'fit' (per group), 'shared' (one for all groups) or a number "
+    "of nats (fixed; the study used 1.9).")
+_SHARED_EXPONENT = flags.DEFINE_bool("shared_exponent", False,
+                                     "One exponent for all groups, a multiplier each.")
+_LOSS = flags.DEFINE_enum("loss", "squares", ["squares", "huber"],
+                          "Penalty on ln-loss residuals.")
+_HUBER_DELTA = flags.DEFINE_float("huber_delta", fit.DEFAULT_HUBER_DELTA,
+                                  "Huber delta (with --loss=huber).")
+_MIN_COMPUTE = flags.DEFINE_float("min_compute", None, "Drop points below this many FLOPs.")
+_MAX_COMPUTE = flags.DEFINE_float("max_compute", None, "Drop points above this many FLOPs.")
+_REFERENCE = flags.DEFINE_string("reference", None,
+                                 "Reference group of the CEGs (default: the first group).")
+_TARGET_LOSS = flags.DEFINE_multi_float(
+    "target_loss", [], "Target loss(es), nats/token: raw-curve CEG, fitted CEG at that loss, "
+    "and lines on the figure.")
+_CEG_COMPUTE = flags.DEFINE_multi_float("ceg_compute", [],
+                                        "Compute(s), FLOPs, at which to report fitted CEG.")
+_RAW_COMBINE = flags.DEFINE_enum("raw_combine", "envelope", list(ceg.COMBINES),
+                                 "How a group's runs combine for raw-curve CEG.")
+_BOOTSTRAP = flags.DEFINE_integer("bootstrap", 1000, "Bootstrap refits (0: none).")
+_RESAMPLE = flags.DEFINE_enum("resample", "runs", list(fit.RESAMPLES),
+                              "What the bootstrap resamples.")
+_LEVEL = flags.DEFINE_float("level", 0.95, "Confidence level of the intervals.")
+_SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+_CHINCHILLA = flags.DEFINE_bool(
+    "chinchilla", False, "Also fit L(N, D) = E + A/N^alpha + B/D^beta per group on the runs' "
+    "final points (needs params and tokens).")
+flags.mark_flags_as_required(["runs", "out"])
+
+
+def _interval_text(i: fit.Interval, fmt: str = "{:.4g}") -> str:
+  text = fmt.format(i.estimate)
+  if math.isfinite(i.lower):
+    text += f" [{fmt.format(i.lower)}, {fmt.format(i.upper)}]"
+  return text
+
+
+def _aligned(rows: list[list[str]]) -> str:
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
+  columns = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
+  with path.open("w", newline="") as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _finite_or_none(value):
+  return float(value) if value is not None and math.isfinite(value) else None
+
+
+def law_rows(result: fit.PowerLawFit, bootstrap, level: float) -> list[dict]:
+  """One row per group: a, alpha, E with intervals (bootstrap percentiles)."""
+  rows = []
+  for group in result.groups:
+    law = result.for_group(group)
+    row = {"group": group, "frontier": result.frontier,
+           "fit_points": int((result.points_weight[result.groups.index(group)] > 0).sum())}
+    for name in ("a", "alpha", "E"):
+      samples = getattr(bootstrap.for_group(group), name) if bootstrap else [math.nan]
+      i = fit.interval(getattr(law, name), samples, level)
+      row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
+    if bootstrap:
+      row["failed_refits"] = fit.failed_fraction(bootstrap.for_group(group).a)
+    rows.append(row)
+  return rows
+
+
+def laws_json(result: fit.PowerLawFit, bootstrap) -> dict:
+  """{"laws": {group: {a, alpha, E}}, "bootstrap": {group: {a: [...], ...}}}: the format
+  launch.account reads (NaN samples, failed refits, as null)."""
+  data = {"laws": {g: result.for_group(g)._asdict() for g in result.groups}}
+  if bootstrap is not None:
+    data["bootstrap"] = {
+        g: {k: [_finite_or_none(v) for v in vs] for k, vs in
+            bootstrap.for_group(g)._asdict().items()} for g in bootstrap.groups}
+  return data
+
+
+def chinchilla_rows(table: runs.RunTable, groups, num_samples: int, seed: int,
+                    level: float) -> list[dict]:
+  rows = []
+  finals = fit.final_points(table)
+  for group in groups:
+    sub = finals.only_groups([group])
+    result = fit.fit_chinchilla(sub.params, sub.tokens, sub.loss)
+    samples = (fit.bootstrap_chinchilla(sub.params, sub.tokens, sub.loss, result,
+                                        num_samples=num_samples, seed=seed)
+               if num_samples else None)
+    row = {"group": group, "points": int(sub.loss.size), "objective": result.objective}
+    for name, value in result.law._asdict().items():
+      i = fit.interval(value, getattr(samples, name) if samples else [math.nan], level)
+      row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
+    exponent = fit.chinchilla_frontier(result.law).alpha
+    row["loss_exponent"] = float(exponent)
+    row["params_exponent"] = float(result.law.beta / (result.law.alpha + result.law.beta))
+    rows.append(row)
+  return rows
+
+
+def main(argv):
+  del argv
+  console.quiet_libraries()
+  out = pathlib.Path(_OUT.value)
+  try:
+    columns = runs.ColumnMapping.parse(_COLUMNS.value) if _COLUMNS.value else None
+    table = runs.load_runs(_RUNS.value, columns)
+    keep = (table.compute >= (_MIN_COMPUTE.value or 0)) & (
+        table.compute <= (_MAX_COMPUTE.value or math.inf))
+    table = table.select(keep)
+    groups = _GROUPS.value or table.groups
+    reference = _REFERENCE.value or groups[0]
+    options = fit.PowerLawOptions(
+        irreducible=_IRREDUCIBLE.value, shared_exponent=_SHARED_EXPONENT.value,
+        huber_delta=_HUBER_DELTA.value if _LOSS.value == "huber" else None)
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always", fit.FitWarning)
+      result = fit.fit_frontiers(table, groups=groups, frontier=_FRONTIER.value,
+                                 options=options)
+      bootstrap = (fit.bootstrap_frontiers(table, result, num_samples=_BOOTSTRAP.value,
+                                           resample=_RESAMPLE.value, seed=_SEED.value)
+                   if _BOOTSTRAP.value else None)
+    if reference not in result.groups:
+      raise fit.FitError(f"--reference={reference}: not a fitted group ("
+                         f"{', '.join(result.groups)})")
+    cegs = ceg.ceg_table(result, bootstrap, reference, computes=_CEG_COMPUTE.value,
+                         losses=_TARGET_LOSS.value, level=_LEVEL.value)
+    raw = [r for t in _TARGET_LOSS.value for r in ceg.raw_ceg_table(
+        table, reference, t, groups=groups, combine=_RAW_COMBINE.value,
+        num_samples=_BOOTSTRAP.value, seed=_SEED.value, level=_LEVEL.value)]
+    chinchilla = (chinchilla_rows(table, groups, _BOOTSTRAP.value, _SEED.value, _LEVEL.value)
+                  if _CHINCHILLA.value else [])
+  except (runs.RunTableError, fit.FitError, ceg.TargetNotReached) as e:
+    sys.exit(f"error: {e}")
+
+  out.mkdir(parents=True, exist_ok=True)
+  for w in caught:
+    print(f"warning: {w.message}")
+  laws_table = law_rows(result, bootstrap, _LEVEL.value)
+  print(f"{len(table.run_ids)} runs, {table.loss.size} points from {table.source}; "
+        f"frontier {result.frontier}; E {options.irreducible}"
+        + ("; shared exponent" if options.shared_exponent else "")
+        + (f"; {_BOOTSTRAP.value} bootstrap refits resampling {_RESAMPLE.value}, "
+           f"{_LEVEL.value:.0%} intervals" if bootstrap else ""))
+  print("\nfitted laws  L(C) = E + a * C^alpha  (C in FLOPs, L in nats/token)")
+  print(_aligned([["group", "points", "a", "alpha", "E"]] + [
+      [r["group"], str(r["fit_points"])] + [
+          _interval_text(fit.Interval(r[k], r[f"{k}_lower"], r[f"{k}_upper"]))
+          for k in ("a", "alpha", "E")] for r in laws_table]))
+  if cegs:
+    print(f"\nCEG over {reference} from the fitted laws (C_{reference} / C_group)")
+    print(_aligned([["group", "quantity", "at", "estimate"]] + [
+        [r.group, r.quantity, f"{r.at:.4g}",
+         _interval_text(fit.Interval(r.estimate, r.lower, r.upper))
+         + ("  scale-dependent" if r.scale_dependent else "")] for r in cegs]))
+  if raw:
+    print(f"\nCEG over {reference} from raw curves at the target loss ({_RAW_COMBINE.value})")
+    print(_aligned([["group", "target loss", "C_group", f"C_{reference}", "CEG"]] + [
+        [r.group, f"{r.target_loss:g}", f"{r.compute_group:.4g}",
+         f"{r.compute_reference:.4g}",
+         _interval_text(fit.Interval(r.ceg, r.lower, r.upper))] for r in raw]))
+  if chinchilla:
+    print("\nChinchilla L(N, D) = E + A/N^alpha + B/D^beta on final points")
+    print(_aligned([["group", "points", "E", "A", "B", "alpha", "beta"]] + [
+        [r["group"], str(r["points"])] + [
+            _interval_text(fit.Interval(r[k], r[f"{k}_lower"], r[f"{k}_upper"]))
+            for k in ("E", "A", "B", "alpha", "beta")] for r in chinchilla]))
+  if table.excluded:
+    print(f"\nexcluded runs ({len(table.excluded)}):")
+    for e in table.excluded:
+      print(f"  {e.run_id} ({e.group}): {e.reason}")
+
+  _write_csv(out / "laws.csv", laws_table)
+  _write_csv(out / "ceg.csv", [dataclasses.asdict(r) for r in cegs])
+  _write_csv(out / "raw_ceg.csv", [dataclasses.asdict(r) for r in raw])
+  _write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
+  (out / "laws.json").write_text(json.dumps(laws_json(result, bootstrap), indent=1))
+  summary = {"source": table.source, "frontier": result.frontier,
+             "options": dataclasses.asdict(options), "reference": reference,
+             "bootstrap": _BOOTSTRAP.value, "resample": _RESAMPLE.value,
+             "level": _LEVEL.value, "laws": laws_table,
+             "ceg": [dataclasses.asdict(r) for r in cegs],
+             "raw_ceg": [dataclasses.asdict(r) for r in raw], "chinchilla": chinchilla,
+             "excluded": [dataclasses.asdict(e) for e in table.excluded],
+             "warnings": [str(w.message) for w in caught]}
+  (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1))
+  plots.save_figure(plots.loss_vs_compute(table, result, _TARGET_LOSS.value, raw),
+                    out / "loss_vs_compute")
+  if bootstrap is not None and _CEG_COMPUTE.value:
+    compute = sorted(_CEG_COMPUTE.value)
+    grid = np.geomspace(compute[0], compute[-1], 50) if len(compute) > 1 else compute
+    bands = [ceg.ceg_band(result, bootstrap, reference, g, grid, _LEVEL.value)
+             for g in result.groups if g != reference]
+    if bands:
+      plots.save_figure(plots.ceg_vs_compute(bands), out / "ceg_vs_compute")
+  print(f"\nwrote {out}/: laws.csv laws.json ceg.csv raw_ceg.csv excluded.csv summary.json "
+        "loss_vs_compute.png")
+
+
+def _clean(value):
+  """JSON-safe copy: NaN/inf -> null, numpy scalars -> floats."""
+  if isinstance(value, dict):
+    return {k: _clean(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_clean(v) for v in value]
+  if isinstance(value, (bool, str, int)) or value is None:
+    return value
+  return _finite_or_none(float(value))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=console.parse_flags_or_exit)

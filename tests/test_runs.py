@@ -1,0 +1,105 @@
+"""Loading and validating tables of runs: run folders, CSV/JSONL with a column mapping."""
+
+import json
+import re
+import pathlib
+
+import numpy as np
+import pytest
+
+from algoprog import runs
+
+
+def write_run(root: pathlib.Path, name: str, label: str, rows, status="completed",
+              params=1000, failure_reason=None, run_id=None):
+  d = root / name
+  d.mkdir(parents=True)
+  (d / "run.json").write_text(json.dumps({
+      "run_id": run_id or pathlib.Path(name).name, "label": label, "status": status,
+      "params_total": params, "params_nonembedding": params // 2,
+      "flops_per_token": 6.0 * params, "flops_convention": "6N", "tokens_planned": 10_000,
+      "seed": 0, "width": 32, "learning_rate": 1e-3, "config": {},
+      "failure_reason": failure_reason}))
+  with open(d / "metrics.jsonl", "w") as f:
+    for step, (tokens, loss) in enumerate(rows, start=1):
+      f.write(json.dumps({"step": step, "tokens": tokens, "flops": 6.0 * params * tokens,
+                          "train_loss": loss, "validation_loss": loss, "wall_time_s": step,
+                          "learning_rate": 1e-3}) + "\n")
+  return d
+
+
+def test_run_folder_loads_points_and_reports_excluded_runs(tmp_path):
+  curve = [(100, 6.0), (200, 5.0), (400, 4.5)]
+  write_run(tmp_path, "modern/w32", "modern", curve)
+  write_run(tmp_path, "modern/w64", "modern", curve[:2], status="running", params=4000)
+  write_run(tmp_path, "lstm/l32", "lstm", curve, status="failed",
+            failure_reason="train loss is nan at step 3")
+  write_run(tmp_path, "lstm/l64", "lstm", [(100, 6.0), (200, "nan")])
+  write_run(tmp_path, "lstm/l128", "lstm", [])
+  table = runs.load_runs(tmp_path)
+  assert table.groups == ["modern"]
+  assert table.run_ids == ["w32", "w64"]
+  assert table.loss.size == 5
+  np.testing.assert_allclose(table.compute[:3], [6e5, 1.2e6, 2.4e6])
+  np.testing.assert_allclose(table.params[3:], 4000)
+  reasons = {e.run_id: e.reason for e in table.excluded}
+  assert reasons["l32"] == "status failed: train loss is nan at step 3"
+  assert "nan" in reasons["l64"] and "step 2" in reasons["l64"]
+  assert "no evaluations" in reasons["l128"]
+
+
+def test_colliding_run_ids_become_relative_paths(tmp_path):
+  write_run(tmp_path, "a/w32", "modern", [(100, 6.0), (200, 5.0)])
+  write_run(tmp_path, "b/w32", "retro", [(100, 6.0), (200, 5.0)])
+  assert runs.load_runs(tmp_path).run_ids == ["a/w32", "b/w32"]
+
+
+def test_csv_with_column_mapping_and_derived_compute(tmp_path):
+  path = tmp_path / "points.csv"
+  path.write_text("arch,n,d,val\nx,100,2000,4.0\nx,200,4000,3.5\ny,100,2000,4.2\n")
+  columns = runs.ColumnMapping.parse("compute=,loss=val,group=arch,params=n,tokens=d")
+  table = runs.load_runs(path, columns)
+  assert table.groups == ["x", "y"]
+  np.testing.assert_allclose(table.compute, [6 * 100 * 2000, 6 * 200 * 4000, 6 * 100 * 2000])
+  assert table.run_ids == ["row2", "row3", "row4"]  # no run column: one run per row
+
+
+def test_jsonl_table(tmp_path):
+  path = tmp_path / "points.jsonl"
+  path.write_text('{"C": 1e15, "L": 4.0, "run": "r1"}\n{"C": 2e15, "L": 3.9, "run": "r1"}\n')
+  table = runs.load_runs(path, runs.ColumnMapping(compute="C", loss="L", run="run"))
+  assert table.run_ids == ["r1"] and table.groups == ["all"]
+
+
+@pytest.mark.parametrize("text, columns, message", [
+    ("C,L\n1e15,4.0\n", "compute=flops,loss=L", "column 'flops' (mapped to compute) not found"),
+    ("C,L\n1e15,4.0\n-1,3.0\n", "compute=C,loss=L", "row 3: column C (compute) is -1.0"),
+    ("C,L\n1e15,abc\n", "compute=C,loss=L", "row 2: column L is 'abc'; expected a number"),
+    ("C,L\n1e15,inf\n", "compute=C,loss=L", "row 2: column L (loss) is inf"),
+    ("C,L\n", "compute=C,loss=L", "no rows"),
+])
+def test_bad_tables_fail_with_one_line_naming_the_place(tmp_path, text, columns, message):
+  path = tmp_path / "t.csv"
+  path.write_text(text)
+  with pytest.raises(runs.RunTableError, match=re.escape(message)) as error:
+    runs.load_runs(path, runs.ColumnMapping.parse(columns))
+  assert "\n" not in str(error.value)
+
+
+def test_bad_mapping_and_missing_inputs(tmp_path):
+  with pytest.raises(runs.RunTableError, match="expected FIELD=COLUMN"):
+    runs.ColumnMapping.parse("flops")
+  with pytest.raises(runs.RunTableError, match="no such file"):
+    runs.load_runs(tmp_path / "missing.csv")
+  with pytest.raises(runs.RunTableError, match="no runs found"):
+    runs.load_runs(tmp_path)
+  (tmp_path / "r").mkdir()
+  (tmp_path / "r" / "run.json").write_text('{"run_id": "r"}')
+  with pytest.raises(runs.RunTableError, match="missing field.*label"):
+    runs.load_runs(tmp_path)
+
+
+def test_only_failed_runs_is_an_error_listing_them(tmp_path):
+  write_run(tmp_path, "w32", "lstm", [(100, 6.0)], status="failed", failure_reason="oom")
+  with pytest.raises(runs.RunTableError, match="no usable runs.*w32: status failed: oom"):
+    runs.load_runs(tmp_path)
