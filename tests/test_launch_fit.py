@@ -1,0 +1,71 @@
+"""`python -m launch.fit` end to end on a tiny folder of runs, and its one-line errors."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def write_runs(root: pathlib.Path) -> None:
+  """Two labels x 3 widths; each curve follows its label's law; one failed run."""
+  rng = np.random.default_rng(0)
+  for label, (a, alpha) in {"modern": (88.0, -0.094), "lstm": (36.3, -0.065)}.items():
+    for width in (32, 64, 128):
+      run = root / label / f"w{width}"
+      run.mkdir(parents=True)
+      params = 20_000 * width
+      info = {"run_id": f"{label}-w{width}", "label": label, "status": "completed",
+              "params_total": params, "params_nonembedding": params // 2,
+              "flops_per_token": 6.0 * params, "flops_convention": "6N",
+              "tokens_planned": 40 * params, "seed": 123, "width": width,
+              "learning_rate": 1e-3, "config": {}, "failure_reason": None}
+      (run / "run.json").write_text(json.dumps(info))
+      rows = []
+      for step, tokens in enumerate(np.geomspace(1e3, 40 * params, 12).astype(int), 1):
+        flops = 6.0 * params * tokens
+        loss = (1.9 + a * flops**alpha) * np.exp(0.002 * rng.normal())
+        rows.append(json.dumps({"step": step, "tokens": int(tokens), "flops": flops,
+                                "train_loss": loss, "validation_loss": loss,
+                                "wall_time_s": step, "learning_rate": 1e-3}))
+      (run / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+  failed = root / "lstm" / "w256"
+  failed.mkdir()
+  (failed / "run.json").write_text(json.dumps({**info, "run_id": "lstm-w256",
+                                               "status": "failed",
+                                               "failure_reason": "train loss is nan"}))
+
+
+def launch(*args) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "launch.fit", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_fit_command_end_to_end(tmp_path):
+  write_runs(tmp_path / "runs")
+  out = tmp_path / "out"
+  done = launch(f"--runs={tmp_path / 'runs'}", f"--out={out}", "--reference=lstm",
+                "--irreducible=shared", "--target_loss=6.0", "--ceg_compute=1e15",
+                "--bootstrap=50")
+  assert done.returncode == 0, done.stderr
+  assert "fitted laws" in done.stdout and "modern" in done.stdout
+  assert "lstm-w256 (lstm): status failed: train loss is nan" in done.stdout
+  for name in ("laws.csv", "laws.json", "ceg.csv", "raw_ceg.csv", "excluded.csv",
+               "summary.json", "loss_vs_compute.png", "ceg_vs_compute.png"):
+    assert (out / name).exists(), name
+  laws_json = json.loads((out / "laws.json").read_text())
+  assert set(laws_json["laws"]) == {"modern", "lstm"}
+  assert len(laws_json["bootstrap"]["lstm"]["alpha"]) == 50
+  summary = json.loads((out / "summary.json").read_text())
+  (raw,) = summary["raw_ceg"]
+  assert raw["group"] == "modern" and raw["ceg"] > 1
+
+
+def test_fit_command_errors_are_one_line(tmp_path):
+  done = launch(f"--runs={tmp_path / 'nothing'}", f"--out={tmp_path / 'out'}")
+  assert done.returncode != 0
+  assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+  assert "no such file or folder" in done.stderr
