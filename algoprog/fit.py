@@ -658,16 +658,18 @@ def fit_power_law(compute: Sequence[float], loss: Sequence[float], *,
   return fit.for_group("points")
 
 
-def bootstrap_weights(key: jax.Array, pools: np.ndarray, num_samples: int) -> jnp.ndarray:
+@float64
+def bootstrap_weights(key: jax.Array, pools: np.ndarray, num_samples: int) -> np.ndarray:
   """Resampling counts: for each pool p (pools[i] = pool of item i, -1 = in none), draws as
-  many items as the pool holds, uniformly with replacement. Returns (num_samples, items)."""
+  many items as the pool holds, uniformly with replacement. Returns (num_samples, items).
+  Always drawn in float64 mode, so a seed gives the same resamples in any context."""
   pools = np.asarray(pools)
   counts = jnp.zeros((num_samples, pools.size))
   for p, k in zip(np.unique(pools[pools >= 0]), jax.random.split(key, pools.size)):
     members = np.flatnonzero(pools == p)
     draws = jax.random.choice(k, members, (num_samples, members.size))
     counts = jax.vmap(lambda c, d: c.at[d].add(1.0))(counts, draws)
-  return counts
+  return np.asarray(counts)
 
 
 @float64
@@ -894,8 +896,11 @@ def bootstrap_chinchilla(params: Sequence[float], tokens: Sequence[float],
   law = fit.law
   start = jnp.log(jnp.asarray([law.E, law.A, law.B]))
   start = jnp.concatenate([start, jnp.asarray([law.alpha, law.beta])])[None]
-  theta = jax.vmap(lambda w: _fit_chinchilla_starts(start, *inputs[:3], w, huber_delta,
-                                                    max_iter, ftol)[0][0])(counts)
+  # Batches of 50: a vmapped loop runs as long as its slowest member, so smaller batches
+  # cut the cost of the few slow refits (sequential over batches, vectorised within).
+  theta = jax.lax.map(lambda w: _fit_chinchilla_starts(start, *inputs[:3], w, huber_delta,
+                                                       max_iter, ftol)[0][0], counts,
+                      batch_size=50)
   return _theta_to_law(theta)
 
 
