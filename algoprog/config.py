@@ -57,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.init = "normal"  # "normal" (N(0, init_std)) | "xavier" | "kaiming".
   c.model.init_std = 0.02  # Std of the "normal" init, embeddings included.
   c.model.scaled_output_init = False  # Divide output projections' init by sqrt(2 layers).
+  c.model.scale_embeddings = False  # 2017 recipe: table N(0, 1/d) (not init_std), inputs x sqrt(d).
   c.model.tie_embeddings = True  # Unembedding = embedding transposed.
   c.model.output_bias = True  # Bias of V on the logits.
   c.model.dtype = "float32"  # Activation dtype: "float32" | "bfloat16". Params stay f32.

@@ -10,7 +10,7 @@ Transformer parameter layout (what `count_params` and the closed forms in tests 
   embed/embedding            V x D   (also the unembedding when tied)
   unembed/kernel             D x V   (only when untied)
   output_bias                V
-  positions/embedding        Lmax x D (learned positions only)
+  positions                  Lmax x D (learned positions only; N(0, init_std))
   layer_i/attention/{query,key,value,out}/kernel   D x D each: 4 D^2
   layer_i/ffn/{gate,up,down}/kernel   SwiGLU: D x F, D x F, F x D = 3 D F (12 D^2 at F = 4D)
   layer_i/ffn/{up,down}/kernel        GELU/ReLU: 2 D F (8 D^2)
@@ -48,7 +48,10 @@ def _kernel_init(model: ml_collections.ConfigDict, scale: float = 1.0) -> Initia
 
 def _embedding_init(model: ml_collections.ConfigDict) -> Initializer:
   # Embeddings are N(0, init_std) under every scheme: fan-based inits are meaningless for a
-  # lookup table of a 50k vocabulary, and a tied table doubles as the unembedding.
+  # lookup table of a 50k vocabulary, and a tied table doubles as the unembedding. The 2017
+  # recipe (scale_embeddings) is N(0, 1/d), read as x sqrt(d): unit-scale token inputs.
+  if model.scale_embeddings:
+    return nn.initializers.normal(model.width**-0.5)
   return nn.initializers.normal(model.init_std)
 
 
@@ -195,9 +198,12 @@ class Transformer(nn.Module):
     embed = nn.Embed(self.vocab_size, m.width, embedding_init=_embedding_init(m),
                      name="embed")
     x_BxLxD = embed(tokens_BxL).astype(dtype)
+    if m.scale_embeddings:  # The 2017 Transformer: token scale comparable to the positions'.
+      x_BxLxD = x_BxLxD * math.sqrt(m.width)
     length = tokens_BxL.shape[1]
     if m.positions == "learned":
-      table = self.param("positions", _embedding_init(m), (m.max_sequence_length, m.width))
+      table = self.param("positions", nn.initializers.normal(m.init_std),
+                         (m.max_sequence_length, m.width))
       x_BxLxD = x_BxLxD + table[None, :length].astype(dtype)
     elif m.positions == "sinusoidal":
       x_BxLxD = x_BxLxD + sinusoidal_positions(length, m.width)[None].astype(dtype)

@@ -19,15 +19,18 @@ def modern() -> ml_collections.ConfigDict:
 
 
 def retro() -> ml_collections.ConfigDict:
-  """The "2017" Transformer: post-norm LayerNorm, sinusoidal positions, GELU FFN, Adam with
-  no weight decay (the 2017 recipe had none), inverse-sqrt schedule after the linear warmup;
-  learning rate tuned for 64d (SPEC.md). Init, clipping, betas and warmup as modern."""
+  """The "2017" Transformer: post-norm LayerNorm, sinusoidal positions, GELU FFN, the 2017
+  embedding convention (table N(0, 1/d) read as x sqrt(d), so tokens are not drowned by the
+  unit-amplitude sinusoids), Adam with no weight decay (the 2017 recipe had none),
+  inverse-sqrt schedule after the linear warmup; learning rate tuned for 64d (SPEC.md).
+  Init of the matrices, clipping, betas and warmup as modern."""
   c = config.base_config()
   c.label = "retro"
   c.model.norm = "layernorm"
   c.model.norm_placement = "post"
   c.model.positions = "sinusoidal"
   c.model.ffn = "gelu"
+  c.model.scale_embeddings = True
   c.optim.name = "adam"
   c.optim.weight_decay = 0.0
   c.optim.schedule = "inverse_sqrt"

@@ -1,5 +1,6 @@
-"""The "2017" (retro) Transformer: post-norm LayerNorm, sinusoidal positions, GELU, Adam
-without weight decay, inverse-sqrt schedule with warmup (algoprog.presets.retro says why).
+"""The "2017" (retro) Transformer: post-norm LayerNorm, sinusoidal positions, GELU, the 2017
+embedding scaling, Adam without weight decay, inverse-sqrt schedule with warmup
+(algoprog.presets.retro says why).
 """
 
 from algoprog import presets
