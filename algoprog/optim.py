@@ -29,7 +29,7 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int
   """Learning rate as a function of the (0-based) step."""
   peak = optim.learning_rate
   warmup = warmup_steps(optim, total_steps)
-  decay_steps = max(total_steps - warmup, 1)
+  decay_steps = max(total_steps - 1 - warmup, 1)  # The floor is reached at the last step.
   floor = optim.final_lr_fraction * peak
 
   def schedule(step):

@@ -1,0 +1,99 @@
+"""Presets differ from modern exactly where they claim (the study's retro baseline silently
+kept RMSNorm): diff the resolved configs, field by field."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from algoprog import config as config_lib, presets
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+# Every field each preset changes relative to configs/modern.py (label included).
+EXPECTED = {
+    "ablation_gelu": {"model.ffn": "gelu"},
+    "ablation_relu": {"model.ffn": "relu"},
+    "ablation_learned_positions": {"model.positions": "learned"},
+    "ablation_sinusoidal_positions": {"model.positions": "sinusoidal"},
+    "ablation_post_norm": {"model.norm_placement": "post"},
+    "ablation_layernorm": {"model.norm": "layernorm"},
+    "ablation_inverse_sqrt": {"optim.schedule": "inverse_sqrt"},
+    "ablation_adam": {"optim.name": "adam"},
+    "ablation_sgd": {"optim.name": "sgd"},
+    "retro": {"model.norm": "layernorm", "model.norm_placement": "post",
+              "model.positions": "sinusoidal", "model.ffn": "gelu",
+              "model.scale_embeddings": True, "optim.name": "adam",
+              "optim.weight_decay": 0.0, "optim.schedule": "inverse_sqrt",
+              "optim.learning_rate": 1.86e-3},
+    "lstm": {"model.kind": "lstm", "model.num_layers": 1, "model.num_heads": 0,
+             "optim.b1": 0.0, "optim.eps": 1e-9, "optim.weight_decay": 1e-4,
+             "optim.learning_rate": 3.16e-2},
+    "lstm2": {"model.kind": "lstm", "model.num_layers": 2, "model.num_heads": 0,
+              "optim.b1": 0.0, "optim.eps": 1e-9, "optim.weight_decay": 1e-4,
+              "optim.learning_rate": 3.16e-2},
+}
+
+
+def load(name: str):
+  spec = importlib.util.spec_from_file_location(f"preset_{name}", CONFIGS / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in d.items():
+    if isinstance(value, dict):
+      out.update(flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def resolved(name: str) -> dict:
+  return flat(config_lib.resolve(load(name)).to_dict())
+
+
+def test_every_ablation_config_is_listed_here():
+  on_disk = {p.stem for p in CONFIGS.glob("ablation_*.py")}
+  assert on_disk == {n for n in EXPECTED if n.startswith("ablation_")}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_differs_from_modern_exactly_where_it_claims(name):
+  modern, preset = resolved("modern"), resolved(name)
+  assert set(preset) == set(modern)
+  diff = {k: preset[k] for k in modern if preset[k] != modern[k]}
+  assert diff == {**EXPECTED[name], "label": name}
+
+
+def test_modern_is_the_spec_reference():
+  m = resolved("modern")
+  assert m["label"] == "modern"
+  assert (m["model.norm"], m["model.norm_placement"], m["model.positions"], m["model.ffn"]) == (
+      "rmsnorm", "pre", "rotary", "swiglu")
+  assert (m["model.init"], m["model.init_std"], m["model.tie_embeddings"],
+          m["model.output_bias"]) == ("normal", 0.02, True, True)
+  assert (m["optim.name"], m["optim.b1"], m["optim.b2"], m["optim.eps"],
+          m["optim.weight_decay"]) == ("adamw", 0.9, 0.999, 1e-8, 0.01)
+  assert (m["optim.schedule"], m["optim.final_lr_fraction"], m["optim.warmup_fraction"],
+          m["optim.grad_clip_norm"], m["optim.learning_rate"]) == (
+              "cosine", 0.1, 0.1, 1.0, 5.79e-3)
+  assert m["model.num_layers"] == m["model.num_heads"] == 64 // 16
+
+
+def test_lstm_is_the_spec_recipe():
+  lstm = resolved("lstm")
+  assert (lstm["train.lstm_window"], lstm["train.lstm_reset_probability"]) == (32, 0.01)
+  assert (lstm["optim.name"], lstm["optim.b2"], lstm["optim.schedule"],
+          lstm["optim.grad_clip_norm"]) == ("adamw", 0.999, "cosine", 1.0)
+  assert lstm["model.tie_embeddings"] and lstm["model.output_bias"]
+
+
+def test_labels_are_unique_and_builders_match_files():
+  labels = [resolved(n)["label"] for n in EXPECTED] + ["modern"]
+  assert len(set(labels)) == len(labels)
+  assert load("lstm2").to_dict() == presets.lstm(num_layers=2).to_dict()
+  assert load("retro").to_dict() == presets.retro().to_dict()
