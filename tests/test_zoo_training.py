@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, data, train
+from algoprog import config as config_lib, data, metrics, train
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 PRESETS = ["modern", "retro", "lstm", "lstm2"] + sorted(
@@ -91,3 +91,21 @@ def test_preset_learns_beyond_unigram(name, licenses, cache, tmp_path):
   print(f"{name}: validation {loss:.3f} nats/token, unigram {baseline:.3f}")
   assert info["steps_planned"] == STEPS
   assert loss < baseline - MARGIN_NATS, (name, loss, baseline)
+
+
+def test_lstm_resume_is_exact(licenses, cache, tmp_path):
+  """The carried state and the reset draws survive a kill: a resumed run writes the same
+  metrics as an uninterrupted one (the carry is checkpointed with the train state)."""
+  config = tiny(load_preset("lstm"), licenses, cache, "lstm")
+  config.train.tokens = 12 * 4 * 64
+  config.train.eval_every_steps = 4
+  config.train.checkpoint_every_steps = 5
+  config.train.lstm_reset_probability = 0.3  # Resets on most steps.
+  mesh = train.make_mesh(jax.devices()[:2])
+  train.train_and_evaluate(config, tmp_path / "straight", mesh=mesh)
+  train.train_and_evaluate(config, tmp_path / "resumed", mesh=mesh, stop_after_steps=7)
+  train.train_and_evaluate(config, tmp_path / "resumed", mesh=mesh)
+  strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
+  straight = strip(metrics.read_metrics(tmp_path / "straight"))
+  assert straight[-1]["step"] == 12
+  assert strip(metrics.read_metrics(tmp_path / "resumed")) == straight
