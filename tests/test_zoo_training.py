@@ -4,10 +4,10 @@ clearly below the unigram entropy of the training corpus, scored on the validati
 tokens).
 
 Tiny scale for 2 CPU cores: width 32, 64-token sequences, batch 4, byte tokenizer, one
-device. Two overrides besides size, both for the width: the study's 32d-tuned learning
-rates (SPEC.md; SGD's chosen here), and init_std 0.1 = GPT-2's 0.02 at d=768 rescaled to d=32 (0.02 * sqrt(768
-/ 32)): with 0.02 at d=32 the Transformers sit on the unigram plateau for longer than the
-corpus lasts.
+device, 600 steps of 256 tokens. Two overrides besides size, both for the width: the
+study's 32d-tuned learning rates (SPEC.md; SGD's chosen here), and init_std 0.1 = GPT-2's
+0.02 at d=768 rescaled to d=32 (0.02 * sqrt(768 / 32)): with 0.02 at d=32 the Transformers
+sit on the unigram plateau for longer than the corpus lasts.
 """
 
 import importlib.util
