@@ -34,6 +34,7 @@ _WIDTHS = flags.DEFINE_list("widths", ["32", "48", "64", "96", "128", "160", "19
                                        "256"], "Widths of the table.")
 _VOCAB = flags.DEFINE_integer("vocab_size", 50_257, "Vocabulary (GPT-2's by default).")
 _LENGTH = flags.DEFINE_integer("sequence_length", 128, "Tokens per sequence.")
+_ONLY = flags.DEFINE_list("presets", [], "table: only these presets (default all).")
 _VARIANTS = flags.DEFINE_bool("variants", False, "Also one-component switches of each "
                               "Transformer preset (FFN, norm, placement, positions).")
 _BUDGET = flags.DEFINE_float("budget", None, "plan: compute budget in FLOPs.")
@@ -193,6 +194,8 @@ def print_plan(config: ml_collections.ConfigDict, vocab_size: int, length: int) 
 def main(argv):
   del argv
   presets = load_presets(_CONFIGS.value)
+  if _ONLY.value and _MODE.value == "table":
+    presets = {n: c for n, c in presets.items() if n in _ONLY.value}
   length = _LENGTH.value
   if _MODE.value == "plan":
     if _PRESET.value not in presets:
