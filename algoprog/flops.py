@@ -23,6 +23,8 @@ The convention of `training_flops_per_token` (recorded with every run as CONVENT
     except erf, which XLA expands into a ~60-op polynomial (GELU), counted as executed.
     The per-element constants are in ELEMENTWISE_FLOPS with the ops they stand for.
   - Optimizer update FLOPs are per step, not per token: `optimizer_flops_per_step`.
+  - LSTM: `sequence_length` is the truncated-BPTT window (tokens between stopped
+    gradients); it only removes the recurrent input-gradient of each window's first step.
 
 Other conventions, for conversion: `six_n_flops_per_token` (6*N, N total or
 non-embedding: Kaplan's C = 6ND), `kaplan_flops_per_token` (6*N_nonembedding plus the
@@ -199,7 +201,14 @@ def backward_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
                              attention: str = "full") -> dict[str, jax.Array]:
   """Backward-pass FLOPs per token, by component: 2x forward for matmuls, exact elsewhere."""
   matmuls = _matmul_flops_per_token(model, vocab_size, sequence_length, width, attention)
-  return _merge({k: 2.0 * v for k, v in matmuls.items()},
+  backward = {k: 2.0 * v for k, v in matmuls.items()}
+  if model.kind == "lstm":
+    # Truncated BPTT: the state entering a window is a constant, so the first step of each
+    # window needs no gradient of h @ W_h with respect to h (2 * 4H * H).
+    d = _width(model, width)
+    layers, _ = depth_and_heads(model, d)
+    backward["lstm_gates"] = backward["lstm_gates"] - layers * 2.0 * 4 * d * d / sequence_length
+  return _merge(backward,
                 _elementwise_flops_per_token(model, vocab_size, sequence_length, width,
                                              attention, backward=True))
 

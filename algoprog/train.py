@@ -313,8 +313,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           "use a new --workdir")
   metrics.write_json(config_path, resolved)
 
-  flops_per_token = float(flops.training_flops_per_token(
-      config.model, corpus.vocab_size, config.data.sequence_length))
+  flops_per_token = float(flops.training_flops_per_token(  # LSTM: per backprop window.
+      config.model, corpus.vocab_size,
+      config.train.lstm_window if config.model.kind == "lstm" else config.data.sequence_length))
   run_info = {
       "run_id": run_dir.name, "label": config.label, "status": "running",
       "params_total": params_total, "params_nonembedding": params_total - params_embedding,

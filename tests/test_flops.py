@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, flops, models, optim
+from algoprog import config as config_lib, flops, models, optim, train
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))  # launch/ is not installed.
 from launch import flops as flops_launch  # pylint: disable=g-import-not-at-top
@@ -65,7 +65,11 @@ def test_gelu_has_two_ffn_matmuls_and_lstm_gates_by_hand():
   parts = flops.forward_flops_per_token(lstm, V, L)
   assert parts["lstm_gates"] == 2 * 2 * 4 * (d + d) * d  # 2 layers x 2 x 4 x (in+H) x H.
   assert "attention_scores" not in parts
-  assert flops.training_flops_per_token(lstm, V, 32) == flops.training_flops_per_token(lstm, V, L)
+  # The window only spares each window's first recurrent input-gradient (2 x 4H x H).
+  spared = lambda window: 2 * 2 * 4 * d * d / window
+  np.testing.assert_allclose(
+      flops.training_flops_per_token(lstm, V, 32) - flops.training_flops_per_token(lstm, V, L),
+      spared(L) - spared(32))
 
 
 def test_causal_convention_counts_the_attended_half():
@@ -187,7 +191,7 @@ def test_lstm_cell_agrees_with_unrolled_xla():
 
   measured = _xla(forward_backward, params, xs, xs) / (steps * batch)
   m = resolved(presets()["lstm"], hidden).model
-  parts = flops.training_flops_per_token_by_component(m, V, L)
+  parts = flops.training_flops_per_token_by_component(m, V, steps)
   analytical = float(parts["lstm_gates"] + parts["lstm_cell"])
   # The weight gradients accumulate across steps here (one outer product per step).
   analytical += 2 * 4 * hidden * hidden * 2 / batch
@@ -196,6 +200,31 @@ def test_lstm_cell_agrees_with_unrolled_xla():
   np.testing.assert_allclose(
       float(flops.forward_flops_per_token(m, V, L)["lstm_gates"]
             + flops.forward_flops_per_token(m, V, L)["lstm_cell"]), forward, rtol=0.01)
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm2"])
+def test_lstm_model_agrees_with_xla_at_window_one(name):
+  """The real LSTM train step, one-token windows: each scan runs once, so XLA's count
+  (a scan body once) is the whole program; the window-start rule is then exact too."""
+  c = ml_collections.ConfigDict(presets()[name].to_dict())
+  c.data.sequence_length = c.train.lstm_window = 1
+  c.model.width = 64
+  c = config_lib.resolve(c)
+  model = models.build_model(c.model, V)
+  opt = optim.make_optimizer(c.optim, 100)
+  step = train.make_train_step(model, opt, 1, lstm_window=1)
+
+  def step_flops(batch):
+    def init():
+      params = model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+      return train.TrainState(jnp.zeros((), jnp.int32), params, opt.init(params),
+                              models.initial_carry(c.model, batch))
+    tokens = jax.ShapeDtypeStruct((batch, 1), jnp.int32)
+    return _xla(step, jax.eval_shape(init), tokens, tokens)
+
+  measured = (step_flops(16) - step_flops(8)) / 8
+  analytical = float(flops.training_flops_per_token(c.model, V, 1))
+  assert abs(analytical / measured - 1) < 0.02
 
 
 @pytest.mark.parametrize("name", ["modern", "lstm"])
