@@ -166,8 +166,8 @@ def _elementwise_flops_per_token(model, vocab_size, sequence_length, width, atte
   ew = lambda name: ELEMENTWISE_FLOPS[name][side]
   d = _width(model, width)
   layers, heads = depth_and_heads(model, d)
-  out = {"logits_loss": ew("logits_loss") * vocab_size,
-         "embedding": d if backward else 0.0 * d}  # Scatter-add of the lookup's gradient.
+  # Embedding: the lookup is free; its gradient is a scatter-add (0 * d keeps an array).
+  out = {"logits_loss": ew("logits_loss") * vocab_size, "embedding": d if backward else 0.0 * d}
   if model.kind == "lstm":
     out["lstm_cell"] = layers * ew("lstm_cell") * d
     return out
