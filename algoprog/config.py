@@ -83,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.tokens = 0  # Training tokens; 0 -> tokens_per_param * total parameters.
   c.train.tokens_per_param = 20.0  # 40 for the study's scaling runs, 20 for ablations.
   c.train.min_tokens = 0  # Budget floor: max(min_tokens, tokens_per_param * params).
+  c.train.flops = 0.0  # FLOP budget (algoprog.flops count); > 0 sets the tokens instead.
   c.train.microbatches = 1  # Gradient accumulation: the global batch in this many slices.
   c.train.eval_every_steps = 100  # Validation loss every this many steps (and at the end).
   c.train.log_every_steps = 20  # Progress line every this many steps.
@@ -133,12 +134,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
                 "train.log_every_steps", "train.checkpoint_every_steps",
                 "train.keep_checkpoints", "train.lstm_window"):
     positive(field)
-  for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "model.num_layers",
+  for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "train.flops",
+                "model.num_layers",
                 "model.num_heads", "model.max_sequence_length", "optim.warmup_steps",
                 "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents"):
     positive(field, allow_zero=True)
-  if c.train.tokens == 0 and c.train.tokens_per_param == 0:
-    raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param is 0")
+  if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
+    raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "
+                      "train.flops are 0")
+  if c.train.tokens and c.train.flops:
+    raise ConfigError("train.flops: expected 0 when train.tokens is set (one budget)")
   if not 0 <= c.optim.warmup_fraction < 1:
     raise ConfigError(f"optim.warmup_fraction: expected in [0, 1); got {c.optim.warmup_fraction}")
   if not 0 <= c.optim.final_lr_fraction <= 1:

@@ -94,10 +94,12 @@ def interpolate_lr(anchors: dict, width: int) -> float:
   raise AssertionError("unreachable")
 
 
-def _run_id(label: str, width: int, seed: int, stage: str, lr: float | None) -> str:
+def _run_id(label: str, width: int, seed: int, stage: str, lr: float | None,
+            flops: float = 0.0) -> str:
+  run_id = f"{label}_w{width}" + (f"_f{flops:.2g}".replace("+", "") if flops else "")
   if stage == "lr_sweep":
-    return f"{label}_w{width}_s{seed}_lrsweep{lr:.3g}"
-  return f"{label}_w{width}_s{seed}"
+    return f"{run_id}_s{seed}_lrsweep{lr:.3g}"
+  return f"{run_id}_s{seed}"
 
 
 def flatten_overrides(overrides: Any, prefix: str = "") -> dict:
@@ -129,19 +131,40 @@ def _check_group(label: str, group: ml_collections.ConfigDict) -> None:
   if not group.lr_values and not group.lr_sweep:
     raise SweepError(f"groups.{label}.lr_values: expected learning rates (with lr_widths) "
                      "or lr_sweep=True")
-  if group.tokens_per_param <= 0:
-    raise SweepError(f"groups.{label}.tokens_per_param: expected > 0; got "
-                     f"{group.tokens_per_param}")
+  budgets = tuple(group.get("flops_budgets") or ())
+  if any(not b > 0 for b in budgets):
+    raise SweepError(f"groups.{label}.flops_budgets: expected positive FLOP budgets; got "
+                     f"{budgets}")
+  if not budgets and group.tokens_per_param <= 0:
+    raise SweepError(f"groups.{label}.tokens_per_param: expected > 0 (or flops_budgets); "
+                     f"got {group.tokens_per_param}")
+  extra = set(group.get("lr_sweep_widths") or ()) - set(group.widths)
+  if extra:
+    raise SweepError(f"groups.{label}.lr_sweep_widths: {sorted(extra)} not among the "
+                     f"group's widths {tuple(group.widths)}")
+
+
+def _budget(group: ml_collections.ConfigDict, flops: float, fraction: float = 1.0) -> dict:
+  """The training-budget overrides of one run: a FLOP budget or tokens per parameter."""
+  if flops:
+    return {"train.flops": float(flops) * fraction}
+  return {"train.tokens_per_param": float(group.tokens_per_param) * fraction}
 
 
 def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
               ) -> list[RunSpec]:
   """Every run the sweep needs, in execution order (LR sweeps first within each group).
 
+  A group trains every width (x every FLOP budget in `flops_budgets`, if any, else at
+  `tokens_per_param`) x seed. Its learning rates come from `lr_values` at `lr_widths`
+  (log-log interpolated in width) or, with `lr_sweep=True`, from LR sweeps at the widths in
+  `lr_sweep_widths` (default: every width; the others interpolate between the chosen LRs).
+  LR sweeps run the first seed (and the largest FLOP budget) at a reduced budget.
+
   Args:
-    sweep: the sweep config (configs/sweep_*.py documents its fields).
+    sweep: the sweep config (configs/reproduce_*.py document its fields).
     lr_choices: {"label/width": chosen lr} from finished LR sweeps; full runs of a group
-      with `lr_sweep=True` are planned only once their choice exists.
+      with `lr_sweep=True` are planned only once all its swept widths have a choice.
   """
   lr_choices = lr_choices or {}
   common = flatten_overrides(sweep.overrides)
@@ -150,29 +173,34 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
     _check_group(label, group)
     overrides = {**common, **flatten_overrides(group.get("overrides")), "label": label}
     anchors = dict(zip(group.lr_widths, group.lr_values))
-    for width in group.widths:
-      base = {**overrides, "model.width": int(width)}
-      if group.lr_sweep:
+    budgets = tuple(group.get("flops_budgets") or ()) or (0.0,)
+    lrs = {}
+    if group.lr_sweep:
+      swept = tuple(group.get("lr_sweep_widths") or ()) or tuple(group.widths)
+      for width in swept:
         center = interpolate_lr(anchors, width) if anchors else sweep.lr_sweep.center
         # The study's reduced budget: max(16M tokens, 5% of the full budget).
-        reduced = {**base, "seed": int(group.seeds[0]),
-                   "train.tokens_per_param": float(group.tokens_per_param)
-                   * sweep.lr_sweep.budget_fraction,
+        reduced = {**overrides, "model.width": int(width), "seed": int(group.seeds[0]),
+                   **_budget(group, max(budgets), sweep.lr_sweep.budget_fraction),
                    "train.min_tokens": int(sweep.lr_sweep.min_tokens)}
         for lr in lr_grid(center, sweep.lr_sweep.points, sweep.lr_sweep.spacing_decades):
-          runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr),
+          runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr,
+                                      max(budgets) if budgets != (0.0,) else 0.0),
                               "lr_sweep", label, group.config,
                               {**reduced, "optim.learning_rate": lr}))
-        if f"{label}/{width}" not in lr_choices:
-          continue
-        lr = lr_choices[f"{label}/{width}"]
-      else:
-        lr = interpolate_lr(anchors, width)
-      for seed in group.seeds:
-        runs.append(RunSpec(_run_id(label, width, seed, "full", None), "full", label,
-                            group.config,
-                            {**base, "seed": int(seed), "optim.learning_rate": lr,
-                             "train.tokens_per_param": float(group.tokens_per_param)}))
+      chosen = {w: lr_choices[f"{label}/{w}"] for w in swept if f"{label}/{w}" in lr_choices}
+      if len(chosen) < len(swept):
+        continue
+      lrs = {w: interpolate_lr(chosen, w) for w in group.widths}
+    else:
+      lrs = {w: interpolate_lr(anchors, w) for w in group.widths}
+    for width in group.widths:
+      for budget in budgets:
+        for seed in group.seeds:
+          runs.append(RunSpec(
+              _run_id(label, width, seed, "full", None, budget), "full", label, group.config,
+              {**overrides, "model.width": int(width), "seed": int(seed),
+               "optim.learning_rate": lrs[width], **_budget(group, budget)}))
   return runs
 
 

@@ -290,8 +290,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                                       jnp.int32)))["params"]
   params_total = models.count_params(abstract_params)
   params_embedding = models.embedding_param_count(abstract_params)
-  tokens = config.train.tokens or max(config.train.min_tokens,
-                                      int(config.train.tokens_per_param * params_total))
+  flops_per_token = float(flops.training_flops_per_token(  # LSTM: per backprop window.
+      config.model, corpus.vocab_size,
+      config.train.lstm_window if config.model.kind == "lstm" else config.data.sequence_length))
+  if config.train.tokens:
+    tokens = config.train.tokens
+  elif config.train.flops:
+    tokens = int(config.train.flops / flops_per_token)
+  else:
+    tokens = max(config.train.min_tokens, int(config.train.tokens_per_param * params_total))
   total_steps = max(1, round(tokens / stream.tokens_per_step))
   if total_steps > stream.steps_per_epoch:
     raise data.DataError(
@@ -313,9 +320,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           "use a new --workdir")
   metrics.write_json(config_path, resolved)
 
-  flops_per_token = float(flops.training_flops_per_token(  # LSTM: per backprop window.
-      config.model, corpus.vocab_size,
-      config.train.lstm_window if config.model.kind == "lstm" else config.data.sequence_length))
   run_info = {
       "run_id": run_dir.name, "label": config.label, "status": "running",
       "params_total": params_total, "params_nonembedding": params_total - params_embedding,

@@ -35,13 +35,41 @@ def test_plan_sweeps_lr_first_then_full_runs_at_the_choice(tmp_path):
   lrs = [r.overrides["optim.learning_rate"] for r in runs[:3]]
   assert lrs == pytest.approx([3e-3 / 10**0.5, 3e-3, 3e-3 * 10**0.5], rel=1e-3)
   assert runs[0].overrides["train.tokens_per_param"] == 0.5
-  runs = sweep.plan_runs(c, {"modern/16": 1e-3})
+  assert not [r for r in sweep.plan_runs(c, {"modern/16": 1e-3}) if r.stage == "full"]
+  runs = sweep.plan_runs(c, {"modern/16": 1e-3, "modern/32": 2e-3})
   full = [r for r in runs if r.stage == "full"]
-  assert [(r.overrides["model.width"], r.overrides["seed"]) for r in full] == [(16, 1),
-                                                                               (16, 2)]
-  assert all(r.overrides["optim.learning_rate"] == 1e-3 for r in full)
+  assert [(r.overrides["model.width"], r.overrides["seed"]) for r in full] == [
+      (16, 1), (16, 2), (32, 1), (32, 2)]
+  assert [r.overrides["optim.learning_rate"] for r in full] == [1e-3, 1e-3, 2e-3, 2e-3]
   assert full[0].overrides["data.tokenizer"] == "byte" and full[0].overrides["label"] == "modern"
   assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_lr_sweeps_at_some_widths_interpolate_the_others(tmp_path):
+  c = sweep_config(tmp_path, tmp_path, widths=(16, 32, 64), lr_sweep=True,
+                   lr_sweep_widths=(16, 64))
+  runs = sweep.plan_runs(c)
+  assert {r.overrides["model.width"] for r in runs} == {16, 64}
+  full = [r for r in sweep.plan_runs(c, {"modern/16": 4e-3, "modern/64": 1e-3})
+          if r.stage == "full"]
+  assert [r.overrides["optim.learning_rate"] for r in full] == pytest.approx(
+      [4e-3, 2e-3, 1e-3], rel=1e-3)  # 32 is the log-midpoint of 16 and 64.
+  with pytest.raises(sweep.SweepError, match="groups.modern.lr_sweep_widths"):
+    sweep.plan_runs(sweep_config(tmp_path, tmp_path, lr_sweep=True, lr_sweep_widths=(8,)))
+
+
+def test_flop_budgets_give_one_run_per_width_and_budget(tmp_path):
+  c = sweep_config(tmp_path, tmp_path, widths=(16, 32), tokens_per_param=0.0,
+                   flops_budgets=(1e9, 1e10), lr_sweep=True)
+  sweeps = sweep.plan_runs(c)
+  assert {r.overrides["train.flops"] for r in sweeps} == {1e10 * 0.5}  # Largest, reduced.
+  full = [r for r in sweep.plan_runs(c, {"modern/16": 1e-3, "modern/32": 1e-3})
+          if r.stage == "full"]
+  assert [(r.overrides["model.width"], r.overrides["train.flops"]) for r in full] == [
+      (16, 1e9), (16, 1e10), (32, 1e9), (32, 1e10)]
+  assert len({r.run_id for r in full}) == 4
+  with pytest.raises(sweep.SweepError, match="groups.modern.flops_budgets"):
+    sweep.plan_runs(sweep_config(tmp_path, tmp_path, flops_budgets=(-1.0,)))
 
 
 def test_learning_rates_interpolate_log_linearly_in_width():
