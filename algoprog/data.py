@@ -18,6 +18,7 @@ separate array; the stream cannot index into it (asserted).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -254,8 +255,22 @@ def default_cache_dir(data: ml_collections.ConfigDict) -> pathlib.Path:
 
 
 def load_corpus(data: ml_collections.ConfigDict) -> Corpus:
-  """Reads, splits, tokenises and caches the configured corpus; cheap on a second call."""
+  """Reads, splits, tokenises and caches the configured corpus; cheap on a second call.
+
+  Concurrent callers (a sweep's worker processes) take turns on a lock file in the cache
+  folder, so the tfds preparation, tokenizer training and token cache are built once.
+  """
   cache_dir = default_cache_dir(data)
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  with open(cache_dir / ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      return _load_corpus(data, cache_dir)
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Corpus:
   documents = read_documents(data, cache_dir)
   source_digest = hashlib.sha256()
   for d in documents:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import warnings
 from typing import Callable, NamedTuple, Sequence
 
@@ -962,3 +963,20 @@ def isoflop_allocation_exponent(fit: PowerLawFit, group: str) -> float:
   w = fit.points_weight[g] > 0
   return float(np.polyfit(np.log(fit.points_compute[g][w]), fit.isoflop_log_params[g][w],
                           1)[0])
+
+
+def law_rows(result: PowerLawFit, bootstrap, level: float) -> list[dict]:
+  """One row per group: a, alpha, E with intervals (bootstrap percentiles)."""
+  rows = []
+  for group in result.groups:
+    law = result.for_group(group)
+    row = {"group": group, "frontier": result.frontier,
+           "fit_points": int((result.points_weight[result.groups.index(group)] > 0).sum())}
+    for name in ("a", "alpha", "E"):
+      samples = getattr(bootstrap.for_group(group), name) if bootstrap else [math.nan]
+      i = interval(getattr(law, name), samples, level)
+      row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
+    if bootstrap:
+      row["failed_refits"] = failed_fraction(bootstrap.for_group(group).a)
+    rows.append(row)
+  return rows

@@ -318,9 +318,11 @@ def loss_vs_compute(table, fit=None, target_losses=(), raw_cegs=(), title: str =
   colors = dict(zip(groups, _colors(len(groups))))
   for group in groups:
     rows = table.group == group
-    for run_id in dict.fromkeys(table.run_id[rows].tolist()):
+    for i, run_id in enumerate(dict.fromkeys(table.run_id[rows].tolist())):
       run = rows & (table.run_id == run_id)
-      ax.plot(table.compute[run], table.loss[run], color=colors[group], alpha=0.3, lw=0.8)
+      ax.plot(table.compute[run], table.loss[run], color=colors[group],
+              alpha=0.3 if fit is not None else 0.7, lw=0.8,
+              label=group if fit is None and i == 0 else None)
   if fit is not None:
     for g, group in enumerate(fit.groups):
       on = fit.points_weight[g] > 0
@@ -344,7 +346,8 @@ def loss_vs_compute(table, fit=None, target_losses=(), raw_cegs=(), title: str =
   ax.set_xlabel("training compute (FLOPs)")
   ax.set_ylabel("validation loss (nats/token)")
   ax.set_title(title or "loss vs compute: curves, frontier, fitted laws")
-  ax.legend(fontsize=7)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7)
   return figure
 
 
@@ -365,4 +368,71 @@ def ceg_vs_compute(bands, title: str = "") -> Figure:
   ax.set_ylabel("compute-equivalent gain")
   ax.set_title(title or "CEG vs compute (fitted laws)")
   ax.legend(fontsize=8)
+  return figure
+
+
+# ----------------------------------------------------------------------------------------
+# Study report figures (algoprog.reproduce).
+
+
+def ablation_cegs(rows, published: dict | None = None, title: str = "") -> Figure:
+  """Each ablation's measured CEG (log axis) with its seed spread (min-max of seed-paired
+  ratios), lower bounds as open arrows, and the study's published value as a cross.
+
+  rows: algoprog.reproduce.ablation_row dicts.
+  """
+  import numpy as np
+  published = published or {}
+  figure = Figure(figsize=(8, 0.45 * len(rows) + 1.6))
+  ax = figure.add_subplot()
+  positions = np.arange(len(rows))[::-1]
+  for y, row in zip(positions, rows):
+    if row.get("status") == "ok":
+      ax.plot([row["seed_min"], row["seed_max"]], [y, y], color=_INVARIANT_COLOR, lw=3,
+              alpha=0.4, solid_capstyle="butt")
+      ax.plot(row["ceg"], y, "o", color=_INVARIANT_COLOR,
+              label="measured (seed spread)" if y == positions[0] else None)
+    elif "ceg_lower_bound" in row:
+      ax.annotate("", xy=(row["ceg_lower_bound"] * 1.6, y), xytext=(row["ceg_lower_bound"], y),
+                  arrowprops=dict(arrowstyle="->", color=_DEPENDENT_COLOR))
+      ax.plot(row["ceg_lower_bound"], y, "|", color=_DEPENDENT_COLOR, ms=10)
+    if row["ablation"] in published:
+      ax.plot(published[row["ablation"]], y, "x", color="k", label="study (published)"
+              if row["ablation"] == next(r["ablation"] for r in rows
+                                         if r["ablation"] in published) else None)
+  ax.axvline(1.0, color="0.5", lw=0.7)
+  ax.set_yticks(positions)
+  ax.set_yticklabels([f"{r['ablation']}\n({r['variant']})" for r in rows], fontsize=7)
+  ax.set_xscale("log")
+  _log_ticks_as_multiples(ax.xaxis)
+  ax.set_xlabel("CEG of the reference over the variant (C_variant / C_reference)")
+  ax.set_title(title or "Ablations: compute-equivalent gain of each component")
+  handles, labels = ax.get_legend_handles_labels()
+  if handles:
+    ax.legend(fontsize=7, loc="lower right")
+  figure.set_layout_engine("constrained")
+  return figure
+
+
+def lr_sweeps(curves: dict, title: str = "") -> Figure:
+  """Final validation loss vs learning rate of each LR sweep ("label/width" -> the
+  lr_choices.json entry), the chosen rate circled."""
+  figure = Figure(figsize=(7, 4.5))
+  ax = figure.add_subplot()
+  for (key, entry), color in zip(sorted(curves.items()), _colors(len(curves))):
+    points = sorted((p["learning_rate"], p["final_validation_loss"]) for p in entry["curve"]
+                    if p["final_validation_loss"] is not None
+                    and math.isfinite(p["final_validation_loss"]))
+    if not points:
+      continue
+    ax.plot(*zip(*points), "-o", ms=3, color=color, label=key)
+    chosen = entry.get("chosen_learning_rate")
+    for lr, loss in points:
+      if lr == chosen:
+        ax.plot(lr, loss, "o", ms=9, mfc="none", color=color)
+  ax.set_xscale("log")
+  ax.set_xlabel("peak learning rate")
+  ax.set_ylabel("final validation loss (nats/token)")
+  ax.set_title(title or "Learning-rate sweeps (reduced budget); circled: chosen")
+  ax.legend(fontsize=6, ncol=2)
   return figure

@@ -235,6 +235,9 @@ def load_run_folder(folder: str | pathlib.Path, *,
         reason += f": {info['failure_reason']}"
       excluded.append(ExcludedRun(run_id, group, reason))
       continue
+    if "params_total" not in info:
+      raise RunTableError(f"{run_dir / RUN_FILE}: missing field(s) params_total; expected "
+                          "the launcher's run.json (docs/fit.md)")
     rows = _read_metrics(run_dir)
     if not rows:
       excluded.append(ExcludedRun(run_id, group, "no evaluations in metrics.jsonl yet"))
@@ -260,7 +263,9 @@ def load_run_folder(folder: str | pathlib.Path, *,
   return make_table(**points, excluded=excluded, source=str(folder), row_names=row_names)
 
 
-_RUN_FIELDS = ("run_id", "label", "status", "params_total")
+# params_total is required only of runs that are loaded (a run that failed before it
+# counted its parameters, e.g. on a config error, is excluded with its reason).
+_RUN_FIELDS = ("run_id", "label", "status")
 _METRIC_FIELDS = ("step", "tokens", "flops", "validation_loss")
 
 

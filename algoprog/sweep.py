@@ -159,7 +159,9 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
   `tokens_per_param`) x seed. Its learning rates come from `lr_values` at `lr_widths`
   (log-log interpolated in width) or, with `lr_sweep=True`, from LR sweeps at the widths in
   `lr_sweep_widths` (default: every width; the others interpolate between the chosen LRs).
-  LR sweeps run the first seed (and the largest FLOP budget) at a reduced budget.
+  LR sweeps run the first seed (and the largest FLOP budget) at a reduced budget, on a log
+  grid centred on the anchors' interpolation, else on `lr_center`, else on
+  `sweep.lr_sweep.center`.
 
   Args:
     sweep: the sweep config (configs/reproduce_*.py document its fields).
@@ -178,7 +180,8 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
     if group.lr_sweep:
       swept = tuple(group.get("lr_sweep_widths") or ()) or tuple(group.widths)
       for width in swept:
-        center = interpolate_lr(anchors, width) if anchors else sweep.lr_sweep.center
+        center = (interpolate_lr(anchors, width) if anchors else
+                  group.get("lr_center") or sweep.lr_sweep.center)
         # The study's reduced budget: max(16M tokens, 5% of the full budget).
         reduced = {**overrides, "model.width": int(width), "seed": int(group.seeds[0]),
                    **_budget(group, max(budgets), sweep.lr_sweep.budget_fraction),
@@ -279,12 +282,9 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
     reason = f"exit code {process.returncode}: {tail[0][:300]}"
     if process.returncode < 0 or process.returncode == 137:
       reason = f"killed by signal (exit {process.returncode}; out of memory?): {tail[0][:200]}"
-    info = {**info, "status": "failed", "failure_reason": reason}
-    if (run_dir / metrics.RUN_FILE).exists():
-      metrics.write_json(run_dir / metrics.RUN_FILE, info)
-    else:
-      metrics.write_json(run_dir / metrics.RUN_FILE, {"run_id": run.run_id,
-                                                      "label": run.label, **info})
+    info = {"run_id": run.run_id, "label": run.label, **info, "status": "failed",
+            "failure_reason": reason}
+    metrics.write_json(run_dir / metrics.RUN_FILE, info)
   return info
 
 

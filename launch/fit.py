@@ -83,23 +83,6 @@ def _finite_or_none(value):
   return float(value) if value is not None and math.isfinite(value) else None
 
 
-def law_rows(result: fit.PowerLawFit, bootstrap, level: float) -> list[dict]:
-  """One row per group: a, alpha, E with intervals (bootstrap percentiles)."""
-  rows = []
-  for group in result.groups:
-    law = result.for_group(group)
-    row = {"group": group, "frontier": result.frontier,
-           "fit_points": int((result.points_weight[result.groups.index(group)] > 0).sum())}
-    for name in ("a", "alpha", "E"):
-      samples = getattr(bootstrap.for_group(group), name) if bootstrap else [math.nan]
-      i = fit.interval(getattr(law, name), samples, level)
-      row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
-    if bootstrap:
-      row["failed_refits"] = fit.failed_fraction(bootstrap.for_group(group).a)
-    rows.append(row)
-  return rows
-
-
 def laws_json(result: fit.PowerLawFit, bootstrap) -> dict:
   """{"laws": {group: {a, alpha, E}}, "bootstrap": {group: {a: [...], ...}}}: the format
   launch.account reads (NaN samples, failed refits, as null)."""
@@ -170,7 +153,7 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   for w in caught:
     print(f"warning: {w.message}")
-  laws_table = law_rows(result, bootstrap, _LEVEL.value)
+  laws_table = fit.law_rows(result, bootstrap, _LEVEL.value)
   print(f"{len(table.run_ids)} runs, {table.loss.size} points from {table.source}; "
         f"frontier {result.frontier}; E {options.irreducible}"
         + ("; shared exponent" if options.shared_exponent else "")
