@@ -101,9 +101,21 @@ def auto_ceg_computes(coverage: list[dict]) -> list[float]:
   return [float(f"{c:.3g}") for c in (low, math.sqrt(low * high), high)]
 
 
+def drop_early_points(table: runs.RunTable, fraction: float) -> runs.RunTable:
+  """The points of each run from `fraction` of its training tokens on. The first evaluations
+  of a run (warmup, loss near ln V) lie on no compute-optimal frontier: a law fitted through
+  them bends to fit the start of training, not how loss scales with compute."""
+  keep = np.ones(table.loss.shape, bool)
+  for run_id in table.run_ids:
+    rows = table.run_id == run_id
+    keep[rows] = table.tokens[rows] >= fraction * table.tokens[rows].max()
+  return table.select(keep)
+
+
 def scaling_analysis(table: runs.RunTable, analysis: ml_collections.ConfigDict,
                      out: pathlib.Path) -> dict:
   """Frontier fits with bootstrap CIs, coverage, CEG table and figures of the scaling groups."""
+  table = drop_early_points(table, analysis.skip_fraction)
   groups = [g for g in analysis.scaling_groups if g in table.groups]
   missing = [g for g in analysis.scaling_groups if g not in table.groups]
   if len(groups) < 1 or analysis.reference not in groups:
@@ -408,8 +420,9 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
     parts.append(f"No finished runs (not fitted): {', '.join(scaling['missing_groups'])}.\n")
 
   parts.append(f"## Frontier fits  L(C) = E + a·C^alpha  ({level} bootstrap CIs over runs)\n")
-  parts.append(f"Frontier: {a.frontier}; E: {a.irreducible}; {a.bootstrap} bootstrap refits "
-               f"resampling {a.resample}. C in FLOPs (algoprog.flops), L in nats/token.\n")
+  parts.append(f"Frontier: {a.frontier} of each run's points from {a.skip_fraction:.0%} of its "
+               f"tokens on; E: {a.irreducible}; {a.bootstrap} bootstrap refits resampling "
+               f"{a.resample}. C in FLOPs (algoprog.flops), L in nats/token.\n")
   parts.append(_table(["architecture", "fit points", "a", "alpha", "E"], [
       [r["group"], str(r["fit_points"]), _ci(r, "a"), _ci(r, "alpha", "{:.4f}"),
        _ci(r, "E", "{:.3f}")] for r in scaling["laws"]]))
@@ -583,6 +596,8 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
       lr_sweep_widths, lr_center, overrides.
     analysis.scaling_groups: groups whose frontiers are fitted.
     analysis.reference: the group CEGs of the scaling fits are measured against.
+    analysis.skip_fraction: each run's points before this fraction of its tokens (warmup
+      is 10%) are left out of the frontier fits.
     analysis.frontier, irreducible, shared_exponent: how the laws are fitted (algoprog.fit).
     analysis.bootstrap, resample, seed, level: the CIs (refits, what is resampled).
     analysis.ceg_compute: FLOPs at which to report the fitted CEG; () -> low, middle and high
@@ -640,6 +655,7 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
   c.analysis.scaling_groups = tuple(scaling_widths)
   c.analysis.reference = "lstm" if "lstm" in scaling_widths else tuple(scaling_widths)[0]
   c.analysis.frontier = "envelope"
+  c.analysis.skip_fraction = 0.1
   c.analysis.irreducible = "fit"
   c.analysis.shared_exponent = False
   c.analysis.bootstrap = bootstrap

@@ -43,7 +43,9 @@ def main(argv):
       return
     reproduce.run(_CONFIG.value, workdir, workers=_WORKERS.value,
                   retry_failed=_RETRY.value)
-  except (reproduce.ReproduceError, sweep.SweepError, runs.RunTableError, fit.FitError,
+  except sweep.SweepError as e:  # Its fields are relative to the sweep config.
+    sys.exit(f"error: sweep.{e}")
+  except (reproduce.ReproduceError, runs.RunTableError, fit.FitError,
           ceg.TargetNotReached) as e:
     sys.exit(f"error: {e}")
 

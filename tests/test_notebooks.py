@@ -33,9 +33,15 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, kernel_of_this_interpreter):
+def test_notebook_runs(path, kernel_of_this_interpreter, small_corpus, tmp_path, monkeypatch):
+  # The study notebook trains on the test corpus instead of fetching the embedded one, in a
+  # temporary folder, with one CPU device per training process.
+  monkeypatch.setenv("ALGOPROG_STUDY_TEXT", str(small_corpus))
+  monkeypatch.setenv("ALGOPROG_STUDY_DIR", str(tmp_path))
+  monkeypatch.setenv("ALGOPROG_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setenv("XLA_FLAGS", "")
   notebook = nbformat.read(path, as_version=4)
-  client = NotebookClient(notebook, timeout=300, kernel_name=kernel_of_this_interpreter,
+  client = NotebookClient(notebook, timeout=900, kernel_name=kernel_of_this_interpreter,
                           resources={"metadata": {"path": str(path.parent)}})
   client.execute()  # raises CellExecutionError, naming the cell, when one fails.
   images = [o for cell in notebook.cells if cell.cell_type == "code"

@@ -1,0 +1,128 @@
+"""The one-command study: ablation CEGs on synthetic curves, and the tiny preset end to end."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from algoprog import reproduce, runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def curve_table(curves: dict) -> runs.RunTable:
+  """{(group, run_id): [(compute, loss), ...]} -> RunTable."""
+  cols = {k: [] for k in ("run_id", "group", "compute", "loss", "params", "tokens")}
+  for (group, run_id), points in curves.items():
+    for c, l in points:
+      for k, v in zip(cols, (run_id, group, c, l, 1e5, c / 6e5)):
+        cols[k].append(v)
+  return runs.make_table(**cols)
+
+
+def manifest(*run_ids_and_seeds):
+  return [{"run_id": r, "overrides": {"seed": s}} for r, s in run_ids_and_seeds]
+
+
+def test_ablation_ceg_is_the_compute_ratio_at_the_target_with_seed_spread():
+  # Reference crosses loss 3 at C = 100 (seed 1) and 400 (seed 2), variant at 200 and 1600:
+  # geometric means 200 and sqrt(200 * 1600) = 565.7, seed-paired ratios 2 and 4.
+  table = curve_table({
+      ("ref", "r1"): [(10, 5.0), (100, 3.0), (1000, 2.5)],
+      ("ref", "r2"): [(10, 5.0), (400, 3.0), (1000, 2.8)],
+      ("var", "v1"): [(10, 5.0), (200, 3.0), (2000, 2.9)],
+      ("var", "v2"): [(10, 5.0), (1600, 3.0), (2000, 2.95)],
+  })
+  full = manifest(("r1", 1), ("r2", 2), ("v1", 1), ("v2", 2))
+  row = reproduce.ablation_row(table, full, "x", "ref", "var", 3.0)
+  assert row["status"] == "ok"
+  assert row["ceg"] == pytest.approx(math.sqrt(200 * 1600) / 200)
+  assert (row["seed_min"], row["seed_max"]) == pytest.approx((2.0, 4.0))
+
+
+def test_ablation_missing_the_target_gets_a_lower_bound_not_a_cap():
+  table = curve_table({
+      ("ref", "r1"): [(10, 5.0), (100, 3.0), (1000, 2.5)],
+      ("var", "v1"): [(10, 5.0), (300, 3.5), (900, 3.2)],  # Never reaches 3.0.
+  })
+  row = reproduce.ablation_row(table, manifest(("r1", 1), ("v1", 1)), "x", "ref", "var", 3.0)
+  assert row["status"] == "variant misses the target"
+  assert "ceg" not in row
+  assert row["ceg_lower_bound"] == pytest.approx(9.0)  # Its last compute over 100.
+
+
+def test_ablation_target_defaults_to_the_reference_worst_final_loss_plus_margin():
+  config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
+  table = curve_table({
+      ("ablation_reference", "r1"): [(10, 5.0), (100, 3.0)],
+      ("ablation_reference", "r2"): [(10, 5.0), (100, 3.1)],
+  })
+  assert reproduce.ablation_target(table, config.analysis) == pytest.approx(
+      3.1 + config.analysis.ablation_target_margin)
+  config.analysis.ablation_target_loss = 4.0
+  assert reproduce.ablation_target(table, config.analysis) == 4.0
+
+
+def test_presets_plan_the_whole_study():
+  from algoprog import sweep
+  for name in ("tiny", "cpu", "paper"):
+    config = reproduce.load_config_file(os.path.join(ROOT, "configs", f"reproduce_{name}.py"))
+    planned = sweep.plan_runs(config.sweep)
+    assert {r.label for r in planned} == set(config.sweep.groups)  # Every group LR-sweeps.
+    for ablation in config.analysis.ablations.values():
+      assert {ablation.reference, ablation.variant} <= set(config.sweep.groups)
+    assert set(config.analysis.scaling_groups) == {"lstm", "retro", "modern"}
+
+
+def small_study(corpus, cache):
+  """The tiny preset on the test corpus (~100 KB): budgets cut to fit one epoch."""
+  config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
+  data = config.sweep.overrides.data
+  data.source, data.path, data.cache_dir = "text", str(corpus), str(cache)
+  data.validation_tokens = 8192
+  for group in config.sweep.groups.values():
+    group.tokens_per_param = 1.0
+  config.analysis.bootstrap = 50
+  return config
+
+
+def test_tiny_study_end_to_end_and_rerun_redoes_nothing(small_corpus, tmp_path, monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "")  # The runs' own processes: one CPU device each.
+  config = small_study(small_corpus, tmp_path / "cache")
+  lines = []
+  report = reproduce.run(config, tmp_path / "study", log=lines.append)
+  text = report.read_text()
+  for section in ("## Compute covered", "## Frontier fits", "## CEG over lstm",
+                  "## Ablations", "## Accounting", "## Learning-rate sweeps"):
+    assert section in text
+  summary = json.loads((tmp_path / "study" / "analysis" / "summary.json").read_text())
+  assert not summary["failures"], summary["failures"]
+  assert [r["group"] for r in summary["scaling"]["laws"]] == ["lstm", "retro", "modern"]
+  assert all(r["alpha"] < 0 for r in summary["scaling"]["laws"])
+  assert {r["ablation"] for r in summary["ablations"]["rows"]} == {"swiglu_vs_gelu",
+                                                                  "modern_vs_retro"}
+  assert all(k in summary["lr_choices"] for k in ("lstm/32", "retro/32", "modern/32"))
+  for name in ("loss_vs_compute", "ceg_vs_compute", "ablation_cegs", "lr_sweeps"):
+    assert (tmp_path / "study" / "analysis" / f"{name}.png").exists()
+  # Every planned run finished; a second invocation trains nothing and reports the same.
+  metrics_before = {p: p.read_bytes() for p in (tmp_path / "study").rglob("metrics.jsonl")}
+  again = []
+  reproduce.run(config, tmp_path / "study", log=again.append)
+  assert not [l for l in again if "runs to do" in l], again
+  assert {p: p.read_bytes() for p in metrics_before} == metrics_before
+  rerun = json.loads((tmp_path / "study" / "analysis" / "summary.json").read_text())
+  assert rerun["scaling"]["laws"] == summary["scaling"]["laws"]
+
+
+def test_launcher_errors_are_one_line(tmp_path):
+  process = subprocess.run(
+      [sys.executable, "-m", "launch.reproduce", "--config=configs/reproduce_tiny.py",
+       f"--workdir={tmp_path}", "--config.sweep.groups.modern.widths=()"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert process.returncode != 0
+  assert process.stderr.strip().splitlines()[-1] == (
+      "error: sweep.groups.modern.widths: expected at least one width")
