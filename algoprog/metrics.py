@@ -37,6 +37,28 @@ def write_json(path: pathlib.Path, payload: dict) -> None:
   os.replace(tmp, path)
 
 
+def json_safe(value: Any) -> Any:
+  """A copy fit for tables: NaN/inf -> None (null; CSV empty), numpy scalars -> floats."""
+  if isinstance(value, dict):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, (bool, str, int)) or value is None:
+    return value
+  value = float(value)
+  return value if math.isfinite(value) else None
+
+
+def write_csv(path: pathlib.Path, rows: list[dict]) -> None:
+  """Rows (dicts) as CSV, columns in order of first appearance; non-finite cells empty."""
+  import csv
+  columns = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
+  with path.open("w", newline="") as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(json_safe(rows))
+
+
 def read_metrics(run_dir: pathlib.Path) -> list[dict]:
   path = pathlib.Path(run_dir) / METRICS_FILE
   if not path.exists():

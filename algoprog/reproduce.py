@@ -9,7 +9,7 @@
      table against `analysis.reference`, each ablation's CEG from raw curves at one target
      loss with its seed spread, and the study's accounting redone with the measured laws
      and ablation CEGs next to the published constants;
-  3. `write_report`: DIR/report.md with the tables and figures (DIR/analysis/*.png|svg|csv,
+  3. `report_markdown`: DIR/report.md with the tables and figures (DIR/analysis/*.png|svg|csv,
      DIR/analysis/summary.json holds every number of the report).
 
 Rerunning after a kill skips finished runs, resumes interrupted ones, and recomputes the
@@ -18,7 +18,6 @@ analysis (cheap) from whatever has finished. Failed runs are listed with their r
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import importlib.util
 import json
@@ -316,12 +315,12 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
              "failures": failures, "excluded": [dataclasses.asdict(e) for e in table.excluded],
              "data_fingerprints": list(fingerprints.values()),
              "runs": len(table.run_ids), "train_seconds": total_train_seconds(sweep_dir)}
-  (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1))
+  (out / "summary.json").write_text(json.dumps(metrics.json_safe(summary), indent=1))
   for name, rows in (("laws", scaling["laws"]), ("coverage", scaling["coverage"]),
                      ("ceg", scaling["ceg"]), ("ablations", ablations["rows"]),
                      ("headline_measured", accounting.get("measured", [])),
                      ("headline_published", accounting["published"])):
-    _write_csv(out / f"{name}.csv", rows)
+    metrics.write_csv(out / f"{name}.csv", rows)
   log(f"analysis of {len(table.run_ids)} full runs written to {out}")
   return summary
 
@@ -516,26 +515,6 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
   parts.append("Files: `analysis/` holds every table as CSV, all numbers in `summary.json`, "
                "and the figures as PNG and SVG; `sweep/` holds the runs.\n")
   return "\n".join(parts)
-
-
-def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
-  columns = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
-  with path.open("w", newline="") as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    writer.writerows(_clean(rows))
-
-
-def _clean(value):
-  """JSON-safe copy: NaN/inf -> None, numpy scalars -> floats."""
-  if isinstance(value, dict):
-    return {k: _clean(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_clean(v) for v in value]
-  if isinstance(value, (bool, str, int)) or value is None:
-    return value
-  value = float(value)
-  return value if math.isfinite(value) else None
 
 
 # ----------------------------------------------------------------------------------------

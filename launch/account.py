@@ -8,7 +8,6 @@ intervals. Every config field can be overridden by flag, e.g.
 `--config.trend.growth_per_year=3.5`.
 """
 
-import csv
 import json
 import pathlib
 import sys
@@ -17,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from algoprog import account, console, plots
+from algoprog import account, console, metrics, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Accounting config file.",
                                           lock_config=True)
@@ -54,14 +53,6 @@ def format_headline(rows: list[dict], labels: dict) -> str:
     table.append([_cell(row, k, f) if k in row else "-" for k, _, f in columns])
   widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in table)
-
-
-def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
-  columns = list(dict.fromkeys(k for r in rows for k in r))
-  with path.open("w", newline="") as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 def _load_study(config):
@@ -128,7 +119,7 @@ def run(config, out: pathlib.Path) -> str:
             "references": reference_rows, "sensitivity": sensitivity_rows,
             "multiplier": multiplier_rows}
   for name, rows in tables.items():
-    _write_csv(out / f"{name}.csv", rows)
+    metrics.write_csv(out / f"{name}.csv", rows)
   k = float(account.study_interaction_exponent(study))
   (out / "summary.json").write_text(json.dumps(
       {"interaction_exponent": k, "samples": sampled is not None, **tables,

@@ -7,7 +7,6 @@ ceg.csv, raw_ceg.csv, excluded.csv, summary.json and loss_vs_compute.{png,svg}
 (+ ceg_vs_compute.{png,svg} with a bootstrap). docs/fit.md documents every flag.
 """
 
-import csv
 import dataclasses
 import json
 import math
@@ -18,7 +17,7 @@ import warnings
 import numpy as np
 from absl import app, flags
 
-from algoprog import ceg, console, fit, plots, runs
+from algoprog import ceg, console, fit, metrics, plots, runs
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).")
@@ -71,25 +70,13 @@ def _aligned(rows: list[list[str]]) -> str:
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
-def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
-  columns = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
-  with path.open("w", newline="") as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    writer.writerows(rows)
-
-
-def _finite_or_none(value):
-  return float(value) if value is not None and math.isfinite(value) else None
-
-
 def laws_json(result: fit.PowerLawFit, bootstrap) -> dict:
   """{"laws": {group: {a, alpha, E}}, "bootstrap": {group: {a: [...], ...}}}: the format
   launch.account reads (NaN samples, failed refits, as null)."""
   data = {"laws": {g: result.for_group(g)._asdict() for g in result.groups}}
   if bootstrap is not None:
     data["bootstrap"] = {
-        g: {k: [_finite_or_none(v) for v in vs] for k, vs in
+        g: {k: [metrics.json_safe(v) for v in vs] for k, vs in
             bootstrap.for_group(g)._asdict().items()} for g in bootstrap.groups}
   return data
 
@@ -187,10 +174,10 @@ def main(argv):
     for e in table.excluded:
       print(f"  {e.run_id} ({e.group}): {e.reason}")
 
-  _write_csv(out / "laws.csv", laws_table)
-  _write_csv(out / "ceg.csv", [dataclasses.asdict(r) for r in cegs])
-  _write_csv(out / "raw_ceg.csv", [dataclasses.asdict(r) for r in raw])
-  _write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
+  metrics.write_csv(out / "laws.csv", laws_table)
+  metrics.write_csv(out / "ceg.csv", [dataclasses.asdict(r) for r in cegs])
+  metrics.write_csv(out / "raw_ceg.csv", [dataclasses.asdict(r) for r in raw])
+  metrics.write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
   (out / "laws.json").write_text(json.dumps(laws_json(result, bootstrap), indent=1))
   summary = {"source": table.source, "frontier": result.frontier,
              "options": dataclasses.asdict(options), "reference": reference,
@@ -200,7 +187,7 @@ def main(argv):
              "raw_ceg": [dataclasses.asdict(r) for r in raw], "chinchilla": chinchilla,
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
              "warnings": [str(w.message) for w in caught]}
-  (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1))
+  (out / "summary.json").write_text(json.dumps(metrics.json_safe(summary), indent=1))
   plots.save_figure(plots.loss_vs_compute(table, result, _TARGET_LOSS.value, raw),
                     out / "loss_vs_compute")
   if bootstrap is not None and _CEG_COMPUTE.value:
@@ -212,17 +199,6 @@ def main(argv):
       plots.save_figure(plots.ceg_vs_compute(bands), out / "ceg_vs_compute")
   print(f"\nwrote {out}/: laws.csv laws.json ceg.csv raw_ceg.csv excluded.csv summary.json "
         "loss_vs_compute.png")
-
-
-def _clean(value):
-  """JSON-safe copy: NaN/inf -> null, numpy scalars -> floats."""
-  if isinstance(value, dict):
-    return {k: _clean(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_clean(v) for v in value]
-  if isinstance(value, (bool, str, int)) or value is None:
-    return value
-  return _finite_or_none(float(value))
 
 
 if __name__ == "__main__":

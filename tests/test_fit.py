@@ -1,9 +1,6 @@
 """Fits on synthetic truth: power laws (E fitted, fixed, shared), Chinchilla L(N, D),
 IsoFLOP minima, the envelope, bootstrap coverage, and clear errors on degenerate input."""
 
-import warnings
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
