@@ -117,7 +117,12 @@ def apply_rotary(x_BxLxHxK: jax.Array, base: float) -> jax.Array:
 
 
 class CausalSelfAttention(nn.Module):
-  """Multi-head causal attention; 4 D x D matrices, no biases."""
+  """Multi-head causal attention; 4 D x D matrices, no biases.
+
+  Layout for speed on XLA:CPU (docs/performance.md): the projections are 2-D matmuls over
+  the B*L tokens (a 3-D dot_general's backward transposes its activations), and the scores
+  are batched matmuls with the batch dims (B, H) leading: [B, H, L, K] x [B, H, K, L].
+  """
   model: ml_collections.ConfigDict
 
   @nn.compact
@@ -126,24 +131,30 @@ class CausalSelfAttention(nn.Module):
     b, length, d = x_BxLxD.shape
     h = m.num_heads
     k = d // h
-    dense = lambda name, init: nn.DenseGeneral(
+    dense = lambda name, init: nn.Dense(
         d, use_bias=False, kernel_init=init, dtype=x_BxLxD.dtype, name=name)
     init = _kernel_init(m)
+    x_TxD = x_BxLxD.reshape(b * length, d)
     split = lambda y: y.reshape(b, length, h, k)
-    q_BxLxHxK = split(dense("query", init)(x_BxLxD))
-    k_BxLxHxK = split(dense("key", init)(x_BxLxD))
-    v_BxLxHxK = split(dense("value", init)(x_BxLxD))
+    q_BxLxHxK = split(dense("query", init)(x_TxD))
+    k_BxLxHxK = split(dense("key", init)(x_TxD))
+    v_BxLxHxK = split(dense("value", init)(x_TxD))
     if m.positions == "rotary":
       q_BxLxHxK = apply_rotary(q_BxLxHxK, m.rotary_base)
       k_BxLxHxK = apply_rotary(k_BxLxHxK, m.rotary_base)
-    scores_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK).astype(jnp.float32)
+    heads_first = lambda y: y.transpose(0, 2, 1, 3)
+    q_BxHxLxK = heads_first(q_BxLxHxK)
+    k_BxHxLxK = heads_first(k_BxLxHxK)
+    v_BxHxLxK = heads_first(v_BxLxHxK)
+    scores_BxHxLxL = jnp.einsum("bhqk,bhsk->bhqs", q_BxHxLxK, k_BxHxLxK).astype(jnp.float32)
     scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
     causal_LxL = jnp.tril(jnp.ones((length, length), bool))
     scores_BxHxLxL = jnp.where(causal_LxL, scores_BxHxLxL, jnp.finfo(jnp.float32).min)
     probs_BxHxLxL = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(x_BxLxD.dtype)
-    out_BxLxHxK = jnp.einsum("bhqs,bshk->bqhk", probs_BxHxLxL, v_BxLxHxK)
+    out_BxHxLxK = jnp.einsum("bhqs,bhsk->bhqk", probs_BxHxLxL, v_BxHxLxK)
+    out_TxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b * length, d)
     out_scale = 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init else 1.0
-    return dense("out", _kernel_init(m, out_scale))(out_BxLxHxK.reshape(b, length, d))
+    return dense("out", _kernel_init(m, out_scale))(out_TxD).reshape(b, length, d)
 
 
 class FeedForward(nn.Module):
@@ -160,14 +171,16 @@ class FeedForward(nn.Module):
                             else 1.0)
     dense = lambda features, name, kernel_init: nn.Dense(
         features, use_bias=False, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name)
-    up_BxLxF = dense(f, "up", init)(x_BxLxD)
+    # 2-D matmuls over the tokens: see CausalSelfAttention.
+    x_TxD = x_BxLxD.reshape(-1, d)
+    up_TxF = dense(f, "up", init)(x_TxD)
     if m.ffn == "swiglu":
-      hidden_BxLxF = nn.silu(dense(f, "gate", init)(x_BxLxD)) * up_BxLxF
+      hidden_TxF = nn.silu(dense(f, "gate", init)(x_TxD)) * up_TxF
     elif m.ffn == "gelu":
-      hidden_BxLxF = nn.gelu(up_BxLxF, approximate=False)
+      hidden_TxF = nn.gelu(up_TxF, approximate=False)
     else:
-      hidden_BxLxF = nn.relu(up_BxLxF)
-    return dense(d, "down", out_init)(hidden_BxLxF)
+      hidden_TxF = nn.relu(up_TxF)
+    return dense(d, "down", out_init)(hidden_TxF).reshape(x_BxLxD.shape)
 
 
 class TransformerLayer(nn.Module):

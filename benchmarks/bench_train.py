@@ -56,7 +56,7 @@ def bench_width(width: int, steps: int, vocab: int) -> dict:
   seconds = time.perf_counter() - start
   tokens_per_s = steps * shape[0] * shape[1] / seconds
   params = models.count_params(state.params)
-  per_token = flops.training_flops_per_token(c.model, vocab, params)
+  per_token = float(flops.training_flops_per_token(c.model, vocab, c.data.sequence_length))
   return {"width": width, "params": params, "compile_s": compile_s,
           "tokens_per_s": tokens_per_s, "model_flops_per_s": per_token * tokens_per_s}
 
