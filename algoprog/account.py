@@ -28,7 +28,7 @@ Conventions:
     kind "ablation" are normalised; literature constants and scale-dependent gains are not.
   * Uncertainty: any numeric leaf (a law's a/alpha/E, an ablation CEG) may be an array of
     samples [S], e.g. the fit module's bootstrap; every result then carries the sample
-    axis, so samples propagate through the whole accounting. `interval` summarises them.
+    axis, so samples propagate through the whole accounting. `laws.interval` summarises them.
 
 Everything numeric is jax.numpy (jit/vmap/grad friendly); validation raises AccountError
 with a one-line message naming the field.
@@ -60,60 +60,31 @@ class AccountError(ValueError):
 # Kaplan -> Chinchilla multiplier M(C).
 
 
-class ChinchillaLaw(NamedTuple):
-  """L(N, D) = E + A/N**alpha + B/D**beta: N parameters, D tokens, L nats/token.
-
-  Same fields as algoprog.fit.ChinchillaLaw, so a fitted law (or its bootstrap) works here.
-  """
-  E: ArrayLike
-  A: ArrayLike
-  B: ArrayLike
-  alpha: ArrayLike
-  beta: ArrayLike
-
-
 class KaplanAllocation(NamedTuple):
   """Kaplan et al.'s allocation: N = coefficient * C**exponent parameters, D = C/(6N)."""
   coefficient: ArrayLike
   exponent: ArrayLike
 
 
-def chinchilla_reducible_loss(law: ChinchillaLaw, params: ArrayLike,
-                              tokens: ArrayLike) -> jnp.ndarray:
-  """A/N**alpha + B/D**beta (nats/token) of N = `params`, D = `tokens`."""
-  return (law.A * jnp.power(params, -law.alpha)
-          + law.B * jnp.power(tokens, -law.beta))
+def optimal_reducible_law(law: laws.ChinchillaLaw) -> laws.PowerLaw:
+  """laws.chinchilla_frontier(law, reducible=True); kept for algoprog.plots."""
+  return laws.chinchilla_frontier(law, reducible=True)
 
 
-def optimal_reducible_law(law: ChinchillaLaw) -> laws.PowerLaw:
-  """Reducible loss of the compute-optimal allocation, a*C**alpha_C with E = 0 (exact).
-
-  Under C = 6ND the optimum is N = G*(C/6)**(beta/(alpha+beta)),
-  G = (alpha*A/(beta*B))**(1/(alpha+beta)); then alpha_C = -alpha*beta/(alpha+beta) and
-  a = (A*G**-alpha + B*G**beta) * 6**-alpha_C.
-  """
-  total = law.alpha + law.beta
-  g = jnp.power(law.alpha * law.A / (law.beta * law.B), 1.0 / total)
-  exponent = -law.alpha * law.beta / total
-  a = (law.A * jnp.power(g, -law.alpha) + law.B * jnp.power(g, law.beta)) * jnp.power(
-      6.0, -exponent)
-  return laws.PowerLaw(a, exponent, jnp.zeros_like(a))
-
-
-def kaplan_reducible_loss(law: ChinchillaLaw, allocation: KaplanAllocation,
+def kaplan_reducible_loss(law: laws.ChinchillaLaw, allocation: KaplanAllocation,
                           compute: ArrayLike) -> jnp.ndarray:
   """Reducible loss (nats/token) of Kaplan's allocation at `compute` FLOPs."""
   params = allocation.coefficient * jnp.power(compute, allocation.exponent)
-  return chinchilla_reducible_loss(law, params, compute / (6.0 * params))
+  return laws.chinchilla_reducible_loss(law, params, compute / (6.0 * params))
 
 
-def chinchilla_multiplier(law: ChinchillaLaw, allocation: KaplanAllocation,
+def chinchilla_multiplier(law: laws.ChinchillaLaw, allocation: KaplanAllocation,
                           compute: ArrayLike) -> jnp.ndarray:
   """M(C): `compute` over the compute the optimal allocation needs for Kaplan's loss.
 
   >= 1 everywhere (the optimum is optimal); 1 where Kaplan's allocation is optimal.
   """
-  needed = laws.compute_at_loss(optimal_reducible_law(law),
+  needed = laws.compute_at_loss(laws.chinchilla_frontier(law, reducible=True),
                                 kaplan_reducible_loss(law, allocation, compute))
   return compute / needed
 
@@ -135,7 +106,7 @@ class LawGain(NamedTuple):
 
 class ChinchillaGain(NamedTuple):
   """Kaplan -> Chinchilla rebalancing: M(C) of `law` for Kaplan's `allocation`."""
-  law: ChinchillaLaw
+  law: laws.ChinchillaLaw
   allocation: KaplanAllocation
 
 
@@ -391,7 +362,7 @@ class Study:
   laws: Mapping[str, laws.PowerLaw]
   ablations: Mapping[str, ArrayLike]
   interaction: Interaction
-  chinchilla: ChinchillaLaw
+  chinchilla: laws.ChinchillaLaw
   kaplan: KaplanAllocation
   trend: Trend
   innovations: tuple[InnovationSpec, ...]
@@ -507,21 +478,13 @@ def check_year(year: Any, start_year: int, field: str, *, after_start: bool = Fa
 # Uncertainty: samples through the whole accounting.
 
 
-class Interval(NamedTuple):
-  """A point estimate and a percentile interval of its samples."""
-  estimate: float
-  lower: float
-  upper: float
-
-
-def interval(estimate: ArrayLike, samples: ArrayLike, level: float = 0.95) -> Interval:
-  """Percentile interval of `samples` at `level` (NaN samples, i.e. failed fits, ignored)."""
-  samples = np.asarray(samples, dtype=float)
-  if np.all(np.isnan(samples)):
-    return Interval(float(estimate), math.nan, math.nan)
-  tail = 50.0 * (1.0 - level)
-  lower, upper = np.nanpercentile(samples, [tail, 100.0 - tail])
-  return Interval(float(estimate), float(lower), float(upper))
+def _sample_vector(values: ArrayLike, field: str, lengths: dict) -> np.ndarray:
+  """`values` as a 1-D float array of samples; records its length in lengths[field]."""
+  values = np.asarray(values, dtype=float)
+  if values.ndim != 1:
+    raise AccountError(f"{field}: expected a 1-D array of samples, got shape {values.shape}")
+  lengths[field] = values.size
+  return values
 
 
 def with_samples(study: Study, law_samples: Mapping[str, laws.PowerLaw] | None = None,
@@ -536,21 +499,13 @@ def with_samples(study: Study, law_samples: Mapping[str, laws.PowerLaw] | None =
     if label not in study.laws:
       raise AccountError(f"bootstrap.{label}: unknown law label (known: "
                          f"{', '.join(sorted(study.laws))})")
-    fields = [np.asarray(v, dtype=float) for v in law]
-    for field, values in zip(laws.PowerLaw._fields, fields):
-      if values.ndim != 1:
-        raise AccountError(f"bootstrap.{label}.{field}: expected a 1-D array of samples, "
-                           f"got shape {values.shape}")
-      lengths[f"bootstrap.{label}.{field}"] = values.size
+    fields = [_sample_vector(v, f"bootstrap.{label}.{field}", lengths)
+              for field, v in zip(laws.PowerLaw._fields, law)]
     new_laws[label] = laws.PowerLaw(*(jnp.asarray(v) for v in fields))
   ablations = dict(study.ablations)
   specs = {s.name: s for s in study.innovations}
   for name, values in ceg_samples.items():
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1:
-      raise AccountError(f"ceg_bootstrap.{name}: expected a 1-D array of samples, "
-                         f"got shape {values.shape}")
-    lengths[f"ceg_bootstrap.{name}"] = values.size
+    values = _sample_vector(values, f"ceg_bootstrap.{name}", lengths)
     if name in ablations:
       ablations[name] = jnp.asarray(values)
     elif name in specs and specs[name].kind == "constant":
@@ -698,8 +653,9 @@ def study_from_dict(config: Mapping) -> Study:
   study_laws = {label: law_from_dict(v, f"laws.{label}")
                 for label, v in _mapping(config["laws"], "laws").items()}
   ch = _mapping(config["chinchilla"], "chinchilla")
-  chinchilla = ChinchillaLaw(*(_number(ch.get(f), f"chinchilla.{f}", positive=(f != "E"))
-                               for f in ChinchillaLaw._fields))
+  chinchilla = laws.ChinchillaLaw(*(_number(ch.get(f), f"chinchilla.{f}",
+                                             positive=(f != "E"))
+                                     for f in laws.ChinchillaLaw._fields))
   ka = _mapping(config["kaplan"], "kaplan")
   kaplan = KaplanAllocation(*(_number(ka.get(f), f"kaplan.{f}", positive=True)
                               for f in KaplanAllocation._fields))
@@ -881,7 +837,7 @@ def _columns(name: str, point: ArrayLike, samples: ArrayLike | None,
   """{name: point} plus {name_lower, name_upper} when samples are given."""
   row = {name: float(np.asarray(point))}
   if samples is not None:
-    ci = interval(point, samples, level)
+    ci = laws.interval(point, samples, level)
     row[f"{name}_lower"], row[f"{name}_upper"] = ci.lower, ci.upper
   return row
 

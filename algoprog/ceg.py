@@ -162,7 +162,7 @@ def raw_ceg_table(table: RunTable, reference: str, target_loss: float, *,
           _combine(rng.choice(ref, ref.size), combine) / _combine(rng.choice(new, new.size),
                                                                  combine)
           for _ in range(num_samples)])
-      lower, upper = fit_lib.confidence_interval(samples, level)
+      lower, upper = laws.confidence_interval(samples, level)
     rows.append(RawCeg(group, reference, target_loss, c_group, c_ref, c_ref / c_group,
                        float(lower), float(upper), int(new.size)))
   return rows
@@ -192,10 +192,9 @@ def ceg_band(fit: fit_lib.PowerLawFit, bootstrap: fit_lib.PowerLawBootstrap | No
   """CEG(C) = C_reference(L_group(C)) / C at each `compute` (FLOPs), with a band from the
   paired bootstrap samples (NaN band without a bootstrap)."""
   compute = np.atleast_1d(np.asarray(compute, np.float64))
-  estimate = np.asarray(laws.compute_equivalent_gain(fit.for_group(reference),
-                                                     fit.for_group(group), compute))
-  lower, upper = _band(bootstrap, reference, group, level,
-                       lambda ref, new: laws.compute_equivalent_gain(ref, new, compute))
+  estimate, lower, upper = _band(
+      fit, bootstrap, reference, group, level,
+      lambda ref, new: laws.compute_equivalent_gain(ref, new, compute))
   return CegBand(group, reference, compute, estimate, lower, upper, level)
 
 
@@ -214,21 +213,22 @@ def ceg_at_loss_band(fit: fit_lib.PowerLawFit, bootstrap: fit_lib.PowerLawBootst
     if np.any(loss <= E):
       raise TargetNotReached(f"group {name}: target loss {loss.min():g} is at or below its "
                              f"fitted irreducible loss E={E:.4g}")
-  estimate = np.asarray(laws.compute_equivalent_gain_at_loss(
-      fit.for_group(reference), fit.for_group(group), loss))
-  lower, upper = _band(bootstrap, reference, group, level,
-                       lambda ref, new: laws.compute_equivalent_gain_at_loss(ref, new, loss))
+  estimate, lower, upper = _band(
+      fit, bootstrap, reference, group, level,
+      lambda ref, new: laws.compute_equivalent_gain_at_loss(ref, new, loss))
   return CegBand(group, reference, loss, estimate, lower, upper, level)
 
 
-def _band(bootstrap, reference, group, level, quantity):
-  """Percentile band of quantity(ref_law, new_law) over paired samples (NaNs ignored: a
-  sample whose law never reaches a loss has no CEG there)."""
+def _band(fit, bootstrap, reference, group, level, quantity):
+  """(estimate, lower, upper): quantity(ref_law, new_law) of the fitted laws and its
+  percentile band over paired samples (None without a bootstrap; NaNs ignored: a sample
+  whose law never reaches a loss has no CEG there)."""
+  estimate = np.asarray(quantity(fit.for_group(reference), fit.for_group(group)))
   if bootstrap is None:
-    return None, None
+    return estimate, None, None
   ref, new = bootstrap.for_group(reference), bootstrap.for_group(group)
   samples = np.asarray(quantity(_column(ref), _column(new)))  # (B, K)
-  return fit_lib.confidence_interval(samples, level)
+  return (estimate, *laws.confidence_interval(samples, level))
 
 
 def _column(law: laws.PowerLaw) -> laws.PowerLaw:
@@ -242,8 +242,8 @@ class ScaleDependence:
   the CI excludes 0. `ceg_slope` = alpha_group/alpha_reference - 1: d ln CEG / d ln C."""
   group: str
   reference: str
-  exponent_difference: fit_lib.Interval
-  ceg_slope: fit_lib.Interval
+  exponent_difference: laws.Interval
+  ceg_slope: laws.Interval
   scale_dependent: bool
 
 
@@ -252,8 +252,8 @@ def scale_dependence(fit: fit_lib.PowerLawFit, bootstrap: fit_lib.PowerLawBootst
   """Is the CEG of `group` over `reference` scale-dependent? (module docstring)."""
   ref, new = fit.for_group(reference), fit.for_group(group)
   ref_s, new_s = bootstrap.for_group(reference), bootstrap.for_group(group)
-  difference = fit_lib.interval(new.alpha - ref.alpha, new_s.alpha - ref_s.alpha, level)
-  slope = fit_lib.interval(new.alpha / ref.alpha - 1, new_s.alpha / ref_s.alpha - 1, level)
+  difference = laws.interval(new.alpha - ref.alpha, new_s.alpha - ref_s.alpha, level)
+  slope = laws.interval(new.alpha / ref.alpha - 1, new_s.alpha / ref_s.alpha - 1, level)
   excludes_zero = difference.lower > 0 or difference.upper < 0
   return ScaleDependence(group, reference, difference, slope, bool(excludes_zero))
 

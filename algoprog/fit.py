@@ -30,7 +30,8 @@ Power law L(C) = E + a * C**alpha (algoprog.laws.PowerLaw), per group:
     (vmapped); starts come from log-log regressions of L - E0 on C for E0 at fractions of
     the smallest loss; the lowest objective wins.
 
-Chinchilla L(N, D) = E + A/N**alpha + B/D**beta (Hoffmann et al. 2022, approach 3): Huber
+Chinchilla L(N, D) = E + A/N**alpha + B/D**beta (algoprog.laws.ChinchillaLaw, with its
+closed forms: loss, optimal allocation, frontier; Hoffmann et al. 2022, approach 3): Huber
 loss (delta 1e-3) of ln L through ln L_pred = logsumexp(a - alpha ln N, b - beta ln D, e)
 with A = e**a, B = e**b, E = e**e; minimised from every point of a grid of starts
 (vmapped; by default Hoffmann's 4,500-point grid), best optimum kept. Hoffmann et al. used
@@ -45,7 +46,7 @@ Bootstrap (`resample=`):
             group.
 Every refit starts from the full-data optimum. Samples share the draw across groups (sample
 i of every group comes from one joint resample), so joint quantities such as CEG are
-computed per sample. Intervals are percentile intervals.
+computed per sample. Intervals are percentile intervals (algoprog.laws.interval).
 
 All entry points switch JAX to float64 for their own computation only (a context manager),
 and return numpy float64 arrays.
@@ -64,8 +65,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-
-from numpy.typing import ArrayLike as ArrayLikeF
 
 from algoprog import laws
 from algoprog.runs import RunTable
@@ -714,6 +713,23 @@ def bootstrap_frontiers(table: RunTable, fit: PowerLawFit, *, num_samples: int =
   return PowerLawBootstrap(fit.groups, samples, resample)
 
 
+def fit_and_bootstrap(table: RunTable, *, groups: Sequence[str] | None = None,
+                      frontier: str = "envelope",
+                      options: PowerLawOptions = PowerLawOptions(), num_samples: int = 0,
+                      resample: str = "runs", seed: int = 0
+                      ) -> tuple[PowerLawFit, PowerLawBootstrap | None, list[str]]:
+  """`fit_frontiers`, then `bootstrap_frontiers` when `num_samples` > 0, as the launchers
+  run them: the warnings of both (every FitWarning, repeats included) are collected and
+  returned as messages instead of shown. Returns (fit, bootstrap or None, messages)."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", FitWarning)
+    result = fit_frontiers(table, groups=groups, frontier=frontier, options=options)
+    bootstrap = (bootstrap_frontiers(table, result, num_samples=num_samples,
+                                     resample=resample, seed=seed)
+                 if num_samples else None)
+  return result, bootstrap, [str(w.message) for w in caught]
+
+
 @functools.partial(jax.jit, static_argnames=("options",))
 def _bootstrap_fit(x, loss, weight, options, init):
   return jax.vmap(lambda x_, l_, w_: _fit_power_laws(x_, l_, w_, options, init)[0])(
@@ -747,14 +763,10 @@ def failed_fraction(samples: np.ndarray) -> float:
 # Chinchilla L(N, D).
 
 
-class ChinchillaLaw(NamedTuple):
-  """L(N, D) = E + A/N**alpha + B/D**beta; N total params, D tokens, L nats/token.
-  A NamedTuple (pytree): fields may be (B,) bootstrap arrays."""
-  E: np.ndarray
-  A: np.ndarray
-  B: np.ndarray
-  alpha: np.ndarray
-  beta: np.ndarray
+# The law type and its closed forms (loss, optimal allocation, frontier) are in
+# algoprog.laws; these two names stay for benchmarks/bench_fit.py.
+ChinchillaLaw = laws.ChinchillaLaw
+chinchilla_loss = laws.chinchilla_loss
 
 
 def chinchilla_grid(alphas=np.arange(0.0, 2.01, 0.5), betas=np.arange(0.0, 2.01, 0.5),
@@ -806,7 +818,7 @@ def _fit_chinchilla_starts(starts, log_params, log_tokens, log_loss, weight,
 
 @dataclasses.dataclass(frozen=True)
 class ChinchillaFit:
-  law: ChinchillaLaw
+  law: laws.ChinchillaLaw
   objective: float
   num_starts: int
   iterations: int  # most iterations any polished start took
@@ -828,10 +840,10 @@ def _chinchilla_inputs(params, tokens, loss, weight):
   return [jnp.log(a) for a in arrays] + [jnp.asarray(weight)]
 
 
-def _theta_to_law(theta) -> ChinchillaLaw:
+def _theta_to_law(theta) -> laws.ChinchillaLaw:
   theta = np.asarray(theta)
   e, a, b, alpha, beta = np.moveaxis(theta, -1, 0)
-  return ChinchillaLaw(np.exp(e), np.exp(a), np.exp(b), alpha, beta)
+  return laws.ChinchillaLaw(np.exp(e), np.exp(a), np.exp(b), alpha, beta)
 
 
 @float64
@@ -878,7 +890,7 @@ def bootstrap_chinchilla(params: Sequence[float], tokens: Sequence[float],
                          loss: Sequence[float], fit: ChinchillaFit, *, groups=None,
                          num_samples: int = 1000, seed: int = 0,
                          huber_delta: float = DEFAULT_HUBER_DELTA, max_iter: int = 200,
-                         ftol: float = 1e-10) -> ChinchillaLaw:
+                         ftol: float = 1e-10) -> laws.ChinchillaLaw:
   """(num_samples,) refits of L(N, D) on resamples, each started from `fit`'s optimum.
 
   `groups` (one id per point, e.g. run ids) resamples whole groups; default resamples
@@ -905,54 +917,8 @@ def bootstrap_chinchilla(params: Sequence[float], tokens: Sequence[float],
   return _theta_to_law(theta)
 
 
-def chinchilla_loss(law: ChinchillaLaw, params: ArrayLikeF, tokens: ArrayLikeF) -> np.ndarray:
-  """L(N, D) in nats/token."""
-  return law.E + law.A / np.power(params, law.alpha) + law.B / np.power(tokens, law.beta)
-
-
-def chinchilla_optimal_allocation(law: ChinchillaLaw, compute: ArrayLikeF):
-  """Compute-optimal (N, D) at `compute` FLOPs under C = 6*N*D.
-
-  N_opt = G*(C/6)**(beta/(alpha+beta)), D_opt = (C/6)/N_opt, G = (alpha*A/(beta*B))**(1/(alpha+beta)).
-  """
-  s = law.alpha + law.beta
-  G = np.power(law.alpha * law.A / (law.beta * law.B), 1.0 / s)
-  n_opt = G * np.power(np.asarray(compute) / 6.0, law.beta / s)
-  return n_opt, np.asarray(compute) / 6.0 / n_opt
-
-
-def chinchilla_frontier(law: ChinchillaLaw) -> laws.PowerLaw:
-  """The compute-optimal loss L_opt(C) = E + a*C**alpha_C implied by L(N, D) (exact):
-  alpha_C = -alpha*beta/(alpha+beta), a = (A*G**-alpha + B*G**beta) * 6**(-alpha_C)."""
-  s = law.alpha + law.beta
-  G = np.power(law.alpha * law.A / (law.beta * law.B), 1.0 / s)
-  exponent = -law.alpha * law.beta / s
-  a = (law.A * np.power(G, -law.alpha) + law.B * np.power(G, law.beta)) * np.power(6.0,
-                                                                                -exponent)
-  return laws.PowerLaw(a, exponent, law.E)
-
-
 # ----------------------------------------------------------------------------------------
-# Intervals.
-
-
-class Interval(NamedTuple):
-  """A point estimate and its percentile confidence interval."""
-  estimate: float
-  lower: float
-  upper: float
-
-
-def confidence_interval(samples: ArrayLikeF, level: float = 0.95, axis: int = 0):
-  """Percentile interval (lower, upper) of bootstrap `samples` along `axis`, NaNs ignored."""
-  tail = 50.0 * (1.0 - level)
-  return (np.nanpercentile(samples, tail, axis=axis),
-          np.nanpercentile(samples, 100.0 - tail, axis=axis))
-
-
-def interval(estimate: float, samples: ArrayLikeF, level: float = 0.95) -> Interval:
-  lower, upper = confidence_interval(np.asarray(samples, np.float64), level)
-  return Interval(float(estimate), float(lower), float(upper))
+# Summaries.
 
 
 def isoflop_allocation_exponent(fit: PowerLawFit, group: str) -> float:
@@ -974,7 +940,7 @@ def law_rows(result: PowerLawFit, bootstrap, level: float) -> list[dict]:
            "fit_points": int((result.points_weight[result.groups.index(group)] > 0).sum())}
     for name in ("a", "alpha", "E"):
       samples = getattr(bootstrap.for_group(group), name) if bootstrap else [math.nan]
-      i = interval(getattr(law, name), samples, level)
+      i = laws.interval(getattr(law, name), samples, level)
       row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
     if bootstrap:
       row["failed_refits"] = failed_fraction(bootstrap.for_group(group).a)

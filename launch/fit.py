@@ -12,12 +12,11 @@ import json
 import math
 import pathlib
 import sys
-import warnings
 
 import numpy as np
 from absl import app, flags
 
-from algoprog import ceg, console, fit, metrics, plots, runs
+from algoprog import ceg, console, fit, laws, metrics, plots, runs
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).")
@@ -58,7 +57,7 @@ _CHINCHILLA = flags.DEFINE_bool(
 flags.mark_flags_as_required(["runs", "out"])
 
 
-def _interval_text(i: fit.Interval, fmt: str = "{:.4g}") -> str:
+def _interval_text(i: laws.Interval, fmt: str = "{:.4g}") -> str:
   text = fmt.format(i.estimate)
   if math.isfinite(i.lower):
     text += f" [{fmt.format(i.lower)}, {fmt.format(i.upper)}]"
@@ -93,9 +92,9 @@ def chinchilla_rows(table: runs.RunTable, groups, num_samples: int, seed: int,
                if num_samples else None)
     row = {"group": group, "points": int(sub.loss.size), "objective": result.objective}
     for name, value in result.law._asdict().items():
-      i = fit.interval(value, getattr(samples, name) if samples else [math.nan], level)
+      i = laws.interval(value, getattr(samples, name) if samples else [math.nan], level)
       row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
-    exponent = fit.chinchilla_frontier(result.law).alpha
+    exponent = laws.chinchilla_frontier(result.law).alpha
     row["loss_exponent"] = float(exponent)
     row["params_exponent"] = float(result.law.beta / (result.law.alpha + result.law.beta))
     rows.append(row)
@@ -117,13 +116,9 @@ def main(argv):
     options = fit.PowerLawOptions(
         irreducible=_IRREDUCIBLE.value, shared_exponent=_SHARED_EXPONENT.value,
         huber_delta=_HUBER_DELTA.value if _LOSS.value == "huber" else None)
-    with warnings.catch_warnings(record=True) as caught:
-      warnings.simplefilter("always", fit.FitWarning)
-      result = fit.fit_frontiers(table, groups=groups, frontier=_FRONTIER.value,
-                                 options=options)
-      bootstrap = (fit.bootstrap_frontiers(table, result, num_samples=_BOOTSTRAP.value,
-                                           resample=_RESAMPLE.value, seed=_SEED.value)
-                   if _BOOTSTRAP.value else None)
+    result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
+        table, groups=groups, frontier=_FRONTIER.value, options=options,
+        num_samples=_BOOTSTRAP.value, resample=_RESAMPLE.value, seed=_SEED.value)
     if reference not in result.groups:
       raise fit.FitError(f"--reference={reference}: not a fitted group ("
                          f"{', '.join(result.groups)})")
@@ -138,8 +133,8 @@ def main(argv):
     sys.exit(f"error: {e}")
 
   out.mkdir(parents=True, exist_ok=True)
-  for w in caught:
-    print(f"warning: {w.message}")
+  for message in fit_warnings:
+    print(f"warning: {message}")
   laws_table = fit.law_rows(result, bootstrap, _LEVEL.value)
   print(f"{len(table.run_ids)} runs, {table.loss.size} points from {table.source}; "
         f"frontier {result.frontier}; E {options.irreducible}"
@@ -149,25 +144,25 @@ def main(argv):
   print("\nfitted laws  L(C) = E + a * C^alpha  (C in FLOPs, L in nats/token)")
   print(_aligned([["group", "points", "a", "alpha", "E"]] + [
       [r["group"], str(r["fit_points"])] + [
-          _interval_text(fit.Interval(r[k], r[f"{k}_lower"], r[f"{k}_upper"]))
+          _interval_text(laws.Interval(r[k], r[f"{k}_lower"], r[f"{k}_upper"]))
           for k in ("a", "alpha", "E")] for r in laws_table]))
   if cegs:
     print(f"\nCEG over {reference} from the fitted laws (C_{reference} / C_group)")
     print(_aligned([["group", "quantity", "at", "estimate"]] + [
         [r.group, r.quantity, f"{r.at:.4g}",
-         _interval_text(fit.Interval(r.estimate, r.lower, r.upper))
+         _interval_text(laws.Interval(r.estimate, r.lower, r.upper))
          + ("  scale-dependent" if r.scale_dependent else "")] for r in cegs]))
   if raw:
     print(f"\nCEG over {reference} from raw curves at the target loss ({_RAW_COMBINE.value})")
     print(_aligned([["group", "target loss", "C_group", f"C_{reference}", "CEG"]] + [
         [r.group, f"{r.target_loss:g}", f"{r.compute_group:.4g}",
          f"{r.compute_reference:.4g}",
-         _interval_text(fit.Interval(r.ceg, r.lower, r.upper))] for r in raw]))
+         _interval_text(laws.Interval(r.ceg, r.lower, r.upper))] for r in raw]))
   if chinchilla:
     print("\nChinchilla L(N, D) = E + A/N^alpha + B/D^beta on final points")
     print(_aligned([["group", "points", "E", "A", "B", "alpha", "beta"]] + [
         [r["group"], str(r["points"])] + [
-            _interval_text(fit.Interval(r[k], r[f"{k}_lower"], r[f"{k}_upper"]))
+            _interval_text(laws.Interval(r[k], r[f"{k}_lower"], r[f"{k}_upper"]))
             for k in ("E", "A", "B", "alpha", "beta")] for r in chinchilla]))
   if table.excluded:
     print(f"\nexcluded runs ({len(table.excluded)}):")
@@ -186,7 +181,7 @@ def main(argv):
              "ceg": [dataclasses.asdict(r) for r in cegs],
              "raw_ceg": [dataclasses.asdict(r) for r in raw], "chinchilla": chinchilla,
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
-             "warnings": [str(w.message) for w in caught]}
+             "warnings": fit_warnings}
   (out / "summary.json").write_text(json.dumps(metrics.json_safe(summary), indent=1))
   plots.save_figure(plots.loss_vs_compute(table, result, _TARGET_LOSS.value, raw),
                     out / "loss_vs_compute")

@@ -225,7 +225,7 @@ def test_samples_propagate_through_the_whole_accounting(study):
   point = _f(account.headline(study, 2023).decomposition.total)
   totals = np.asarray(account.headline(sampled, 2023).decomposition.total)
   assert totals.shape == (64,)
-  ci = account.interval(point, totals, 0.95)
+  ci = laws.interval(point, totals, 0.95)
   assert ci.lower < point < ci.upper
   # Sample i is exactly the accounting of the study with sample i's laws.
   for i in (0, 17):
@@ -243,7 +243,7 @@ def test_zero_spread_samples_reproduce_the_point_and_nan_samples_are_ignored(stu
   sampled = account.with_samples(study, samples, {"swiglu_vs_gelu": np.full(8, 1.17)})
   totals = np.asarray(account.headline(sampled, 2023).decomposition.total)
   assert np.isnan(totals[3])
-  ci = account.interval(6926.33, totals)
+  ci = laws.interval(6926.33, totals)
   assert ci.lower == pytest.approx(6926.33, rel=1e-4)
   assert ci.upper == pytest.approx(6926.33, rel=1e-4)
 

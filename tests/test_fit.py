@@ -10,7 +10,7 @@ from algoprog import fit, laws, runs
 MODERN = laws.PowerLaw(88.0, -0.094, 1.9)
 LSTM = laws.PowerLaw(36.3, -0.065, 1.9)
 COMPUTE = np.geomspace(1e13, 2e17, 40)
-CHINCHILLA = fit.ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28)
+CHINCHILLA = laws.ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28)
 # A coarse grid of starts keeps the tests fast; the benchmark runs Hoffmann's full grid.
 SMALL_GRID = fit.chinchilla_grid(alphas=[0.0, 1.0], betas=[0.0, 1.0], es=[-1.0, 0.5],
                                  a_s=[0.0, 10.0], b_s=[0.0, 10.0])
@@ -98,11 +98,11 @@ def test_frontier_fit_of_training_curves_from_a_chinchilla_law():
   rows = []
   for n in np.geomspace(3e6, 3e9, 12):
     tokens = np.geomspace(n * 0.5, n * 400, 30)
-    loss = fit.chinchilla_loss(CHINCHILLA, n, tokens)
+    loss = laws.chinchilla_loss(CHINCHILLA, n, tokens)
     rows += [(f"n{n:.0f}", "m", 6 * n * d, l, n, d) for d, l in zip(tokens, loss)]
   table = runs.make_table(*zip(*rows))
   result = fit.fit_frontiers(table, frontier="envelope")
-  truth = fit.chinchilla_frontier(CHINCHILLA)
+  truth = laws.chinchilla_frontier(CHINCHILLA)
   assert result.for_group("m").alpha == pytest.approx(truth.alpha, abs=0.01)
   assert result.for_group("m").E == pytest.approx(truth.E, abs=0.1)
   # final points of each run are not the frontier: the envelope uses many more points.
@@ -114,7 +114,7 @@ def test_chinchilla_fit_recovers_truth_and_derived_quantities():
   rng = np.random.default_rng(0)
   n = np.repeat(np.geomspace(1e7, 3e9, 12), 6)
   d = n * np.tile(np.geomspace(2, 200, 6), 12)
-  loss = fit.chinchilla_loss(CHINCHILLA, n, d) * np.exp(0.003 * rng.normal(size=n.size))
+  loss = laws.chinchilla_loss(CHINCHILLA, n, d) * np.exp(0.003 * rng.normal(size=n.size))
   result = fit.fit_chinchilla(n, d, loss, starts=SMALL_GRID)
   law = result.law
   assert law.alpha == pytest.approx(0.34, abs=0.03)
@@ -123,17 +123,17 @@ def test_chinchilla_fit_recovers_truth_and_derived_quantities():
   # Derived: the optimal allocation minimises L at fixed C = 6ND (brute force), and the
   # frontier law equals that minimum.
   compute = 1e21
-  n_opt, d_opt = fit.chinchilla_optimal_allocation(CHINCHILLA, compute)
+  n_opt, d_opt = laws.chinchilla_optimal_allocation(CHINCHILLA, compute)
   grid = np.geomspace(n_opt / 10, n_opt * 10, 20001)
-  brute = grid[np.argmin(fit.chinchilla_loss(CHINCHILLA, grid, compute / 6 / grid))]
+  brute = grid[np.argmin(laws.chinchilla_loss(CHINCHILLA, grid, compute / 6 / grid))]
   assert n_opt == pytest.approx(brute, rel=1e-3)
   assert 6 * n_opt * d_opt == pytest.approx(compute)
-  frontier = fit.chinchilla_frontier(CHINCHILLA)
+  frontier = laws.chinchilla_frontier(CHINCHILLA)
   assert laws.loss_at_compute(frontier, compute) == pytest.approx(
-      fit.chinchilla_loss(CHINCHILLA, n_opt, d_opt), rel=1e-6)
+      laws.chinchilla_loss(CHINCHILLA, n_opt, d_opt), rel=1e-6)
   assert frontier.alpha == pytest.approx(-0.34 * 0.28 / 0.62)
   samples = fit.bootstrap_chinchilla(n, d, loss, result, num_samples=100)
-  lower, upper = fit.confidence_interval(samples.alpha, 0.99)
+  lower, upper = laws.confidence_interval(samples.alpha, 0.99)
   assert lower < law.alpha < upper and upper - lower < 0.1
 
 
@@ -141,10 +141,10 @@ def test_isoflop_minima_recover_the_optimal_allocation():
   # IsoFLOP sweep: at each budget, 9 model sizes around the optimum, final losses.
   rows = []
   for compute in np.geomspace(1e18, 1e21, 6):
-    n_opt, _ = fit.chinchilla_optimal_allocation(CHINCHILLA, compute)
+    n_opt, _ = laws.chinchilla_optimal_allocation(CHINCHILLA, compute)
     for n in n_opt * np.geomspace(0.25, 4, 9):
       rows.append((f"{compute:.0e}-{n:.0f}", "m", compute,
-                   fit.chinchilla_loss(CHINCHILLA, n, compute / 6 / n), n))
+                   laws.chinchilla_loss(CHINCHILLA, n, compute / 6 / n), n))
   table = runs.make_table(*zip(*rows))
   result = fit.fit_frontiers(table, frontier="isoflop",
                              options=fit.PowerLawOptions(irreducible=1.69))
@@ -152,7 +152,7 @@ def test_isoflop_minima_recover_the_optimal_allocation():
   exponent = CHINCHILLA.beta / (CHINCHILLA.alpha + CHINCHILLA.beta)
   assert fit.isoflop_allocation_exponent(result, "m") == pytest.approx(exponent, abs=0.02)
   assert result.for_group("m").alpha == pytest.approx(
-      fit.chinchilla_frontier(CHINCHILLA).alpha, abs=0.01)
+      laws.chinchilla_frontier(CHINCHILLA).alpha, abs=0.01)
 
 
 def test_bootstrap_interval_covers_the_truth_at_about_the_nominal_rate():
@@ -167,7 +167,7 @@ def test_bootstrap_interval_covers_the_truth_at_about_the_nominal_rate():
     result = fit.fit_frontiers(table, frontier="all", options=options)
     boot = fit.bootstrap_frontiers(table, result, num_samples=200, resample="points",
                                    seed=seed)
-    lower, upper = fit.confidence_interval(boot.for_group("m").alpha, 0.9)
+    lower, upper = laws.confidence_interval(boot.for_group("m").alpha, 0.9)
     covered += lower <= MODERN.alpha <= upper
   assert covered >= 12
 
