@@ -59,11 +59,36 @@ def make_mesh(devices: list | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+@jax.custom_vjp
+def token_cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+  """Per-token -log softmax(logits)[target] in float32 (what optax's integer-label
+  cross-entropy computes), with the gradient softmax - onehot written out: autodiff through
+  log_softmax kept more B x L x V temporaries, which at vocab 4096 and small widths cost as
+  much as the unembedding matmul (docs/performance.md)."""
+  return _token_cross_entropy_fwd(logits_BxLxV, targets_BxL)[0]
+
+
+def _token_cross_entropy_fwd(logits, targets):
+  top = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+  logsumexp = jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1, keepdims=True)) + top
+  picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)
+  return (logsumexp - picked)[..., 0], (logits, targets, logsumexp)
+
+
+def _token_cross_entropy_bwd(residuals, dloss):
+  logits, targets, logsumexp = residuals
+  onehot = targets[..., None] == jnp.arange(logits.shape[-1], dtype=targets.dtype)
+  dlogits = dloss[..., None] * (jnp.exp(logits - logsumexp) - onehot)
+  return dlogits, np.zeros(targets.shape, jax.dtypes.float0)
+
+
+token_cross_entropy.defvjp(_token_cross_entropy_fwd, _token_cross_entropy_bwd)
+
+
 def cross_entropy_sum(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
                       weights_BxL: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """(sum of token losses in nats, number of weighted tokens)."""
-  losses = optax.softmax_cross_entropy_with_integer_labels(
-      logits_BxLxV.astype(jnp.float32), targets_BxL)
+  losses = token_cross_entropy(logits_BxLxV.astype(jnp.float32), targets_BxL)
   if weights_BxL is None:
     weights_BxL = jnp.ones_like(losses)
   return jnp.sum(losses * weights_BxL), jnp.sum(weights_BxL)
