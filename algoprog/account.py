@@ -66,11 +66,6 @@ class KaplanAllocation(NamedTuple):
   exponent: ArrayLike
 
 
-def optimal_reducible_law(law: laws.ChinchillaLaw) -> laws.PowerLaw:
-  """laws.chinchilla_frontier(law, reducible=True); kept for algoprog.plots."""
-  return laws.chinchilla_frontier(law, reducible=True)
-
-
 def kaplan_reducible_loss(law: laws.ChinchillaLaw, allocation: KaplanAllocation,
                           compute: ArrayLike) -> jnp.ndarray:
   """Reducible loss (nats/token) of Kaplan's allocation at `compute` FLOPs."""

@@ -764,9 +764,7 @@ def failed_fraction(samples: np.ndarray) -> float:
 
 
 # The law type and its closed forms (loss, optimal allocation, frontier) are in
-# algoprog.laws; these two names stay for benchmarks/bench_fit.py.
-ChinchillaLaw = laws.ChinchillaLaw
-chinchilla_loss = laws.chinchilla_loss
+# algoprog.laws; this section fits it.
 
 
 def chinchilla_grid(alphas=np.arange(0.0, 2.01, 0.5), betas=np.arange(0.0, 2.01, 0.5),

@@ -226,7 +226,7 @@ def kaplan_vs_chinchilla(law, allocation, compute, marks: dict | None = None) ->
   the Chinchilla law L(N, D); (right) the multiplier M(C) between them.
 
   Args:
-    law: account.ChinchillaLaw; allocation: account.KaplanAllocation.
+    law: algoprog.laws.ChinchillaLaw; allocation: account.KaplanAllocation.
     compute: FLOPs grid [T]; marks: label -> FLOPs marked on M(C).
   """
   import numpy as np
@@ -235,7 +235,8 @@ def kaplan_vs_chinchilla(law, allocation, compute, marks: dict | None = None) ->
   losses, multiplier = figure.subplots(1, 2)
   compute = np.asarray(compute, dtype=float)
   kaplan = np.asarray(account.kaplan_reducible_loss(law, allocation, compute))
-  optimal = np.asarray(laws_lib.loss_at_compute(account.optimal_reducible_law(law), compute))
+  frontier = laws_lib.chinchilla_frontier(law, reducible=True)
+  optimal = np.asarray(laws_lib.loss_at_compute(frontier, compute))
   losses.plot(compute, kaplan, color=_DEPENDENT_COLOR, lw=2,
               label="Kaplan allocation N = %.3g C^%.2f" % (allocation.coefficient,
                                                           allocation.exponent))

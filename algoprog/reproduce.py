@@ -122,13 +122,9 @@ def scaling_analysis(table: runs.RunTable, analysis: ml_collections.ConfigDict,
                          f"runs (finished groups: {', '.join(table.groups)})")
   options = fit.PowerLawOptions(irreducible=analysis.irreducible,
                                 shared_exponent=analysis.shared_exponent)
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always", fit.FitWarning)
-    result = fit.fit_frontiers(table, groups=groups, frontier=analysis.frontier,
-                               options=options)
-    bootstrap = (fit.bootstrap_frontiers(table, result, num_samples=analysis.bootstrap,
-                                         resample=analysis.resample, seed=analysis.seed)
-                 if analysis.bootstrap else None)
+  result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
+      table, groups=groups, frontier=analysis.frontier, options=options,
+      num_samples=analysis.bootstrap, resample=analysis.resample, seed=analysis.seed)
   coverage = coverage_rows(table, result)
   computes = list(analysis.ceg_compute) or auto_ceg_computes(coverage)
   computes += [c for c in analysis.extra_ceg_compute if c not in computes]
@@ -158,7 +154,7 @@ def scaling_analysis(table: runs.RunTable, analysis: ml_collections.ConfigDict,
   return {"groups": groups, "missing_groups": missing, "result": result,
           "bootstrap": bootstrap, "laws": fit.law_rows(result, bootstrap, analysis.level),
           "coverage": coverage, "ceg": [dataclasses.asdict(r) for r in cegs],
-          "exponent_pairs": pairs, "warnings": [str(w.message) for w in caught],
+          "exponent_pairs": pairs, "warnings": fit_warnings,
           "figures": list(figures)}
 
 

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from algoprog import fit
+from algoprog import fit, laws
 
-TRUTH = fit.ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28)
+TRUTH = laws.ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28)
 
 
 def synthetic_runs(num_runs: int, seed: int = 0):
@@ -29,7 +29,7 @@ def synthetic_runs(num_runs: int, seed: int = 0):
   sizes = num_runs // 10
   n = np.repeat(np.geomspace(1e7, 3e9, sizes), 10)
   d = n * np.tile(np.geomspace(2, 200, 10), sizes)
-  loss = fit.chinchilla_loss(TRUTH, n, d) * np.exp(0.01 * rng.normal(size=n.size))
+  loss = laws.chinchilla_loss(TRUTH, n, d) * np.exp(0.01 * rng.normal(size=n.size))
   return n, d, loss
 
 

@@ -5,7 +5,6 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 from algoprog import config as config_lib, optim
 

@@ -157,7 +157,7 @@ def test_sweep_resumes_after_a_kill_and_keeps_failures(small_corpus, tmp_path):
 
   # Rerunning finds nothing to do and does not retry the failure.
   again = sweep.run_sweep(c, tmp_path / "sweep", workers=1, log=lambda *_: None)
-  assert again[f"diverges_w16_s123"]["status"] == "failed"
+  assert again["diverges_w16_s123"]["status"] == "failed"
 
 
 def test_export_writes_commands_and_a_slurm_array(tmp_path):
