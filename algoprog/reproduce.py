@@ -556,7 +556,7 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                  ablation_tokens_per_param: float, ablations: tuple = tuple(ABLATIONS),
                  lr_points: int = 3, lr_spacing_decades: float = 0.5,
                  lr_budget_fraction: float = 0.05, lr_min_tokens: int = 16_000_000,
-                 workers: int = 1, bootstrap: int = 1000,
+                 lr_max_extensions: int = 2, workers: int = 1, bootstrap: int = 1000,
                  extra_ceg_compute: tuple = ()) -> ml_collections.ConfigDict:
   """A reproduce config: the sweep (algoprog.sweep) and the analysis.
 
@@ -566,6 +566,8 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
     sweep.overrides: config fields every run gets (data, train cadence; nested).
     sweep.lr_sweep.{points, spacing_decades, budget_fraction, min_tokens, center}: the LR
       grid (points, log10 spacing) and the reduced budget max(min_tokens, fraction x full).
+    sweep.lr_sweep.max_extensions: points the grid may grow by past an end that wins
+      (algoprog.sweep.lr_search).
     sweep.groups.<label>: one architecture or ablation variant (algoprog.sweep.plan_runs):
       config, widths, seeds, tokens_per_param, lr_widths/lr_values (sweep centres), lr_sweep,
       lr_sweep_widths, lr_center, overrides.
@@ -602,7 +604,7 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                 **train}})
   c.sweep.lr_sweep = ml_collections.ConfigDict(dict(
       points=lr_points, spacing_decades=lr_spacing_decades, budget_fraction=lr_budget_fraction,
-      min_tokens=lr_min_tokens, center=3e-3))
+      min_tokens=lr_min_tokens, center=3e-3, max_extensions=lr_max_extensions))
   groups = {}
   for label, widths in scaling_widths.items():
     anchors = STUDY_LEARNING_RATES[label]

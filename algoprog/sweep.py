@@ -13,7 +13,8 @@ Sweep directory:
   runs/<run_id>/        one training run each (algoprog.metrics describes its files)
   runs/<run_id>/launcher.log  the run's console output
   lr_choices.json       per (label, width): the sweep curve (lr -> final validation loss)
-                        and the learning rate chosen for the full runs
+                        and the learning rate chosen for the full runs (a record: planning
+                        reads the runs themselves, through the manifest)
   failures.json         every failed run with its reason (never silently dropped)
 """
 
@@ -79,6 +80,42 @@ def lr_grid(center: float, points: int, spacing_decades: float) -> list[float]:
   """`points` learning rates spaced `spacing_decades` apart in log10, centred on `center`."""
   offsets = [(i - (points - 1) / 2) * spacing_decades for i in range(points)]
   return [float(f"{center * 10**o:.4g}") for o in offsets]
+
+
+def lr_search(grid: list[float], results: dict[float, float], spacing_decades: float,
+              max_extensions: int) -> tuple[list[float], float | None]:
+  """The LR grid to run and the chosen rate, given the sweep results so far.
+
+  Starts from `grid`; while every point has a result and the best (lowest final validation
+  loss; failed runs count as inf) sits at an end of the grid, adds one point
+  `spacing_decades` beyond that end, at most `max_extensions` times: a choice at the edge
+  means the optimum may lie outside. Pure in `results`, so a rerun or an export plans the
+  same runs.
+
+  Args:
+    grid: the base learning rates.
+    results: learning rate -> final validation loss (inf for a failed run) of the finished
+      sweep runs; unfinished ones are absent.
+  Returns:
+    (every learning rate to run, ascending; the chosen one, or None while some point has no
+    result or every point failed).
+  """
+  base = sorted(grid)
+  above = below = 0  # Points added past each end; new points step from the base's ends.
+  while True:
+    grid = ([float(f"{base[0] * 10 ** (-k * spacing_decades):.4g}")
+             for k in range(below, 0, -1)] + base +
+            [float(f"{base[-1] * 10 ** (k * spacing_decades):.4g}")
+             for k in range(1, above + 1)])
+    if any(lr not in results for lr in grid):
+      return grid, None
+    best = min(grid, key=lambda lr: results[lr])
+    if not math.isfinite(results[best]):
+      return grid, None
+    at_top, at_bottom = best == grid[-1], best == grid[0]
+    if len(grid) == 1 or not (at_top or at_bottom) or above + below >= max_extensions:
+      return grid, best
+    above, below = above + at_top, below + (at_bottom and not at_top)
 
 
 def interpolate_lr(anchors: dict, width: int) -> float:
@@ -151,7 +188,7 @@ def _budget(group: ml_collections.ConfigDict, flops: float, fraction: float = 1.
   return {"train.tokens_per_param": float(group.tokens_per_param) * fraction}
 
 
-def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
+def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
               ) -> list[RunSpec]:
   """Every run the sweep needs, in execution order (LR sweeps first within each group).
 
@@ -161,14 +198,17 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
   `lr_sweep_widths` (default: every width; the others interpolate between the chosen LRs).
   LR sweeps run the first seed (and the largest FLOP budget) at a reduced budget, on a log
   grid centred on the anchors' interpolation, else on `lr_center`, else on
-  `sweep.lr_sweep.center`.
+  `sweep.lr_sweep.center`, extended past an edge that wins (`lr_search`, at most
+  `sweep.lr_sweep.max_extensions` points).
 
   Args:
     sweep: the sweep config (configs/reproduce_*.py document its fields).
-    lr_choices: {"label/width": chosen lr} from finished LR sweeps; full runs of a group
-      with `lr_sweep=True` are planned only once all its swept widths have a choice.
+    lr_results: {"label/width": {lr: final validation loss}} of the finished LR-sweep runs
+      (`sweep_results`); full runs of a group with `lr_sweep=True` are planned only once all
+      its swept widths have a choice.
   """
-  lr_choices = lr_choices or {}
+  lr_results = lr_results or {}
+  max_extensions = int(sweep.lr_sweep.get("max_extensions", 0))
   common = flatten_overrides(sweep.overrides)
   runs = []
   for label, group in sweep.groups.items():
@@ -179,6 +219,7 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
     lrs = {}
     if group.lr_sweep:
       swept = tuple(group.get("lr_sweep_widths") or ()) or tuple(group.widths)
+      chosen = {}
       for width in swept:
         center = (interpolate_lr(anchors, width) if anchors else
                   group.get("lr_center") or sweep.lr_sweep.center)
@@ -186,12 +227,17 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_choices: dict | None = None
         reduced = {**overrides, "model.width": int(width), "seed": int(group.seeds[0]),
                    **_budget(group, max(budgets), sweep.lr_sweep.budget_fraction),
                    "train.min_tokens": int(sweep.lr_sweep.min_tokens)}
-        for lr in lr_grid(center, sweep.lr_sweep.points, sweep.lr_sweep.spacing_decades):
+        grid, choice = lr_search(
+            lr_grid(center, sweep.lr_sweep.points, sweep.lr_sweep.spacing_decades),
+            lr_results.get(f"{label}/{width}", {}), sweep.lr_sweep.spacing_decades,
+            max_extensions)
+        if choice is not None:
+          chosen[width] = choice
+        for lr in grid:
           runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr,
                                       max(budgets) if budgets != (0.0,) else 0.0),
                               "lr_sweep", label, group.config,
                               {**reduced, "optim.learning_rate": lr}))
-      chosen = {w: lr_choices[f"{label}/{w}"] for w in swept if f"{label}/{w}" in lr_choices}
       if len(chosen) < len(swept):
         continue
       lrs = {w: interpolate_lr(chosen, w) for w in group.widths}
@@ -329,12 +375,36 @@ def record_failures(sweep_dir: pathlib.Path, results: dict[str, dict]) -> list[d
   return failures
 
 
-def load_choices(sweep_dir: pathlib.Path) -> dict:
-  path = sweep_dir / LR_CHOICES_FILE
+def sweep_results(sweep_dir: pathlib.Path) -> dict[str, dict[float, float]]:
+  """{"label/width": {lr: final validation loss}} of the finished LR-sweep runs in the
+  manifest (inf for a failed run or a non-finite loss; unfinished runs are left out)."""
+  path = sweep_dir / MANIFEST_FILE
   if not path.exists():
     return {}
-  return {k: v["chosen_learning_rate"] for k, v in json.loads(path.read_text()).items()
-          if "chosen_learning_rate" in v}
+  results: dict[str, dict[float, float]] = {}
+  for entry in json.loads(path.read_text())["runs"]:
+    if entry["stage"] != "lr_sweep":
+      continue
+    run = RunSpec(**{f.name: entry[f.name] for f in dataclasses.fields(RunSpec)})
+    info = run_status(sweep_dir, run)
+    if info["status"] not in ("completed", "failed"):
+      continue
+    loss = info.get("final_validation_loss")
+    ok = info["status"] == "completed" and isinstance(loss, (int, float)) and math.isfinite(loss)
+    key = f"{run.label}/{run.overrides['model.width']}"
+    results.setdefault(key, {})[run.overrides["optim.learning_rate"]] = (
+        float(loss) if ok else math.inf)
+  return results
+
+
+def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path
+                        ) -> list[RunSpec]:
+  """The runs to do given what has finished in `sweep_dir`; writes the manifest and the
+  LR-choice record."""
+  runs = plan_runs(sweep, sweep_results(sweep_dir))
+  write_manifest(sweep_dir, runs)
+  metrics.write_json(sweep_dir / LR_CHOICES_FILE, choose_learning_rates(sweep_dir, runs))
+  return runs
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers: int,
@@ -342,14 +412,13 @@ def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers
   """LR sweeps, then the full runs with the chosen LRs; resumable at any point."""
   sweep_dir = pathlib.Path(sweep_dir)
   sweep_dir.mkdir(parents=True, exist_ok=True)
-  runs = plan_runs(sweep, load_choices(sweep_dir))
-  write_manifest(sweep_dir, runs)
-  results = execute(sweep_dir, [r for r in runs if r.stage == "lr_sweep"], workers,
-                    retry_failed, log)
-  curves = choose_learning_rates(sweep_dir, runs)
-  metrics.write_json(sweep_dir / LR_CHOICES_FILE, curves)
-  runs = plan_runs(sweep, load_choices(sweep_dir))
-  write_manifest(sweep_dir, runs)
+  results: dict[str, dict] = {}
+  while True:  # LR sweeps, in rounds while a grid extends past a winning edge.
+    runs = plan_from_directory(sweep, sweep_dir)
+    todo = [r for r in runs if r.stage == "lr_sweep" and r.run_id not in results]
+    if not todo:
+      break
+    results.update(execute(sweep_dir, todo, workers, retry_failed, log))
   results.update(execute(sweep_dir, [r for r in runs if r.stage == "full"], workers,
                          retry_failed, log))
   record_failures(sweep_dir, results)

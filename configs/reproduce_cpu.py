@@ -6,9 +6,9 @@ What is scaled down from the study's protocol (configs/reproduce_paper.py), and 
   * widths: modern and 2017 Transformer 16-48 (1-3 layers), LSTM 32-96, one seed each;
   * budgets: 20 tokens per parameter for the scaling runs as for the ablations (40 would
     double the hour and run the LSTM off the end of the ~30 MB corpus);
-  * LR sweeps: 3 points 10^0.5 apart at 10% of the budget, at the smallest and largest
-    width of each architecture (the widths between interpolate log-log); each ablation
-    variant gets its own 3-point sweep;
+  * LR sweeps: 3 points 10^0.5 apart at 10% of the budget (growing by up to 2 points past
+    an end that wins), at the smallest and largest width of each architecture (the widths
+    between interpolate log-log); each ablation variant gets its own sweep;
   * ablations at width 32 (the study: 64) with two seeds; validation on 65,536 tokens.
 The compute reached is reported by the run (README shows it). Fields are documented in
 algoprog/reproduce.py (study_config); any is overridable on the command line.

@@ -22,5 +22,7 @@ def get_config():
       lr_sweep_widths={"lstm": (32,), "retro": (32,), "modern": (32,)},
       ablation_width=16, ablation_seeds=(123, 456), ablation_tokens_per_param=4.0,
       ablations=("swiglu_vs_gelu", "modern_vs_retro"),
+      # Two points always have the winner at an edge; growing the grid would only add runs
+      # here (tests/test_sweep.py tests the extension without training).
       lr_points=2, lr_spacing_decades=0.5, lr_budget_fraction=0.5, lr_min_tokens=0,
-      workers=2, bootstrap=100)
+      lr_max_extensions=0, workers=2, bootstrap=100)

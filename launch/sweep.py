@@ -3,7 +3,8 @@ r"""Runs a sweep: `python -m launch.sweep --config=configs/reproduce_tiny.py --w
 LR sweeps first, then the full runs at the chosen learning rates, each run in its own
 process (--workers at a time). Rerunning the same command skips finished runs and resumes
 interrupted ones. `--export` writes commands.txt and slurm_array.sh instead of running (for
-LR-swept groups, export again once the sweep runs are done to get the full runs).
+LR-swept groups, export again once the sweep runs are done: the grid extensions past a
+winning edge, then the full runs).
 """
 
 import pathlib
@@ -29,9 +30,7 @@ def main(argv):
   try:
     if _EXPORT.value:
       sweep_dir.mkdir(parents=True, exist_ok=True)
-      choices = sweep.load_choices(sweep_dir)
-      runs = sweep.plan_runs(_CONFIG.value, choices)
-      sweep.write_manifest(sweep_dir, runs)
+      runs = sweep.plan_from_directory(_CONFIG.value, sweep_dir)
       commands, slurm = sweep.export_commands(sweep_dir, runs)
       print(f"{len(runs)} runs: {commands} (one command a line), {slurm} (sbatch it)")
       return

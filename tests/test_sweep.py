@@ -1,6 +1,7 @@
 """Sweeps: planning, LR selection, resume after a kill, failed-run bookkeeping."""
 
 import json
+import math
 import os
 
 import ml_collections
@@ -28,19 +29,30 @@ def sweep_config(corpus, cache, **group_overrides) -> ml_collections.ConfigDict:
   return c
 
 
+def sweep_grid(runs, width):
+  return [r.overrides["optim.learning_rate"] for r in runs
+          if r.stage == "lr_sweep" and r.overrides["model.width"] == width]
+
+
+def losses(grid, best):
+  """Sweep results where grid[best] has the lowest final loss."""
+  return {lr: 1.0 if i == best else 2.0 + i for i, lr in enumerate(grid)}
+
+
 def test_plan_sweeps_lr_first_then_full_runs_at_the_choice(tmp_path):
   c = sweep_config(tmp_path, tmp_path, widths=(16, 32), seeds=(1, 2), lr_sweep=True)
   runs = sweep.plan_runs(c)
   assert [r.stage for r in runs] == ["lr_sweep"] * 6  # No choice yet: no full runs.
-  lrs = [r.overrides["optim.learning_rate"] for r in runs[:3]]
-  assert lrs == pytest.approx([3e-3 / 10**0.5, 3e-3, 3e-3 * 10**0.5], rel=1e-3)
+  grid = sweep_grid(runs, 16)
+  assert grid == pytest.approx([3e-3 / 10**0.5, 3e-3, 3e-3 * 10**0.5], rel=1e-3)
   assert runs[0].overrides["train.tokens_per_param"] == 0.5
-  assert not [r for r in sweep.plan_runs(c, {"modern/16": 1e-3}) if r.stage == "full"]
-  runs = sweep.plan_runs(c, {"modern/16": 1e-3, "modern/32": 2e-3})
+  half = {"modern/16": losses(grid, 1)}
+  assert not [r for r in sweep.plan_runs(c, half) if r.stage == "full"]
+  runs = sweep.plan_runs(c, {**half, "modern/32": losses(sweep_grid(runs, 32), 0)})
   full = [r for r in runs if r.stage == "full"]
   assert [(r.overrides["model.width"], r.overrides["seed"]) for r in full] == [
       (16, 1), (16, 2), (32, 1), (32, 2)]
-  assert [r.overrides["optim.learning_rate"] for r in full] == [1e-3, 1e-3, 2e-3, 2e-3]
+  assert [r.overrides["optim.learning_rate"] for r in full] == [grid[1]] * 2 + [grid[0]] * 2
   assert full[0].overrides["data.tokenizer"] == "byte" and full[0].overrides["label"] == "modern"
   assert len({r.run_id for r in runs}) == len(runs)
 
@@ -50,10 +62,12 @@ def test_lr_sweeps_at_some_widths_interpolate_the_others(tmp_path):
                    lr_sweep_widths=(16, 64))
   runs = sweep.plan_runs(c)
   assert {r.overrides["model.width"] for r in runs} == {16, 64}
-  full = [r for r in sweep.plan_runs(c, {"modern/16": 4e-3, "modern/64": 1e-3})
+  grid = sweep_grid(runs, 16)
+  full = [r for r in sweep.plan_runs(c, {"modern/16": losses(grid, 2),
+                                         "modern/64": losses(grid, 0)})
           if r.stage == "full"]
   assert [r.overrides["optim.learning_rate"] for r in full] == pytest.approx(
-      [4e-3, 2e-3, 1e-3], rel=1e-3)  # 32 is the log-midpoint of 16 and 64.
+      [grid[2], grid[1], grid[0]], rel=1e-3)  # 32 is the log-midpoint of 16 and 64.
   with pytest.raises(sweep.SweepError, match="groups.modern.lr_sweep_widths"):
     sweep.plan_runs(sweep_config(tmp_path, tmp_path, lr_sweep=True, lr_sweep_widths=(8,)))
 
@@ -63,8 +77,8 @@ def test_flop_budgets_give_one_run_per_width_and_budget(tmp_path):
                    flops_budgets=(1e9, 1e10), lr_sweep=True)
   sweeps = sweep.plan_runs(c)
   assert {r.overrides["train.flops"] for r in sweeps} == {1e10 * 0.5}  # Largest, reduced.
-  full = [r for r in sweep.plan_runs(c, {"modern/16": 1e-3, "modern/32": 1e-3})
-          if r.stage == "full"]
+  results = {f"modern/{w}": losses(sweep_grid(sweeps, w), 1) for w in (16, 32)}
+  full = [r for r in sweep.plan_runs(c, results) if r.stage == "full"]
   assert [(r.overrides["model.width"], r.overrides["train.flops"]) for r in full] == [
       (16, 1e9), (16, 1e10), (32, 1e9), (32, 1e10)]
   assert len({r.run_id for r in full}) == 4
@@ -107,6 +121,49 @@ def test_lr_choice_is_the_best_completed_final_loss(tmp_path):
   assert entry["chosen_learning_rate"] == runs[1].overrides["optim.learning_rate"]
   assert [p["status"] for p in entry["curve"]] == ["completed", "completed", "failed"]
   assert not entry["chosen_at_grid_edge"]
+
+
+def test_lr_search_grows_the_grid_past_a_winning_edge():
+  base = [1e-3, 3.162e-3, 1e-2]
+  low, high = 3.162e-4, 3.162e-2
+  interior = {1e-3: 3.0, 3.162e-3: 2.0, 1e-2: 2.5}
+  assert sweep.lr_search(base, interior, 0.5, 2) == (base, 3.162e-3)
+  assert sweep.lr_search(base, {1e-3: 3.0, 3.162e-3: 2.0}, 0.5, 2) == (base, None)  # Pending.
+  top = {1e-3: 3.0, 3.162e-3: 2.5, 1e-2: 2.0}
+  assert sweep.lr_search(base, top, 0.5, 2) == (base + [high], None)
+  assert sweep.lr_search(base, {**top, high: 2.2}, 0.5, 2) == (base + [high], 1e-2)
+  # The new end wins again: one more point; it diverges, so the previous end is chosen.
+  assert sweep.lr_search(base, {**top, high: 1.9}, 0.5, 2) == (base + [high, 0.1], None)
+  assert sweep.lr_search(base, {**top, high: 1.9, 0.1: math.inf}, 0.5, 2) == (
+      base + [high, 0.1], high)
+  # Extensions used up: the edge is chosen.
+  assert sweep.lr_search(base, {**top, high: 1.9}, 0.5, 1) == (base + [high], high)
+  assert sweep.lr_search(base, top, 0.5, 0) == (base, 1e-2)
+  bottom = {1e-3: 2.0, 3.162e-3: 2.5, 1e-2: 3.0}
+  assert sweep.lr_search(base, {**bottom, low: 2.1}, 0.5, 2) == ([low] + base, 1e-3)
+  assert sweep.lr_search(base, dict.fromkeys(base, math.inf), 0.5, 2) == (base, None)
+
+
+def test_a_winning_edge_runs_one_more_sweep_point_before_the_full_runs(tmp_path):
+  c = sweep_config(tmp_path, tmp_path, lr_sweep=True)
+  with c.unlocked():
+    c.lr_sweep.max_extensions = 1
+  runs = sweep.plan_from_directory(c, tmp_path)
+  grid = sweep_grid(runs, 16)
+  for run, loss in zip(runs, (3.0, 2.5, 2.0)):  # The largest rate wins.
+    write_run(tmp_path, run, "completed", loss)
+  runs = sweep.plan_from_directory(c, tmp_path)
+  assert sweep_grid(runs, 16) == pytest.approx(grid + [grid[-1] * 10**0.5], rel=1e-3)
+  assert not [r for r in runs if r.stage == "full"]
+  manifest = json.loads((tmp_path / sweep.MANIFEST_FILE).read_text())["runs"]
+  assert len(manifest) == 4  # The export sees the new point too.
+  write_run(tmp_path, runs[-1], "completed", 2.2)
+  runs = sweep.plan_from_directory(c, tmp_path)
+  full = [r for r in runs if r.stage == "full"]
+  assert [r.overrides["optim.learning_rate"] for r in full] == [grid[-1]]
+  record = json.loads((tmp_path / sweep.LR_CHOICES_FILE).read_text())["modern/16"]
+  assert record["chosen_learning_rate"] == grid[-1] and not record["chosen_at_grid_edge"]
+  assert len(record["curve"]) == 4
 
 
 def test_sweep_resumes_after_a_kill_and_keeps_failures(small_corpus, tmp_path):
