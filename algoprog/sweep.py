@@ -44,6 +44,11 @@ class SweepError(ValueError):
   """A sweep config field or sweep directory is unusable; the message names it."""
 
 
+class StaleRunError(SweepError):
+  """A finished run in the sweep directory was trained with a config the sweep no longer
+  plans; the message names the run directory and the fields."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
   """One training run of a sweep.
@@ -315,6 +320,25 @@ def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec]) -> tuple[pathl
   return commands, slurm
 
 
+def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
+  """The fields of `run` that its finished run directory was trained with differently
+  ("optim.learning_rate: ran 0.01, planned 0.03"); [] when it matches or has no config."""
+  path = sweep_dir / "runs" / run.run_id / metrics.CONFIG_FILE
+  if not path.exists():
+    return []
+  ran = json.loads(path.read_text())
+  stale = []
+  for dotted, planned in run.overrides.items():
+    node = ran
+    for part in dotted.split("."):
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(planned, tuple):
+      planned = list(planned)
+    if node != planned:
+      stale.append(f"{dotted}: ran {node!r}, planned {planned!r}")
+  return stale
+
+
 def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
   """Runs (or resumes) one run in its own process; returns its final run.json status."""
   run_dir = sweep_dir / "runs" / run.run_id
@@ -344,6 +368,15 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
   root = pathlib.Path(__file__).resolve().parents[1]
   env = dict(os.environ, ALGOPROG_ROOT=str(root))
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+  # A finished run of an older plan (say, an LR choice that has since moved) must not
+  # stand in for the planned one.
+  stale = [f"{sweep_dir / 'runs' / run.run_id} ({'; '.join(fields)})" for run in runs
+           if run_status(sweep_dir, run)["status"] in ("completed", "failed")
+           and (fields := stale_fields(sweep_dir, run))]
+  if stale:
+    raise StaleRunError(f"{len(stale)} finished run(s) were trained with a different config "
+                        f"than the sweep now plans: {', '.join(stale)}; move them away to "
+                        "rerun them, or use a new workdir")
   results, todo = {}, []
   for run in runs:
     info = run_status(sweep_dir, run)

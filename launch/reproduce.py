@@ -43,6 +43,8 @@ def main(argv):
       return
     reproduce.run(_CONFIG.value, workdir, workers=_WORKERS.value,
                   retry_failed=_RETRY.value)
+  except sweep.StaleRunError as e:  # Names a run directory, not a config field.
+    sys.exit(f"error: {e}")
   except sweep.SweepError as e:  # Its fields are relative to the sweep config.
     sys.exit(f"error: sweep.{e}")
   except (reproduce.ReproduceError, runs.RunTableError, fit.FitError,

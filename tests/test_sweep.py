@@ -225,3 +225,24 @@ def test_export_writes_commands_and_a_slurm_array(tmp_path):
   assert len(lines) == 2 and lines[0].startswith("python -m launch.train --config=configs/")
   assert "--config.model.width=16" in lines[0]
   assert "#SBATCH --array=1-2" in slurm.read_text()
+
+
+def test_a_finished_run_of_an_older_plan_is_not_taken_for_the_planned_one(tmp_path):
+  (run,) = sweep.plan_runs(sweep_config(tmp_path, tmp_path))
+  write_run(tmp_path, run, "completed", 2.0)
+
+  def write_config(learning_rate):
+    ran = {}
+    for dotted, value in {**run.overrides, "optim.learning_rate": learning_rate}.items():
+      *parents, leaf = dotted.split(".")
+      node = ran
+      for part in parents:
+        node = node.setdefault(part, {})
+      node[leaf] = list(value) if isinstance(value, tuple) else value
+    metrics.write_json(tmp_path / "runs" / run.run_id / metrics.CONFIG_FILE, ran)
+
+  write_config(run.overrides["optim.learning_rate"])  # As planned: skipped, not rerun.
+  assert sweep.execute(tmp_path, [run], workers=1, log=None)[run.run_id]["status"] == "completed"
+  write_config(0.5)
+  with pytest.raises(sweep.StaleRunError, match=r"optim.learning_rate: ran 0.5, planned 0.003"):
+    sweep.execute(tmp_path, [run], workers=1, log=None)
