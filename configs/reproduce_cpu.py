@@ -6,9 +6,13 @@ What is scaled down from the study's protocol (configs/reproduce_paper.py), and 
   * widths: modern and 2017 Transformer 16-48 (1-3 layers), LSTM 32-96, one seed each;
   * budgets: 20 tokens per parameter for the scaling runs as for the ablations (40 would
     double the hour and run the LSTM off the end of the ~30 MB corpus);
-  * LR sweeps: 3 points 10^0.5 apart at 10% of the budget (growing by up to 2 points past
+  * LR sweeps: 3 points 10^0.5 apart at 25% of the budget (growing by up to 2 points past
     an end that wins), at the smallest and largest width of each architecture (the widths
-    between interpolate log-log); each ablation variant gets its own sweep;
+    between interpolate log-log); each ablation variant gets its own sweep. 25% is what the
+    study's max(16M tokens, 5%) gives at its smallest widths (16M of 32d's 68M tokens); at
+    10% (about 50 steps here) every run was still near the unigram plateau, the sweep
+    curves were flat to 0.01 nats, and half the ablation variants drew an LR 10x too high
+    for their full runs (ending 0.5-1 nats worse than variants at 10x lower LR);
   * ablations at width 32 (the study: 64) with two seeds; validation on 65,536 tokens.
 The compute reached is reported by the run (README shows it). Fields are documented in
 algoprog/reproduce.py (study_config); any is overridable on the command line.
@@ -32,5 +36,5 @@ def get_config():
       scaling_seeds=(123,), tokens_per_param=20.0,
       lr_sweep_widths={"lstm": (32, 96), "retro": (16, 48), "modern": (16, 48)},
       ablation_width=32, ablation_seeds=(123, 456), ablation_tokens_per_param=20.0,
-      lr_points=3, lr_spacing_decades=0.5, lr_budget_fraction=0.1, lr_min_tokens=0,
+      lr_points=3, lr_spacing_decades=0.5, lr_budget_fraction=0.25, lr_min_tokens=0,
       workers=2, bootstrap=1000)
