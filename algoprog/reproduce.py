@@ -501,8 +501,13 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
       curve = ", ".join(f"{p['learning_rate']:.3g}: {_g(p['final_validation_loss'])}"
                         for p in sorted(entry["curve"], key=lambda p: p["learning_rate"]))
       rows.append([key, _g(entry.get("chosen_learning_rate"), "{:.3g}"),
-                   "yes" if entry.get("chosen_at_grid_edge") else "no", curve])
-    parts.append(_table(["group/width", "chosen LR", "at grid edge", "LR: final loss"], rows))
+                   "yes" if entry.get("chosen_at_grid_edge") else "no",
+                   _g(entry.get("margin_to_next_best"), "{:.3f}"), curve])
+    parts.append("Margin: final loss of the next best LR minus the chosen one's (nats). A "
+                 "margin below the seed spread means the sweep's budget could not tell "
+                 "those LRs apart; lengthen `lr_budget_fraction`.\n")
+    parts.append(_table(["group/width", "chosen LR", "at grid edge", "margin", "LR: final loss"],
+                        rows))
     parts.append("![LR sweeps](analysis/lr_sweeps.png)\n")
   if s["excluded"]:
     parts.append("## Excluded runs\n")

@@ -267,7 +267,8 @@ def run_status(sweep_dir: pathlib.Path, run: RunSpec) -> dict:
 
 
 def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict:
-  """Per (label, width): the LR-sweep curve and the LR with the best final validation loss.
+  """Per (label, width): the LR-sweep curve and the LR with the best final validation loss,
+  whether it lies at an end of the grid, and its margin (nats) over the next best LR.
 
   Only completed sweep runs count; a group whose sweep runs all failed gets no choice (its
   full runs are not planned, and the failures are reported).
@@ -287,8 +288,14 @@ def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> d
             and p["final_validation_loss"] is not None
             and math.isfinite(p["final_validation_loss"])]
     if done:
-      best = min(done, key=lambda p: p["final_validation_loss"])
+      done.sort(key=lambda p: p["final_validation_loss"])
+      best = done[0]
       entry["chosen_learning_rate"] = best["learning_rate"]
+      # How decisive the choice is: a margin within seed noise means the sweep's budget was
+      # too short to tell those LRs apart (then the choice need not transfer to full runs).
+      entry["margin_to_next_best"] = (done[1]["final_validation_loss"]
+                                      - best["final_validation_loss"]
+                                      if len(done) > 1 else None)
       grid = sorted(p["learning_rate"] for p in entry["curve"])
       entry["chosen_at_grid_edge"] = best["learning_rate"] in (grid[0], grid[-1])
   return curves

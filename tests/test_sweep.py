@@ -121,6 +121,7 @@ def test_lr_choice_is_the_best_completed_final_loss(tmp_path):
   assert entry["chosen_learning_rate"] == runs[1].overrides["optim.learning_rate"]
   assert [p["status"] for p in entry["curve"]] == ["completed", "completed", "failed"]
   assert not entry["chosen_at_grid_edge"]
+  assert entry["margin_to_next_best"] == pytest.approx(0.5)
 
 
 def test_lr_search_grows_the_grid_past_a_winning_edge():
