@@ -3,7 +3,8 @@
 What is scaled down from the study's protocol (configs/reproduce_paper.py), and why:
   * tokenizer: BPE with a 2,048 vocabulary trained on the training split (GPT-2's 50,257
     would make the embeddings most of every small model); batch 32 x sequence 128;
-  * widths: modern and 2017 Transformer 16-48 (1-3 layers), LSTM 32-96, one seed each;
+  * widths: modern and 2017 Transformer 16-48 (1-3 layers), LSTM 16-96 (width 16 takes
+    its compute range past two decades), one seed each;
   * budgets: 20 tokens per parameter for the scaling runs as for the ablations (40 would
     double the hour and run the LSTM off the end of the ~30 MB corpus);
   * LR sweeps: 3 points 10^0.5 apart at 25% of the budget (growing by up to 2 points past
@@ -28,15 +29,15 @@ def get_config():
       name="cpu",
       description="The study scaled to a 2-core CPU (configs/reproduce_cpu.py): embedded "
                   "English corpus, BPE 2,048, batch 32 x 128, Transformers at widths "
-                  "16-48 and LSTMs at 32-96 with 20 tokens/parameter, ablations at width "
+                  "16-48 and LSTMs at 16-96 with 20 tokens/parameter, ablations at width "
                   "32 with two seeds.",
       data=dict(source="embedded", tokenizer="bpe", bpe_vocab_size=2048, sequence_length=128,
                 batch_size=32, validation_tokens=65_536),
       train=dict(eval_every_steps=100, log_every_steps=100, checkpoint_every_steps=500),
-      scaling_widths={"lstm": (32, 48, 64, 96), "retro": (16, 32, 48),
+      scaling_widths={"lstm": (16, 32, 48, 64, 96), "retro": (16, 32, 48),
                       "modern": (16, 32, 48)},
       scaling_seeds=(123,), tokens_per_param=20.0,
-      lr_sweep_widths={"lstm": (32, 48, 64, 96), "retro": (16, 32, 48),
+      lr_sweep_widths={"lstm": (16, 32, 48, 64, 96), "retro": (16, 32, 48),
                        "modern": (16, 32, 48)},
       ablation_width=32, ablation_seeds=(123, 456), ablation_tokens_per_param=20.0,
       lr_points=3, lr_spacing_decades=0.5, lr_budget_fraction=0.25, lr_min_tokens=0,
