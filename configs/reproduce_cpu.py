@@ -12,10 +12,10 @@ What is scaled down from the study's protocol (configs/reproduce_paper.py), and 
     log-log between the end widths' choices gave modern width 32 an LR 2.3x the one the
     same model's ablation sweep chose, and a final loss 0.6 nats worse); each ablation
     variant gets its own sweep. 25% is what the study's max(16M tokens, 5%) gives at its
-    smallest widths (16M of 32d's 68M tokens); at
-    10% (about 50 steps here) every run was still near the unigram plateau, the sweep
-    curves were flat to 0.01 nats, and half the ablation variants drew an LR 10x too high
-    for their full runs (ending 0.5-1 nats worse than variants at 10x lower LR);
+    smallest widths (16M of 32d's 68M tokens); at 10% (about 50 steps here) every run was
+    still near the unigram plateau, the sweep curves were flat to 0.01 nats, and half the
+    ablation variants drew an LR 10x too high for their full runs (ending 0.5-1 nats worse
+    than variants at 10x lower LR);
   * ablations at width 32 (the study: 64) with two seeds; validation on 65,536 tokens.
 The compute reached is reported by the run (README shows it). Fields are documented in
 algoprog/reproduce.py (study_config); any is overridable on the command line.
@@ -25,6 +25,7 @@ from algoprog import reproduce
 
 
 def get_config():
+  widths = {"lstm": (16, 32, 48, 64, 96), "retro": (16, 32, 48), "modern": (16, 32, 48)}
   return reproduce.study_config(
       name="cpu",
       description="The study scaled to a 2-core CPU (configs/reproduce_cpu.py): embedded "
@@ -34,11 +35,8 @@ def get_config():
       data=dict(source="embedded", tokenizer="bpe", bpe_vocab_size=2048, sequence_length=128,
                 batch_size=32, validation_tokens=65_536),
       train=dict(eval_every_steps=100, log_every_steps=100, checkpoint_every_steps=500),
-      scaling_widths={"lstm": (16, 32, 48, 64, 96), "retro": (16, 32, 48),
-                      "modern": (16, 32, 48)},
-      scaling_seeds=(123,), tokens_per_param=20.0,
-      lr_sweep_widths={"lstm": (16, 32, 48, 64, 96), "retro": (16, 32, 48),
-                       "modern": (16, 32, 48)},
+      scaling_widths=widths, scaling_seeds=(123,), tokens_per_param=20.0,
+      lr_sweep_widths=widths,  # every scaling width gets its own sweep (see above)
       ablation_width=32, ablation_seeds=(123, 456), ablation_tokens_per_param=20.0,
       lr_points=3, lr_spacing_decades=0.5, lr_budget_fraction=0.25, lr_min_tokens=0,
       workers=2, bootstrap=1000)
