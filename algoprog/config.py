@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ml_collections
 
-HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16.
+from algoprog import models, optim, registry  # The built-in components' registrations.
+
+HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16 (model.head_dim default).
+LAYER_WIDTH = 16  # Layers = width / 16, rounded half up (at least 1) for other widths.
 
 
 class ConfigError(ValueError):
@@ -24,6 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 123  # Seeds parameter init and the LSTM state resets. Study: 123, 456, 789, 101.
   c.label = ""  # Group label of this run in analyses (e.g. "modern"); "" -> model.kind.
+  # Plug-in modules imported before validation (comma-separated dotted module paths
+  # importable from the working directory / PYTHONPATH, or .py files): they register
+  # optimizers, models, attention, FFNs, norms, positions (docs/extending.md).
+  c.plugins = ""
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "embedded"  # "embedded" | "text" (data.path) | "tfds" (data.tfds_name).
@@ -43,15 +50,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 64  # Global batch in sequences (the study: 64).
 
   c.model = ml_collections.ConfigDict()
-  c.model.kind = "transformer"  # "transformer" | "lstm".
+  c.model.kind = "transformer"  # "transformer" | "lstm" | a registered plug-in model.
   c.model.width = 64  # d: residual width (Transformer) or hidden size (LSTM).
-  c.model.num_layers = 0  # 0 -> width / 16 for the Transformer, 1 for the LSTM.
-  c.model.num_heads = 0  # 0 -> width / 16 (head dim 16).
-  c.model.ffn = "swiglu"  # "swiglu" (3 matrices d x 4d) | "gelu" | "relu" (2 matrices).
+  c.model.num_layers = 0  # 0 -> width / 16 (rounded half up, >= 1) for the Transformer, 1 LSTM.
+  c.model.num_heads = 0  # 0 -> width / head_dim.
+  c.model.head_dim = HEAD_DIM  # Channels per head when num_heads = 0 (e.g. 8 for width 24).
+  c.model.attention = "softmax"  # "softmax" (multi-head causal) | a registered plug-in.
+  c.model.ffn = "swiglu"  # "swiglu" (3 matrices d x 4d) | "gelu" | "relu" (2) | plug-in.
   c.model.ffn_multiplier = 4  # FFN hidden width / d.
-  c.model.norm = "rmsnorm"  # "rmsnorm" | "layernorm".
+  c.model.norm = "rmsnorm"  # "rmsnorm" | "layernorm" | a registered plug-in.
   c.model.norm_placement = "pre"  # "pre" (final norm added) | "post" (2017 Transformer).
-  c.model.positions = "rotary"  # "rotary" | "learned" | "sinusoidal" | "none".
+  c.model.positions = "rotary"  # "rotary" | "learned" | "sinusoidal" | "none" | plug-in.
   c.model.rotary_base = 10_000.0  # Rotary wavelength base.
   c.model.max_sequence_length = 0  # Longest input the model takes; 0 -> data.sequence_length.
   c.model.init = "normal"  # "normal" (N(0, init_std)) | "xavier" | "kaiming".
@@ -65,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.lstm_forget_bias = 1.0  # LSTM forget-gate bias at init (summed over bias sets).
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball momentum) | "rmsprop".
+  c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball) | "rmsprop" | plug-in.
   c.optim.learning_rate = 5.79e-3  # Peak learning rate (study's tuned 64d modern value).
   c.optim.b1 = 0.9  # Adam(W) first-moment decay.
   c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay.
@@ -97,15 +106,16 @@ def base_config() -> ml_collections.ConfigDict:
 _CHOICES = {
     "data.source": ("embedded", "text", "tfds"),
     "data.tokenizer": ("byte", "bpe", "gpt2"),
-    "model.kind": ("transformer", "lstm"),
-    "model.ffn": ("swiglu", "gelu", "relu"),
-    "model.norm": ("rmsnorm", "layernorm"),
     "model.norm_placement": ("pre", "post"),
-    "model.positions": ("rotary", "learned", "sinusoidal", "none"),
     "model.init": ("normal", "xavier", "kaiming"),
     "model.dtype": ("float32", "bfloat16"),
-    "optim.name": ("adamw", "adam", "sgd", "rmsprop"),
     "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
+}
+# Fields choosing from a registry (algoprog.registry): built-ins plus imported plug-ins.
+_REGISTERED = {
+    "model.kind": registry.MODELS, "model.attention": registry.ATTENTION,
+    "model.ffn": registry.FFNS, "model.norm": registry.NORMS,
+    "model.positions": registry.POSITIONS, "optim.name": registry.OPTIMIZERS,
 }
 
 
@@ -115,12 +125,31 @@ def _get(c: ml_collections.ConfigDict, dotted: str):
   return c
 
 
+def import_plugins(c: ml_collections.ConfigDict) -> None:
+  """Imports the modules in `c.plugins` (they register components); ConfigError if one
+  cannot be imported."""
+  try:
+    registry.import_plugins(c.get("plugins", ""))
+  except registry.RegistryError as e:
+    raise ConfigError(str(e)) from e
+
+
+def default_num_layers(width: int) -> int:
+  """The study's depth rule, width / 16, rounded half up to a whole layer (at least 1)."""
+  return max(1, int(width / LAYER_WIDTH + 0.5))
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the first field whose value cannot run."""
+  """Raises ConfigError naming the first field whose value cannot run (plug-ins in
+  `c.plugins` are imported first, so their names are valid values)."""
+  import_plugins(c)
   for field, choices in _CHOICES.items():
     value = _get(c, field)
     if value not in choices:
       raise ConfigError(f"{field}: expected one of {', '.join(choices)}; got {value!r}")
+  for field, names in _REGISTERED.items():
+    if _get(c, field) not in names:
+      raise ConfigError(names.unknown_message(_get(c, field)))
 
   def positive(field, allow_zero=False):
     value = _get(c, field)
@@ -129,7 +158,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
                         f" number; got {value!r}")
 
   for field in ("data.sequence_length", "data.batch_size", "data.validation_tokens",
-                "model.width", "model.ffn_multiplier", "model.init_std",
+                "model.width", "model.ffn_multiplier", "model.init_std", "model.head_dim",
                 "optim.learning_rate", "train.microbatches", "train.eval_every_steps",
                 "train.log_every_steps", "train.checkpoint_every_steps",
                 "train.keep_checkpoints", "train.lstm_window"):
@@ -162,22 +191,23 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.data.batch_size % c.train.microbatches:
     raise ConfigError(f"train.microbatches: expected a divisor of data.batch_size="
                       f"{c.data.batch_size}; got {c.train.microbatches}")
-  if c.model.kind == "transformer":
-    if c.model.num_heads == 0 and c.model.width % HEAD_DIM:
-      raise ConfigError(f"model.width: expected a multiple of the head dim {HEAD_DIM} "
-                        f"(heads = width / {HEAD_DIM}); got {c.model.width}")
+  if c.model.kind != "lstm":  # The Transformer, and plug-in models alike.
+    head_dim_field = c.model.get("head_dim", HEAD_DIM)
+    if c.model.num_heads == 0 and c.model.width % head_dim_field:
+      raise ConfigError(f"model.width: expected a multiple of model.head_dim={head_dim_field} "
+                        f"(heads = width / head_dim); got {c.model.width} (set model.head_dim "
+                        "to a divisor of the width, or model.num_heads)")
     if c.model.num_heads and c.model.width % c.model.num_heads:
       raise ConfigError(f"model.num_heads: expected a divisor of model.width="
                         f"{c.model.width}; got {c.model.num_heads}")
-    head_dim = c.model.width // (c.model.num_heads or c.model.width // HEAD_DIM)
+    head_dim = c.model.width // (c.model.num_heads or c.model.width // head_dim_field)
     if c.model.positions == "rotary" and head_dim % 2:
-      raise ConfigError(f"model.num_heads: rotary needs an even head dim; got {head_dim}")
+      raise ConfigError(f"model.{'num_heads' if c.model.num_heads else 'head_dim'}: rotary "
+                        f"needs an even head dim; got {head_dim}")
     max_len = c.model.max_sequence_length or c.data.sequence_length
     if c.data.sequence_length > max_len:
       raise ConfigError(f"data.sequence_length: expected <= model.max_sequence_length="
                         f"{max_len}; got {c.data.sequence_length}")
-    if c.model.num_layers == 0 and c.model.width < HEAD_DIM:
-      raise ConfigError(f"model.width: expected >= {HEAD_DIM}; got {c.model.width}")
   else:
     if c.model.lstm_bias_sets not in (1, 2):
       raise ConfigError(
@@ -191,15 +221,15 @@ def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A validated copy with every derived (0 / "") model field filled in.
 
   Data-dependent fields (vocabulary, token budget) are filled by the trainer once the
-  corpus and the parameter count are known.
+  corpus and the parameter count are known. Plug-ins in `plugins` are imported first.
   """
   validate(c)
   r = ml_collections.ConfigDict(c.to_dict())
   if not r.label:
     r.label = r.model.kind
-  if r.model.kind == "transformer":
-    r.model.num_layers = r.model.num_layers or r.model.width // HEAD_DIM
-    r.model.num_heads = r.model.num_heads or r.model.width // HEAD_DIM
+  if r.model.kind != "lstm":
+    r.model.num_layers = r.model.num_layers or default_num_layers(r.model.width)
+    r.model.num_heads = r.model.num_heads or r.model.width // r.model.get("head_dim", HEAD_DIM)
   else:
     r.model.num_layers = r.model.num_layers or 1
   r.model.max_sequence_length = r.model.max_sequence_length or r.data.sequence_length

@@ -26,6 +26,11 @@ The convention of `training_flops_per_token` (recorded with every run as CONVENT
   - LSTM: `sequence_length` is the truncated-BPTT window (tokens between stopped
     gradients); it only removes the recurrent input-gradient of each window's first step.
 
+Plug-in components (algoprog.registry) are counted by the FLOPs function they register,
+which replaces the built-in components of their kind (PLUGIN_COMPONENTS); one without such
+a function raises FlopsUnavailable (the trainer then counts with XLA, see
+algoprog.compiled_flops). Closed-form parameter counts cover the built-ins only.
+
 Other conventions, for conversion: `six_n_flops_per_token` (6*N, N total or
 non-embedding: Kaplan's C = 6ND), `kaplan_flops_per_token` (6*N_nonembedding plus the
 attention context term 6 * n_layer * n_ctx * d), `chinchilla_flops_per_token` (Hoffmann et
@@ -40,6 +45,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+
+from algoprog import registry
 
 HEAD_DIM = 16  # The zoo's width rule (algoprog.config.HEAD_DIM): layers = heads = width/16.
 
@@ -95,12 +102,71 @@ MEAN_GRADIENT_FLOPS_PER_PARAM = 1.0  # train_step divides the summed gradient by
 
 Width = Any  # A Python number or a (possibly traced) jax scalar.
 
+# The components the closed forms know, by model config field; any other value names a
+# plug-in (algoprog.registry).
+BUILTIN_COMPONENTS = {
+    "kind": ("transformer", "lstm"), "attention": ("softmax",),
+    "ffn": ("swiglu", "gelu", "relu"), "norm": ("rmsnorm", "layernorm"),
+    "positions": ("rotary", "learned", "sinusoidal", "none"),
+}
+# A plug-in's FLOPs replace these entries of training_flops_per_token_by_component (those
+# of the built-in stand-in in _BUILTIN_STAND_IN); a plug-in model (kind) replaces all.
+PLUGIN_COMPONENTS = {
+    "attention": ("attention_projections", "attention_scores", "attention_values",
+                  "attention_softmax"),
+    "ffn": ("ffn", "ffn_activation"), "norm": ("norms",), "positions": (),
+}
+_BUILTIN_STAND_IN = {"attention": "softmax", "ffn": "swiglu", "norm": "rmsnorm",
+                     "positions": "none"}
+
+
+class FlopsUnavailable(ValueError):
+  """A plug-in component registered no FLOPs function; the message names it."""
+
+
+def plugin_components(model: ml_collections.ConfigDict) -> dict[str, str]:
+  """{config field under `model`: value} of the fields naming a plug-in, not a built-in."""
+  return {field: model.get(field, names[0]) for field, names in BUILTIN_COMPONENTS.items()
+          if model.get(field, names[0]) not in names}
+
+
+def _plugin_flops(field: str, name: str):
+  reg = registry.MODELS if field == "kind" else registry.MODEL_COMPONENTS[field]
+  entry = reg.get(name)
+  if entry.flops is None:
+    raise FlopsUnavailable(f"model.{field}: the plug-in {name!r} registered no FLOPs "
+                           "function (algoprog.registry)")
+  return entry.flops
+
+
+def with_builtin_stand_ins(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `model` with each plug-in component replaced by the built-in whose FLOPs
+  entries it replaces (attention -> softmax, ffn -> swiglu, norm -> rmsnorm, positions ->
+  none): what a plug-in's FLOPs function can reuse for the parts it shares."""
+  out = ml_collections.ConfigDict(model.to_dict())
+  for field in plugin_components(model):
+    if field != "kind":
+      out[field] = _BUILTIN_STAND_IN[field]
+  return out
+
+
+def builtin_component_flops(model: ml_collections.ConfigDict, vocab_size: int,
+                            sequence_length: int, field: str, width: Width | None = None,
+                            attention: str = "full") -> dict[str, jax.Array]:
+  """Training FLOPs per token of the built-in (or stand-in) component selected by
+  `model.<field>` ("attention", "ffn", "norm"): the entries a plug-in of that kind
+  replaces, e.g. for a QK-norm attention to add its norms to."""
+  parts = training_flops_per_token_by_component(with_builtin_stand_ins(model), vocab_size,
+                                                sequence_length, width, attention)
+  return {k: parts[k] for k in PLUGIN_COMPONENTS[field] if k in parts}
+
 
 def depth_and_heads(model: ml_collections.ConfigDict, width: Width) -> tuple[Any, Any]:
   """(layers, heads) at `width`: the config's if set, else width/16 (LSTM: 1 layer)."""
   if model.kind == "lstm":
     return model.num_layers or 1, 0
-  return (model.num_layers or width / HEAD_DIM), (model.num_heads or width / HEAD_DIM)
+  return (model.num_layers or width / HEAD_DIM), (
+      model.num_heads or width / model.get("head_dim", HEAD_DIM))
 
 
 def _width(model: ml_collections.ConfigDict, width: Width | None):
@@ -116,6 +182,10 @@ def param_counts(model: ml_collections.ConfigDict, vocab_size: int,
   2d for LayerNorm, twice per layer, plus a final norm when pre-norm). LSTM layer:
   4H(in+H) + 4H per bias set (model.lstm_bias_sets).
   """
+  if plugin_components(model):
+    raise FlopsUnavailable(f"model: closed-form parameter counts cover the built-in "
+                           f"components only; {plugin_components(model)} are plug-ins (count "
+                           "a built model with models.count_params)")
   d = _width(model, width)
   layers, _ = depth_and_heads(model, d)
   v = float(vocab_size)
@@ -217,10 +287,21 @@ def training_flops_per_token_by_component(model: ml_collections.ConfigDict,
                                           vocab_size: int, sequence_length: int,
                                           width: Width | None = None,
                                           attention: str = "full") -> dict[str, jax.Array]:
-  """Forward + backward FLOPs per token, by component."""
-  return _merge(forward_flops_per_token(model, vocab_size, sequence_length, width, attention),
-                backward_flops_per_token(model, vocab_size, sequence_length, width,
-                                         attention))
+  """Forward + backward FLOPs per token, by component (plug-ins: their own functions')."""
+  plugins = plugin_components(model)
+  functions = {field: _plugin_flops(field, name) for field, name in plugins.items()}
+  if "kind" in functions:
+    return dict(functions["kind"](model, vocab_size, sequence_length, width))
+  builtin = with_builtin_stand_ins(model) if plugins else model
+  parts = _merge(forward_flops_per_token(builtin, vocab_size, sequence_length, width,
+                                         attention),
+                 backward_flops_per_token(builtin, vocab_size, sequence_length, width,
+                                          attention))
+  for field, function in functions.items():
+    for key in PLUGIN_COMPONENTS[field]:
+      parts.pop(key, None)
+    parts = _merge(parts, dict(function(model, vocab_size, sequence_length, width)))
+  return parts
 
 
 def training_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
@@ -239,10 +320,18 @@ def optimizer_flops_per_step(optim: ml_collections.ConfigDict, params_total: Wid
   Counts the gradient mean and microbatch accumulation of train.make_train_step (adding
   the first microbatch to zeros is folded away), clipping, weight decay, and the update.
   """
-  per_param = OPTIMIZER_FLOPS_PER_PARAM[optim.name] + MEAN_GRADIENT_FLOPS_PER_PARAM
+  builtin = optim.name in OPTIMIZER_FLOPS_PER_PARAM
+  if builtin:
+    update = OPTIMIZER_FLOPS_PER_PARAM[optim.name]
+  else:  # A plug-in: its registered FLOPs per parameter count its whole update.
+    update = registry.OPTIMIZERS.get(optim.name).flops
+    if update is None:
+      raise FlopsUnavailable(f"optim.name: the plug-in optimizer {optim.name!r} registered "
+                             "no FLOPs per parameter (algoprog.registry)")
+  per_param = update + MEAN_GRADIENT_FLOPS_PER_PARAM
   per_param += microbatches - 1
   adam = optim.name in ("adam", "adamw")
-  if optim.weight_decay:
+  if optim.weight_decay and builtin:
     per_param += WEIGHT_DECAY_FLOPS_PER_PARAM * (2 if optim.name == "adam" else 1)
   if optim.grad_clip_norm:
     per_param += CLIP_FLOPS_PER_PARAM + (1 if adam else 0)

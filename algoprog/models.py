@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from algoprog import registry
+
 Initializer = Callable[..., jax.Array]
 
 
@@ -84,7 +86,8 @@ class LayerNorm(nn.Module):
 
 
 def make_norm(model: ml_collections.ConfigDict, name: str) -> nn.Module:
-  return RMSNorm(name=name) if model.norm == "rmsnorm" else LayerNorm(name=name)
+  """The `model.norm` module (registry.NORMS: built-in or plug-in) named `name`."""
+  return registry.NORMS.get(model.norm).factory(model, name)
 
 
 def sinusoidal_positions(length: int, width: int) -> jax.Array:
@@ -186,9 +189,7 @@ class CausalSelfAttention(nn.Module):
     q_BxLxHxK = split(dense("query", init)(x_TxD))
     k_BxLxHxK = split(dense("key", init)(x_TxD))
     v_BxLxHxK = split(dense("value", init)(x_TxD))
-    if m.positions == "rotary":
-      q_BxLxHxK = apply_rotary(q_BxLxHxK, m.rotary_base)
-      k_BxLxHxK = apply_rotary(k_BxLxHxK, m.rotary_base)
+    q_BxLxHxK, k_BxLxHxK = self.transform_qk(q_BxLxHxK, k_BxLxHxK)
     heads_first = lambda y: y.transpose(0, 2, 1, 3)
     q_BxHxLxK = heads_first(q_BxLxHxK)
     k_BxHxLxK = heads_first(k_BxLxHxK)
@@ -199,6 +200,18 @@ class CausalSelfAttention(nn.Module):
     out_TxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b * length, d)
     out_scale = 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init else 1.0
     return dense("out", _kernel_init(m, out_scale))(out_TxD).reshape(b, length, d)
+
+  def transform_qk(self, q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+    """Queries and keys before the scores: rotary when model.positions is "rotary".
+
+    The hook for attention plug-ins (docs/extending.md): a subclass overriding it may
+    create parameters here (e.g. QK-norm's scales) and call super() for the positions.
+    """
+    if self.model.positions == "rotary":
+      return (apply_rotary(q_BxLxHxK, self.model.rotary_base),
+              apply_rotary(k_BxLxHxK, self.model.rotary_base))
+    return q_BxLxHxK, k_BxLxHxK
 
 
 class FeedForward(nn.Module):
@@ -234,8 +247,8 @@ class TransformerLayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     m = self.model
-    attention = CausalSelfAttention(m, name="attention")
-    ffn = FeedForward(m, name="ffn")
+    attention = registry.ATTENTION.get(m.get("attention", "softmax")).factory(m, "attention")
+    ffn = registry.FFNS.get(m.ffn).factory(m, "ffn")
     if m.norm_placement == "pre":
       x_BxLxD = x_BxLxD + attention(make_norm(m, "attention_norm")(x_BxLxD))
       return x_BxLxD + ffn(make_norm(m, "ffn_norm")(x_BxLxD))
@@ -264,6 +277,8 @@ class Transformer(nn.Module):
       x_BxLxD = x_BxLxD + table[None, :length].astype(dtype)
     elif m.positions == "sinusoidal":
       x_BxLxD = x_BxLxD + sinusoidal_positions(length, m.width)[None].astype(dtype)
+    elif not registry.POSITIONS.get(m.positions).builtin:  # A plug-in: adds to the inputs.
+      x_BxLxD = registry.POSITIONS.get(m.positions).factory(m, "positions")(x_BxLxD)
     for i in range(m.num_layers):
       x_BxLxD = TransformerLayer(m, name=f"layer_{i}")(x_BxLxD)
     if m.norm_placement == "pre":
@@ -378,11 +393,9 @@ def is_recurrent(model: nn.Module) -> bool:
 
 
 def build_model(model: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
-  """The flax module for a resolved `config.model`."""
+  """The flax module for a resolved `config.model` (registry.MODELS[model.kind])."""
   model = ml_collections.FrozenConfigDict(model)  # Hashable, as flax attributes must be.
-  if model.kind == "transformer":
-    return Transformer(model, vocab_size)
-  return LSTM(model, vocab_size)
+  return registry.MODELS.get(model.kind).factory(model, vocab_size)
 
 
 def count_params(params) -> int:
@@ -401,3 +414,17 @@ def embedding_param_count(params) -> int:
     if top in names:
       total += leaf.size
   return int(total)
+
+
+# The built-in components, registered as plug-ins are (algoprog.registry): their names are
+# the registered config values. Their FLOPs are algoprog.flops's closed forms.
+registry.MODELS.register("transformer", Transformer, builtin=True)
+registry.MODELS.register("lstm", LSTM, builtin=True)
+registry.ATTENTION.register("softmax", lambda m, name: CausalSelfAttention(m, name=name),
+                            builtin=True)
+for _ffn in ("swiglu", "gelu", "relu"):
+  registry.FFNS.register(_ffn, lambda m, name: FeedForward(m, name=name), builtin=True)
+registry.NORMS.register("rmsnorm", lambda m, name: RMSNorm(name=name), builtin=True)
+registry.NORMS.register("layernorm", lambda m, name: LayerNorm(name=name), builtin=True)
+for _positions in ("rotary", "learned", "sinusoidal", "none"):  # Applied by Transformer.
+  registry.POSITIONS.register(_positions, None, builtin=True)

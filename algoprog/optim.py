@@ -10,6 +10,9 @@ Conventions:
     coupled L2 (wd * param added to the gradient, as torch.optim.Adam does). sgd: heavy-ball
     momentum, same coupled L2. rmsprop: decay b2, eps, coupled L2.
   - Clipping by global norm happens first, on the raw gradient.
+  - optim.name selects from registry.OPTIMIZERS: a factory(optim, schedule, decay_mask)
+    returning the transformation (or a list, chained) after clipping (plug-ins:
+    docs/extending.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from algoprog import registry
 
 
 def warmup_steps(optim: ml_collections.ConfigDict, total_steps: int) -> int:
@@ -56,11 +61,22 @@ def _decay_mask(params):
 
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
                    ) -> optax.GradientTransformation:
+  """Global-norm clipping (grad_clip_norm > 0), then registry.OPTIMIZERS[optim.name]."""
   schedule = learning_rate_schedule(optim, total_steps)
   mask = None if optim.decay_norms_and_biases else _decay_mask
   chain = []
   if optim.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  update = registry.OPTIMIZERS.get(optim.name).factory(optim, schedule, mask)
+  chain.extend(update if isinstance(update, (list, tuple)) else [update])
+  return optax.chain(*chain)
+
+
+def _builtin_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule, mask
+                       ) -> list[optax.GradientTransformation]:
+  """adamw | adam | sgd | rmsprop as the module docstring says (after the clipping); a
+  list, chained flat with the clipping (the optimizer state's layout of earlier runs)."""
+  chain = []
   if optim.name != "adamw" and optim.weight_decay:
     chain.append(optax.add_decayed_weights(optim.weight_decay, mask))
   if optim.name in ("adamw", "adam"):
@@ -72,4 +88,8 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
   else:
     chain.append(optax.scale_by_rms(decay=optim.b2, eps=optim.eps))
   chain.append(optax.scale_by_learning_rate(schedule))
-  return optax.chain(*chain)
+  return chain
+
+
+for _name in ("adamw", "adam", "sgd", "rmsprop"):
+  registry.OPTIMIZERS.register(_name, _builtin_optimizer, builtin=True)

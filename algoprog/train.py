@@ -41,6 +41,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from algoprog import checkpoints, config as config_lib, data, flops, metrics, models, optim
+from algoprog import compiled_flops
 
 DATA_AXIS = "data"
 
@@ -286,6 +287,25 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
   return diffs
 
 
+def token_flops(config: ml_collections.ConfigDict, vocab_size: int
+                ) -> tuple[float, str, str | None]:
+  """(training FLOPs per token, their convention, warning or None) of a resolved config:
+  analytical (algoprog.flops), or XLA's count of the compiled step when a plug-in component
+  registered no FLOPs function (then the warning says so, and it is logged)."""
+  try:
+    return float(flops.training_flops_per_token(  # LSTM: per backprop window.
+        config.model, vocab_size, config.train.lstm_window if config.model.kind == "lstm"
+        else config.data.sequence_length)), flops.CONVENTION, None
+  except flops.FlopsUnavailable as e:
+    warning = (f"{e}: FLOPs per token counted by XLA's cost analysis of the compiled train "
+               "step instead of analytically (within a few % of the analytical convention "
+               "for the built-ins, docs/flops.md; register a FLOPs function to compare "
+               "like with like)")
+    logging.warning("%s", warning)
+    return (compiled_flops.xla_flops_per_token(config, vocab_size), compiled_flops.CONVENTION,
+            warning)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        mesh: Mesh | None = None, stop_after_steps: int | None = None
                        ) -> dict:
@@ -315,9 +335,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                                       jnp.int32)))["params"]
   params_total = models.count_params(abstract_params)
   params_embedding = models.embedding_param_count(abstract_params)
-  flops_per_token = float(flops.training_flops_per_token(  # LSTM: per backprop window.
-      config.model, corpus.vocab_size,
-      config.train.lstm_window if config.model.kind == "lstm" else config.data.sequence_length))
+  flops_per_token, flops_convention, flops_warning = token_flops(config, corpus.vocab_size)
   if config.train.tokens:
     tokens = config.train.tokens
   elif config.train.flops:
@@ -348,7 +366,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   run_info = {
       "run_id": run_dir.name, "label": config.label, "status": "running",
       "params_total": params_total, "params_nonembedding": params_total - params_embedding,
-      "flops_per_token": flops_per_token, "flops_convention": flops.CONVENTION,
+      "flops_per_token": flops_per_token, "flops_convention": flops_convention,
+      "flops_source": "analytical" if flops_warning is None else "xla_cost_analysis",
+      "flops_warning": flops_warning,
       "tokens_planned": config.train.tokens, "steps_planned": total_steps,
       "seed": config.seed, "width": config.model.width,
       "learning_rate": config.optim.learning_rate, "batch_size": config.data.batch_size,
@@ -359,7 +379,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   logging.info("run %s: %s params (%s non-embedding), %d steps x %d tokens, "
                "%.3g FLOPs/token (%s), budget %.3g FLOPs", run_dir, f"{params_total:,}",
                f"{params_total - params_embedding:,}", total_steps, stream.tokens_per_step,
-               flops_per_token, flops.CONVENTION, flops_per_token * config.train.tokens)
+               flops_per_token, flops_convention, flops_per_token * config.train.tokens)
 
   trainer = build_trainer(config, corpus.vocab_size, total_steps, mesh)
   validation = data.validation_batches(corpus.validation_tokens, config.data.batch_size,

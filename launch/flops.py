@@ -21,12 +21,10 @@ import importlib.util
 import json
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 from absl import app, flags
 
-from algoprog import config as config_lib, flops, models, optim, train
+from algoprog import compiled_flops, config as config_lib, flops
 
 _MODE = flags.DEFINE_enum("mode", "table", ["table", "plan"], "What to print.")
 _CONFIGS = flags.DEFINE_string("configs", "configs", "Folder of preset *.py files.")
@@ -75,25 +73,7 @@ def with_width(config: ml_collections.ConfigDict, width: int, sequence_length: i
   return config_lib.resolve(c)
 
 
-def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
-                         batch_size: int) -> float:
-  """XLA's cost analysis of one compiled train step: flops + transcendentals (FLOPs).
-
-  Nothing runs: shapes are abstract, only compilation happens.
-  """
-  model = models.build_model(config.model, vocab_size)
-  optimizer = optim.make_optimizer(config.optim, 100)
-  step = train.make_train_step(model, optimizer, 1)
-  length = config.data.sequence_length
-
-  def init():
-    params = model.init(jax.random.key(0), jnp.zeros((1, length), jnp.int32))["params"]
-    return train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-
-  tokens = jax.ShapeDtypeStruct((batch_size, length), jnp.int32)
-  cost = jax.jit(step).lower(jax.eval_shape(init), tokens, tokens).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # A list on older jax.
-  return float(cost.get("flops", 0.0) + cost.get("transcendentals", 0.0))
+xla_train_step_flops = compiled_flops.xla_train_step_flops  # Kept for callers of launch.flops.
 
 
 @dataclasses.dataclass
