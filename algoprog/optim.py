@@ -68,7 +68,7 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
   if optim.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(optim.grad_clip_norm))
   update = registry.OPTIMIZERS.get(optim.name).factory(optim, schedule, mask)
-  chain.extend(update if isinstance(update, (list, tuple)) else [update])
+  chain.extend(update if isinstance(update, list) else [update])  # A transformation is a tuple.
   return optax.chain(*chain)
 
 

@@ -562,8 +562,19 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                  lr_points: int = 3, lr_spacing_decades: float = 0.5,
                  lr_budget_fraction: float = 0.05, lr_min_tokens: int = 16_000_000,
                  lr_max_extensions: int = 2, workers: int = 1, bootstrap: int = 1000,
-                 extra_ceg_compute: tuple = ()) -> ml_collections.ConfigDict:
+                 extra_ceg_compute: tuple = (), scaling_configs: dict | None = None,
+                 scaling_overrides: dict | None = None, lr_anchors: dict | None = None,
+                 ablation_specs: dict | None = None) -> ml_collections.ConfigDict:
   """A reproduce config: the sweep (algoprog.sweep) and the analysis.
+
+  Any group label may be a scaling group (your own architecture next to the study's):
+  `scaling_configs[label]` is its config file (default SCALING_CONFIGS, the study's three),
+  `scaling_overrides[label]` its config overrides (nested, e.g. a plug-in's fields), and
+  its LR sweeps are centred on `lr_anchors[label]` ({width: lr}, log-log interpolated), by
+  default the study's tuned LRs of that label (STUDY_LEARNING_RATES) or, for a label the
+  study has none for, the modern Transformer's (the recipe a new variant starts from).
+  `ablation_specs` adds or replaces ablations: name -> (reference group, variant group,
+  variant config file, LR-sweep centre or None for the modern anchors), as ABLATIONS.
 
   Fields (all overridable, e.g. --config.analysis.bootstrap=200):
     name, description: the report's title and first paragraph.
@@ -611,17 +622,30 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
       points=lr_points, spacing_decades=lr_spacing_decades, budget_fraction=lr_budget_fraction,
       min_tokens=lr_min_tokens, center=3e-3, max_extensions=lr_max_extensions))
   groups = {}
+  config_files = {**SCALING_CONFIGS, **(scaling_configs or {})}
+  anchors_by_label = {**STUDY_LEARNING_RATES, **(lr_anchors or {})}
   for label, widths in scaling_widths.items():
-    anchors = STUDY_LEARNING_RATES[label]
-    groups[label] = dict(config=SCALING_CONFIGS[label], widths=tuple(widths),
+    if label not in config_files:
+      raise ReproduceError(f"scaling_configs: no config file for scaling group {label!r} "
+                           f"(the study's are {', '.join(SCALING_CONFIGS)}; pass "
+                           f"scaling_configs={{{label!r}: 'path/to/config.py'}})")
+    anchors = anchors_by_label.get(label, STUDY_LEARNING_RATES["modern"])
+    groups[label] = dict(config=config_files[label], widths=tuple(widths),
                          seeds=tuple(scaling_seeds), tokens_per_param=float(tokens_per_param),
                          lr_widths=tuple(anchors), lr_values=tuple(anchors.values()),
-                         lr_sweep=True, lr_sweep_widths=tuple(lr_sweep_widths[label]),
-                         lr_center=0.0, flops_budgets=(), overrides={})
+                         lr_sweep=True,
+                         lr_sweep_widths=tuple(lr_sweep_widths.get(label, widths)),
+                         lr_center=0.0, flops_budgets=(),
+                         overrides=dict((scaling_overrides or {}).get(label, {})))
   modern = STUDY_LEARNING_RATES["modern"]
+  specs = {**ABLATIONS, **(ablation_specs or {})}
+  unknown = [a for a in ablations if a not in specs]
+  if unknown:
+    raise ReproduceError(f"ablations: unknown {', '.join(map(repr, unknown))}; expected names "
+                         f"of {', '.join(specs)} (or add them with ablation_specs)")
   variants = {"ablation_reference": ("configs/modern.py", None)}
   for ablation in ablations:
-    _, variant, config_file, center = ABLATIONS[ablation]
+    _, variant, config_file, center = specs[ablation]
     variants[variant] = (config_file, center)
   for label, (config_file, center) in variants.items():
     groups[label] = dict(config=config_file, widths=(ablation_width,),
@@ -648,7 +672,7 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
   c.analysis.extra_ceg_compute = tuple(extra_ceg_compute)
   c.analysis.ablation_reference = "ablation_reference"
   c.analysis.ablations = ml_collections.ConfigDict({
-      a: dict(reference=ABLATIONS[a][0], variant=ABLATIONS[a][1]) for a in ablations})
+      a: dict(reference=specs[a][0], variant=specs[a][1]) for a in ablations})
   c.analysis.ablation_target_loss = 0.0
   c.analysis.ablation_target_margin = 0.02
   c.analysis.direct_total = "modern_vs_retro"
