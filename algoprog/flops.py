@@ -162,7 +162,8 @@ def builtin_component_flops(model: ml_collections.ConfigDict, vocab_size: int,
 
 
 def depth_and_heads(model: ml_collections.ConfigDict, width: Width) -> tuple[Any, Any]:
-  """(layers, heads) at `width`: the config's if set, else width/16 (LSTM: 1 layer)."""
+  """(layers, heads) at `width`: the config's if set, else width/16 and width/head_dim
+  (continuous in width, for the planner; LSTM: 1 layer)."""
   if model.kind == "lstm":
     return model.num_layers or 1, 0
   return (model.num_layers or width / HEAD_DIM), (

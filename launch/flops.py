@@ -160,7 +160,7 @@ def print_plan(config: ml_collections.ConfigDict, vocab_size: int, length: int) 
       plan = flops.plan_for_width(model, vocab_size, length, _WIDTH.value,
                                   tokens=_TOKENS.value)
   elif _BUDGET.value is not None:
-    snap = config_lib.HEAD_DIM if model.kind == "transformer" else 1
+    snap = model.get("head_dim", config_lib.HEAD_DIM) if model.kind != "lstm" else 1
     exact = flops.plan_for_budget(model, vocab_size, length, _BUDGET.value, _TPP.value)
     print(f"continuous width at {_TPP.value:g} tokens/param: {float(exact['width']):.2f}")
     plan = flops.plan_for_budget(model, vocab_size, length, _BUDGET.value, _TPP.value,
