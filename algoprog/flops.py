@@ -130,13 +130,8 @@ def plugin_components(model: ml_collections.ConfigDict) -> dict[str, str]:
           if model.get(field, names[0]) not in names}
 
 
-def _plugin_flops(field: str, name: str):
-  reg = registry.MODELS if field == "kind" else registry.MODEL_COMPONENTS[field]
-  entry = reg.get(name)
-  if entry.flops is None:
-    raise FlopsUnavailable(f"model.{field}: the plug-in {name!r} registered no FLOPs "
-                           "function (algoprog.registry)")
-  return entry.flops
+def _registry_of(field: str) -> registry.Registry:
+  return registry.MODELS if field == "kind" else registry.MODEL_COMPONENTS[field]
 
 
 def with_builtin_stand_ins(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -290,7 +285,12 @@ def training_flops_per_token_by_component(model: ml_collections.ConfigDict,
                                           attention: str = "full") -> dict[str, jax.Array]:
   """Forward + backward FLOPs per token, by component (plug-ins: their own functions')."""
   plugins = plugin_components(model)
-  functions = {field: _plugin_flops(field, name) for field, name in plugins.items()}
+  missing = [f"model.{field}={name!r}" for field, name in plugins.items()
+             if _registry_of(field).get(name).flops is None]
+  if missing:
+    raise FlopsUnavailable(f"{', '.join(missing)}: plug-in(s) registered no FLOPs function "
+                           "(algoprog.registry)")
+  functions = {field: _registry_of(field).get(name).flops for field, name in plugins.items()}
   if "kind" in functions:
     return dict(functions["kind"](model, vocab_size, sequence_length, width))
   builtin = with_builtin_stand_ins(model) if plugins else model

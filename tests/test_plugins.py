@@ -126,7 +126,7 @@ def _with(c, **model):
 def test_plugin_without_flops_is_counted_by_xla_with_a_recorded_warning(
     small_corpus, tmp_path):
   c = small_config(small_corpus, tmp_path / "cache", ffn="squared_relu")
-  with pytest.raises(flops.FlopsUnavailable, match="model.ffn: the plug-in 'squared_relu'"):
+  with pytest.raises(flops.FlopsUnavailable, match="model.ffn='squared_relu': plug-in"):
     flops.training_flops_per_token(config_lib.resolve(c).model, 256, 32)
   info = train.train_and_evaluate(c, tmp_path / "run")
   assert info["status"] == "completed"
@@ -141,8 +141,8 @@ def test_plugin_without_flops_is_counted_by_xla_with_a_recorded_warning(
   analytical_relu = float(flops.training_flops_per_token(relu.model, info_vocab(tmp_path), 32))
   assert info["flops_per_token"] == pytest.approx(analytical_relu, rel=0.05)
   assert info["flops_per_token"] > analytical_relu
-  builtin = train.train_and_evaluate(_with(c, ffn="relu"), tmp_path / "relu")
-  assert builtin["flops_source"] == "analytical" and builtin["flops_warning"] is None
+  assert train.token_flops(relu, info_vocab(tmp_path)) == (
+      analytical_relu, flops.CONVENTION, None)  # Built-ins: analytical, no warning.
 
 
 def info_vocab(tmp_path) -> int:
@@ -229,3 +229,55 @@ def test_qknorm_and_lion_from_outside_the_package_get_a_ceg_with_cis_at_3_widths
   assert math.isfinite(row.estimate) and row.estimate > 0
   assert math.isfinite(row.lower) and math.isfinite(row.upper)
   assert row.lower <= row.estimate <= row.upper
+
+
+class _Bigram(models.nn.Module):
+  """A plug-in model: logits of the next token from the current one alone."""
+  model: ml_collections.ConfigDict
+  vocab_size: int
+
+  @models.nn.compact
+  def __call__(self, tokens_BxL):
+    return models.nn.Embed(self.vocab_size, self.vocab_size, name="embed")(tokens_BxL)
+
+
+class _OffsetPositions(models.nn.Module):
+  """A plug-in position scheme: a learned vector per position, scaled by 0.5."""
+  model: ml_collections.ConfigDict
+
+  @models.nn.compact
+  def __call__(self, x_BxLxD):
+    table = self.param("table", models.nn.initializers.normal(0.02),
+                       (self.model.max_sequence_length, x_BxLxD.shape[-1]))
+    return x_BxLxD + 0.5 * table[None, :x_BxLxD.shape[1]]
+
+
+def test_norm_positions_and_model_plugins_build_and_count_their_flops():
+  registry.NORMS.register("test_scale_norm", lambda m, name: models.RMSNorm(name=name))
+  registry.POSITIONS.register("test_offset", lambda m, name: _OffsetPositions(m, name=name))
+  registry.MODELS.register("test_bigram", _Bigram,
+                           flops=lambda m, v, length, width: {"logits": 3.0 * v * v})
+  try:
+    c = config_lib.base_config()
+    c.model.update(width=16, norm="test_scale_norm", positions="test_offset")
+    c.data.sequence_length = 8
+    r = config_lib.resolve(c)
+    model = models.build_model(r.model, 32)
+    params = model.init(jax.random.key(0), jnp.zeros((2, 8), jnp.int32))["params"]
+    assert params["positions"]["table"].shape == (8, 16)
+    assert params["layer_0"]["ffn_norm"]["scale"].shape == (16,)
+    with pytest.raises(flops.FlopsUnavailable, match="model.norm='test_scale_norm', "
+                       "model.positions='test_offset': plug-in.s. registered no FLOPs"):
+      flops.training_flops_per_token(r.model, 32, 8)
+    with pytest.raises(flops.FlopsUnavailable, match="closed-form parameter counts"):
+      flops.param_counts(r.model, 32)
+    c.model.update(kind="test_bigram", norm="rmsnorm", positions="rotary")
+    r = config_lib.resolve(c)
+    logits = models.build_model(r.model, 32).apply(
+        {"params": {"embed": {"embedding": jnp.eye(32)}}}, jnp.array([[3, 5]]))
+    assert logits.shape == (1, 2, 32) and int(jnp.argmax(logits[0, 1])) == 5
+    assert float(flops.training_flops_per_token(r.model, 32, 8)) == 3.0 * 32 * 32
+  finally:
+    registry.NORMS.unregister("test_scale_norm")
+    registry.POSITIONS.unregister("test_offset")
+    registry.MODELS.unregister("test_bigram")
