@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from algoprog import models, optim, registry  # The built-in components' registrations.
+from algoprog import models, optim, registry  # noqa: F401 (models, optim: register the built-ins)
 
 HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16 (model.head_dim default).
 LAYER_WIDTH = 16  # Layers = width / 16, rounded half up (at least 1) for other widths.
@@ -28,8 +28,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 123  # Seeds parameter init and the LSTM state resets. Study: 123, 456, 789, 101.
   c.label = ""  # Group label of this run in analyses (e.g. "modern"); "" -> model.kind.
   # Plug-in modules imported before validation (comma-separated dotted module paths
-  # importable from the working directory / PYTHONPATH, or .py files): they register
-  # optimizers, models, attention, FFNs, norms, positions (docs/extending.md).
+  # importable from the working directory / PYTHONPATH, or .py files). They register more
+  # values of model.kind, model.attention, model.ffn, model.norm, model.positions and
+  # optim.name (algoprog.registry, docs/extending.md).
   c.plugins = ""
 
   c.data = ml_collections.ConfigDict()
@@ -50,17 +51,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 64  # Global batch in sequences (the study: 64).
 
   c.model = ml_collections.ConfigDict()
-  c.model.kind = "transformer"  # "transformer" | "lstm" | a registered plug-in model.
+  c.model.kind = "transformer"  # "transformer" | "lstm".
   c.model.width = 64  # d: residual width (Transformer) or hidden size (LSTM).
   c.model.num_layers = 0  # 0 -> width / 16 (rounded half up, >= 1) for the Transformer, 1 LSTM.
   c.model.num_heads = 0  # 0 -> width / head_dim.
   c.model.head_dim = HEAD_DIM  # Channels per head when num_heads = 0 (e.g. 8 for width 24).
   c.model.attention = "softmax"  # "softmax" (multi-head causal) | a registered plug-in.
-  c.model.ffn = "swiglu"  # "swiglu" (3 matrices d x 4d) | "gelu" | "relu" (2) | plug-in.
+  c.model.ffn = "swiglu"  # "swiglu" (3 matrices d x 4d) | "gelu" | "relu" (2 matrices).
   c.model.ffn_multiplier = 4  # FFN hidden width / d.
-  c.model.norm = "rmsnorm"  # "rmsnorm" | "layernorm" | a registered plug-in.
+  c.model.norm = "rmsnorm"  # "rmsnorm" | "layernorm".
   c.model.norm_placement = "pre"  # "pre" (final norm added) | "post" (2017 Transformer).
-  c.model.positions = "rotary"  # "rotary" | "learned" | "sinusoidal" | "none" | plug-in.
+  c.model.positions = "rotary"  # "rotary" | "learned" | "sinusoidal" | "none".
   c.model.rotary_base = 10_000.0  # Rotary wavelength base.
   c.model.max_sequence_length = 0  # Longest input the model takes; 0 -> data.sequence_length.
   c.model.init = "normal"  # "normal" (N(0, init_std)) | "xavier" | "kaiming".
@@ -74,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.lstm_forget_bias = 1.0  # LSTM forget-gate bias at init (summed over bias sets).
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball) | "rmsprop" | plug-in.
+  c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball momentum) | "rmsprop".
   c.optim.learning_rate = 5.79e-3  # Peak learning rate (study's tuned 64d modern value).
   c.optim.b1 = 0.9  # Adam(W) first-moment decay.
   c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay.
