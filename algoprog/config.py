@@ -61,6 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tie_embeddings = True  # Unembedding = embedding transposed.
   c.model.output_bias = True  # Bias of V on the logits.
   c.model.dtype = "float32"  # Activation dtype: "float32" | "bfloat16". Params stay f32.
+  # Matmul operand dtype: "bfloat16" casts every matmul's inputs (weights and activations)
+  # to bf16 and accumulates in f32 (preferred_element_type); its outputs, the activations
+  # between matmuls, params and optimizer state stay in their own dtypes.
+  c.model.matmul_dtype = "float32"
   c.model.lstm_bias_sets = 1  # LSTM gate biases per layer: 1 (4d) or 2 (PyTorch's 2 x 4d).
   c.model.lstm_forget_bias = 1.0  # LSTM forget-gate bias at init (summed over bias sets).
 
@@ -104,6 +108,7 @@ _CHOICES = {
     "model.positions": ("rotary", "learned", "sinusoidal", "none"),
     "model.init": ("normal", "xavier", "kaiming"),
     "model.dtype": ("float32", "bfloat16"),
+    "model.matmul_dtype": ("float32", "bfloat16"),
     "optim.name": ("adamw", "adam", "sgd", "rmsprop"),
     "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
 }
