@@ -33,7 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tfds_text_key = "text"  # Feature holding the text ("book_text" for pg19).
   c.data.tfds_train_split = "train"
   c.data.tfds_validation_split = ""  # "" -> carve validation from the end of train.
-  c.data.max_documents = 0  # Read at most this many documents; 0 -> all that are needed.
+  c.data.max_documents = 0  # Read at most this many documents; 0 -> no limit.
+  # Stop reading documents once this many UTF-8 bytes are read (~4.3 bytes per GPT-2 token
+  # of English); 0 -> no limit. Reads are lazy: a catalog dataset is never listed whole.
+  c.data.max_bytes = 0
   c.data.cache_dir = ""  # Tokenizers and token caches; "" -> ~/.cache/algoprog.
   c.data.tokenizer = "bpe"  # "byte" | "bpe" (trained on the train split) | "gpt2".
   c.data.bpe_vocab_size = 4096  # Vocabulary of the trained BPE.
@@ -142,7 +145,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "train.flops",
                 "model.num_layers",
                 "model.num_heads", "model.max_sequence_length", "optim.warmup_steps",
-                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents"):
+                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents",
+                "data.max_bytes"):
     positive(field, allow_zero=True)
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "
