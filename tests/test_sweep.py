@@ -324,6 +324,11 @@ def test_concurrent_workers_run_on_disjoint_devices(tmp_path, monkeypatch):
   assert not any(distributed for _, distributed in seen)
   with pytest.raises(sweep.SweepError, match="workers: expected 1 with --distributed"):
     sweep.execute(tmp_path, runs, workers=2, distributed=True)
+  seen.clear()  # Multi-host: every run is launched as `launch.train ... --distributed`.
+  sweep.execute(tmp_path, runs, workers=1, log=lambda *_: None, retry_failed=True,
+                devices_per_worker=1, distributed=True)
+  assert len(seen) == 8 and all(distributed for _, distributed in seen)
+  assert {d for devices, _ in seen for d in devices} == {"0"}
 
 
 def test_a_finished_run_of_an_older_plan_is_not_taken_for_the_planned_one(tmp_path):
