@@ -41,7 +41,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tfds_text_key = "text"  # Feature holding the text ("book_text" for pg19).
   c.data.tfds_train_split = "train"
   c.data.tfds_validation_split = ""  # "" -> carve validation from the end of train.
-  c.data.max_documents = 0  # Read at most this many documents; 0 -> all that are needed.
+  c.data.max_documents = 0  # Read at most this many documents; 0 -> no limit.
+  # Stop reading documents once this many UTF-8 bytes are read (~4.3 bytes per GPT-2 token
+  # of English); 0 -> no limit. Reads are lazy: a catalog dataset is never listed whole.
+  c.data.max_bytes = 0
   c.data.cache_dir = ""  # Tokenizers and token caches; "" -> ~/.cache/algoprog.
   c.data.tokenizer = "bpe"  # "byte" | "bpe" (trained on the train split) | "gpt2".
   c.data.bpe_vocab_size = 4096  # Vocabulary of the trained BPE.
@@ -71,6 +74,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tie_embeddings = True  # Unembedding = embedding transposed.
   c.model.output_bias = True  # Bias of V on the logits.
   c.model.dtype = "float32"  # Activation dtype: "float32" | "bfloat16". Params stay f32.
+  # Matmul operand dtype: "bfloat16" casts every matmul's inputs (weights and activations)
+  # to bf16 and accumulates in f32 (preferred_element_type); its outputs, the activations
+  # between matmuls, params and optimizer state stay in their own dtypes.
+  c.model.matmul_dtype = "float32"
   c.model.lstm_bias_sets = 1  # LSTM gate biases per layer: 1 (4d) or 2 (PyTorch's 2 x 4d).
   c.model.lstm_forget_bias = 1.0  # LSTM forget-gate bias at init (summed over bias sets).
 
@@ -110,6 +117,7 @@ _CHOICES = {
     "model.norm_placement": ("pre", "post"),
     "model.init": ("normal", "xavier", "kaiming"),
     "model.dtype": ("float32", "bfloat16"),
+    "model.matmul_dtype": ("float32", "bfloat16"),
     "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
 }
 # Fields choosing from a registry (algoprog.registry): built-ins plus imported plug-ins.
@@ -167,7 +175,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "train.flops",
                 "model.num_layers",
                 "model.num_heads", "model.max_sequence_length", "optim.warmup_steps",
-                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents"):
+                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents",
+                "data.max_bytes"):
     positive(field, allow_zero=True)
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "

@@ -173,23 +173,41 @@ def tfds_documents(data: ml_collections.ConfigDict, split: str) -> Iterator[str]
     raise DataError(f"data.tfds_name: cannot open {data.tfds_name!r} split {split!r} in "
                     f"data.tfds_data_dir={data.tfds_data_dir!r} without downloading "
                     f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-  limit = data.max_documents or len(source)
-  for i in range(min(limit, len(source))):
+  # One record at a time, on demand: the caller decides how many it needs (c4/en holds
+  # 365M documents; listing them all is what `take_documents` avoids).
+  for i in range(len(source)):
     value = source[i][data.tfds_text_key]
     yield value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def take_documents(documents: Iterable[str], max_documents: int = 0, max_bytes: int = 0
+                   ) -> list[str]:
+  """The first documents of a (lazy) stream: at most `max_documents` (0: no limit), and
+  none after the UTF-8 bytes taken reach `max_bytes` (0: no limit). Pulls no document
+  beyond the last one it keeps."""
+  taken, size = [], 0
+  stream = iter(documents)
+  while not ((max_documents and len(taken) >= max_documents)
+             or (max_bytes and size >= max_bytes)):
+    document = next(stream, None)
+    if document is None:
+      break
+    taken.append(document)
+    size += len(document.encode("utf-8"))
+  return taken
+
+
 def read_documents(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> list[str]:
-  """All documents of the configured source, in their fixed order."""
+  """The documents of the configured source in their fixed order, read lazily up to
+  data.max_documents documents and data.max_bytes bytes (`take_documents`)."""
   if data.source == "embedded":
     from algoprog import corpus
-    documents = corpus.embedded_documents()
+    source = corpus.embedded_documents()
   elif data.source == "text":
-    documents = local_text_documents(data.path, cache_dir)
+    source = local_text_documents(data.path, cache_dir)
   else:
-    documents = list(tfds_documents(data, data.tfds_train_split))
-  if data.max_documents:
-    documents = documents[: data.max_documents]
+    source = tfds_documents(data, data.tfds_train_split)
+  documents = take_documents(source, data.max_documents, data.max_bytes)
   documents = [d for d in documents if d.strip()]
   if not documents:
     raise DataError(f"data.source={data.source!r}: the corpus holds no text")
@@ -229,6 +247,16 @@ def _flatten(token_lists: list[list[int]], end_of_text_id: int) -> np.ndarray:
     flat[pos + len(ids)] = end_of_text_id
     pos += len(ids) + 1
   return flat
+
+
+def _encode_flat(tokenizer: Tokenizer, documents: list[str], chunk: int = 10_000
+                 ) -> np.ndarray:
+  """`_flatten` of the documents' tokens, encoded `chunk` documents at a time: peak memory
+  is the int32 array plus one chunk's Python lists, not lists of every token (a c4 corpus
+  for the paper preset's largest run is ~1.2B tokens)."""
+  parts = [_flatten(tokenizer.encode(documents[i:i + chunk]), tokenizer.end_of_text_id)
+           for i in range(0, len(documents), chunk)]
+  return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
 def split_documents(documents: list[str], holdout_bytes: int) -> tuple[list[str], list[str]]:
@@ -291,7 +319,9 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
 
   if data.source == "tfds" and data.tfds_validation_split:
     train_docs = documents
-    holdout_docs = list(tfds_documents(data, data.tfds_validation_split))
+    # Enough documents for the validation tokens, not the whole split.
+    holdout_docs = take_documents(tfds_documents(data, data.tfds_validation_split),
+                                  max_bytes=data.validation_tokens * _BYTES_PER_TOKEN_BOUND)
   else:
     bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND
     train_docs, holdout_docs = split_documents(
@@ -302,8 +332,8 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
     tokenizer = train_bpe(train_docs, data.bpe_vocab_size)
   else:
     tokenizer = gpt2_tokenizer(data.gpt2_vocab_dir)
-  train_tokens = _flatten(tokenizer.encode(train_docs), tokenizer.end_of_text_id)
-  holdout_tokens = _flatten(tokenizer.encode(holdout_docs), tokenizer.end_of_text_id)
+  train_tokens = _encode_flat(tokenizer, train_docs)
+  holdout_tokens = _encode_flat(tokenizer, holdout_docs)
   validation_tokens = holdout_tokens[: data.validation_tokens]
   fingerprint = {
       "source": data.source,

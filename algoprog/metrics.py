@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pathlib
+import socket
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
@@ -32,7 +33,9 @@ def _jsonable(value: Any) -> Any:
 
 def write_json(path: pathlib.Path, payload: dict) -> None:
   """Atomic write: a kill mid-write leaves the old file, never half of a new one."""
-  tmp = path.with_name(path.name + ".tmp")
+  # A temporary file per writer: with --distributed every host's sweep writes the same
+  # bookkeeping files on shared storage, and a shared name would be renamed from under one.
+  tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
   tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=_jsonable))
   os.replace(tmp, path)
 

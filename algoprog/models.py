@@ -26,6 +26,7 @@ LSTM parameter layout (hidden = D; gates in the order input, forget, cell, outpu
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -46,6 +47,62 @@ def _kernel_init(model: ml_collections.ConfigDict, scale: float = 1.0) -> Initia
   if model.init == "xavier":
     return nn.initializers.variance_scaling(scale**2, "fan_avg", "uniform")
   return nn.initializers.variance_scaling(2.0 * scale**2, "fan_in", "normal")  # kaiming
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def low_precision_matmul(a_MxK: jax.Array, b_KxN: jax.Array, operand_dtype: str) -> jax.Array:
+  """a @ b with both operands cast to `operand_dtype` and the products summed in float32;
+  the result is float32. The backward's two matmuls do the same (the cotangent is cast to
+  `operand_dtype` too): autodiff of a plain cast-then-dot would run them in f32."""
+  return jnp.dot(a_MxK.astype(operand_dtype), b_KxN.astype(operand_dtype),
+                 preferred_element_type=jnp.float32)
+
+
+def _low_precision_matmul_fwd(a, b, operand_dtype):
+  a_low, b_low = a.astype(operand_dtype), b.astype(operand_dtype)
+  # Empty arrays carry the primal dtypes the cotangents must have.
+  residuals = (a_low, b_low, jnp.zeros((0,), a.dtype), jnp.zeros((0,), b.dtype))
+  return jnp.dot(a_low, b_low, preferred_element_type=jnp.float32), residuals
+
+
+def _low_precision_matmul_bwd(operand_dtype, residuals, dout_MxN):
+  a_low, b_low, a_dtype, b_dtype = residuals
+  dout = dout_MxN.astype(operand_dtype)
+  da = jnp.dot(dout, b_low.T, preferred_element_type=jnp.float32).astype(a_dtype.dtype)
+  db = jnp.dot(a_low.T, dout, preferred_element_type=jnp.float32).astype(b_dtype.dtype)
+  return da, db
+
+
+low_precision_matmul.defvjp(_low_precision_matmul_fwd, _low_precision_matmul_bwd)
+
+
+def matmul(model: ml_collections.ConfigDict, a_MxK: jax.Array, b_KxN: jax.Array
+           ) -> jax.Array:
+  """a @ b per `model.matmul_dtype`, for a [..., K] and b [K, N].
+
+  "float32": a plain matmul in the operands' dtype (the activation dtype, model.dtype).
+  "bfloat16": `low_precision_matmul` over the flattened rows: bf16 operands, float32
+  accumulation and result (forward and backward), the accelerators' fast path; callers
+  cast the result back to their activation dtype. Params stay float32 either way.
+  """
+  if model.matmul_dtype == "float32":
+    return a_MxK @ b_KxN
+  out = low_precision_matmul(a_MxK.reshape(-1, a_MxK.shape[-1]), b_KxN, model.matmul_dtype)
+  return out.reshape(a_MxK.shape[:-1] + (b_KxN.shape[-1],))
+
+
+def matmul_dot_general(model: ml_collections.ConfigDict) -> Callable[..., jax.Array]:
+  """A dot_general for nn.Dense that computes its x @ kernel with `matmul`."""
+  if model.matmul_dtype == "float32":
+    return jax.lax.dot_general
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type  # Fixed by model.matmul_dtype.
+    if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())) or rhs.ndim != 2:
+      raise ValueError(f"model.matmul_dtype: expected x @ kernel; got {dimension_numbers}")
+    return matmul(model, lhs, rhs)
+
+  return dot_general
 
 
 def _embedding_init(model: ml_collections.ConfigDict) -> Initializer:
@@ -126,11 +183,13 @@ def _causal_attention_forward(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK):
   # extra B x H x L x L buffers (3x slower forward at d=256).
   mask_LxL = jnp.where(jnp.tril(jnp.ones((length, length), bool)), 0.0,
                        jnp.finfo(jnp.float32).min)
-  scores = jnp.einsum("bhqk,bhsk->bhqs", q_BxHxLxK, k_BxHxLxK).astype(jnp.float32) + mask_LxL
+  scores = jnp.einsum("bhqk,bhsk->bhqs", q_BxHxLxK, k_BxHxLxK,
+                      preferred_element_type=jnp.float32) + mask_LxL
   exp_BxHxLxL = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
   sum_BxHxLx1 = jnp.sum(exp_BxHxLxL, axis=-1, keepdims=True)
   # Dividing the B H L K output instead of the B H L L probabilities: L / K = 8x fewer.
-  out = jnp.einsum("bhqs,bhsk->bhqk", exp_BxHxLxL.astype(v_BxHxLxK.dtype), v_BxHxLxK)
+  out = jnp.einsum("bhqs,bhsk->bhqk", exp_BxHxLxL.astype(v_BxHxLxK.dtype), v_BxHxLxK,
+                   preferred_element_type=jnp.float32)
   return (out.astype(jnp.float32) / sum_BxHxLx1).astype(v_BxHxLxK.dtype), exp_BxHxLxL, sum_BxHxLx1
 
 
@@ -155,12 +214,16 @@ def _causal_attention_bwd(residuals, dout):
   q, k, v, out, exp, total = residuals
   dtype = v.dtype
   dout_scaled = dout.astype(jnp.float32) / total  # P = exp / total: fold 1 / total in once.
-  dv = jnp.einsum("bhqs,bhqk->bhsk", exp.astype(dtype), dout_scaled.astype(dtype))
-  dprobs = jnp.einsum("bhqk,bhsk->bhqs", dout_scaled.astype(dtype), v).astype(jnp.float32)
+  f32 = jnp.float32  # Accumulate in f32 whatever the operand dtype (bf16 matmuls).
+  dv = jnp.einsum("bhqs,bhqk->bhsk", exp.astype(dtype), dout_scaled.astype(dtype),
+                  preferred_element_type=f32)
+  dprobs = jnp.einsum("bhqk,bhsk->bhqs", dout_scaled.astype(dtype), v,
+                      preferred_element_type=f32)
   row = jnp.sum(dout.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
   dscores = (exp * (dprobs - row / total)).astype(dtype)
-  return (jnp.einsum("bhqs,bhsk->bhqk", dscores, k).astype(q.dtype),
-          jnp.einsum("bhqs,bhqk->bhsk", dscores, q).astype(k.dtype), dv.astype(dtype))
+  return (jnp.einsum("bhqs,bhsk->bhqk", dscores, k, preferred_element_type=f32).astype(q.dtype),
+          jnp.einsum("bhqs,bhqk->bhsk", dscores, q, preferred_element_type=f32).astype(k.dtype),
+          dv.astype(dtype))
 
 
 causal_attention.defvjp(_causal_attention_fwd, _causal_attention_bwd)
@@ -181,8 +244,9 @@ class CausalSelfAttention(nn.Module):
     b, length, d = x_BxLxD.shape
     h = m.num_heads
     k = d // h
-    dense = lambda name, init: nn.Dense(
-        d, use_bias=False, kernel_init=init, dtype=x_BxLxD.dtype, name=name)
+    dense = lambda name, init: (lambda y: nn.Dense(
+        d, use_bias=False, kernel_init=init, dtype=x_BxLxD.dtype, name=name,
+        dot_general=matmul_dot_general(m))(y).astype(x_BxLxD.dtype))
     init = _kernel_init(m)
     x_TxD = x_BxLxD.reshape(b * length, d)
     split = lambda y: y.reshape(b, length, h, k)
@@ -194,9 +258,12 @@ class CausalSelfAttention(nn.Module):
     q_BxHxLxK = heads_first(q_BxLxHxK)
     k_BxHxLxK = heads_first(k_BxLxHxK)
     v_BxHxLxK = heads_first(v_BxLxHxK)
+    if m.matmul_dtype != "float32":  # The score and value matmuls' operands.
+      q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (y.astype(m.matmul_dtype)
+                                         for y in (q_BxHxLxK, k_BxHxLxK, v_BxHxLxK))
     # Scaling q (B L D values) rather than the scores (B H L L) is exact for k = 16.
     out_BxHxLxK = causal_attention(q_BxHxLxK * jnp.asarray(1.0 / math.sqrt(k), q_BxHxLxK.dtype),
-                                   k_BxHxLxK, v_BxHxLxK)
+                                   k_BxHxLxK, v_BxHxLxK).astype(x_BxLxD.dtype)
     out_TxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b * length, d)
     out_scale = 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init else 1.0
     return dense("out", _kernel_init(m, out_scale))(out_TxD).reshape(b, length, d)
@@ -226,8 +293,9 @@ class FeedForward(nn.Module):
     init = _kernel_init(m)
     out_init = _kernel_init(m, 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init
                             else 1.0)
-    dense = lambda features, name, kernel_init: nn.Dense(
-        features, use_bias=False, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name)
+    dense = lambda features, name, kernel_init: (lambda y: nn.Dense(
+        features, use_bias=False, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name,
+        dot_general=matmul_dot_general(m))(y).astype(x_BxLxD.dtype))
     # 2-D matmuls over the tokens: see CausalSelfAttention.
     x_TxD = x_BxLxD.reshape(-1, d)
     up_TxF = dense(f, "up", init)(x_TxD)
@@ -295,30 +363,34 @@ def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
   """
   x_TxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1]).astype(jnp.float32)
   if m.tie_embeddings:
-    logits_TxV = embed.attend(x_TxD)
+    logits_TxV = matmul(m, x_TxD, embed.embedding.T)  # embed.attend, in matmul_dtype.
   else:
     logits_TxV = nn.Dense(vocab_size, use_bias=False, kernel_init=_kernel_init(m),
-                          name="unembed")(x_TxD)
+                          dot_general=matmul_dot_general(m), name="unembed")(x_TxD)
   if m.output_bias:
     logits_TxV = logits_TxV + module.param("output_bias", nn.initializers.zeros, (vocab_size,))
   return logits_TxV.reshape(x_BxLxD.shape[:-1] + (vocab_size,))
 
 
-def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: jax.Array
-              ) -> tuple[jax.Array, jax.Array]:
+def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: jax.Array,
+              matmul_dtype: str = "float32") -> tuple[jax.Array, jax.Array]:
   """Runs the LSTM recurrence over L steps; returns (hidden states [B, L, H], carry).
 
   `xproj` is the input projection plus bias, precomputed for all steps at once (one big
   matmul); the scan does only the h @ W_h part, so it compiles once per sequence length.
   Gates i, f, g, o in that order along the 4H axis:
     c' = sigmoid(f) * c + sigmoid(i) * tanh(g),  h' = sigmoid(o) * tanh(c').
-  The carry is [B, 2, H] with h at index 0 and c at index 1; all in float32.
+  The carry is [B, 2, H] with h at index 0 and c at index 1; all in float32 (matmul_dtype
+  "bfloat16": h and W_h enter the matmul as bf16, the gates are accumulated in f32).
   """
   h = recurrent_Hx4H.shape[0]
 
   def step(carry, xproj_Bx4H):
     h_BxH, c_BxH = carry
-    gates = xproj_Bx4H + h_BxH @ recurrent_Hx4H
+    if matmul_dtype == "float32":
+      gates = xproj_Bx4H + h_BxH @ recurrent_Hx4H
+    else:
+      gates = xproj_Bx4H + low_precision_matmul(h_BxH, recurrent_Hx4H, matmul_dtype)
     i, f, g, o = (gates[:, k * h:(k + 1) * h] for k in range(4))
     c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
     h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
@@ -349,8 +421,9 @@ class LSTMLayer(nn.Module):
     bias_4D = sum(self.param("bias" if k == 0 else f"bias_{k}", bias_init, (4 * d,))
                   for k in range(m.lstm_bias_sets))
     dtype = jnp.dtype(m.dtype)
-    xproj = (x_BxLxD.astype(dtype) @ input_Dx4D.astype(dtype)).astype(jnp.float32) + bias_4D
-    hidden_BxLxD, carry_Bx2xD = lstm_scan(xproj, recurrent_Dx4D, carry_Bx2xD)
+    xproj = matmul(m, x_BxLxD.astype(dtype), input_Dx4D.astype(dtype)).astype(
+        jnp.float32) + bias_4D
+    hidden_BxLxD, carry_Bx2xD = lstm_scan(xproj, recurrent_Dx4D, carry_Bx2xD, m.matmul_dtype)
     return hidden_BxLxD.astype(dtype), carry_Bx2xD
 
 

@@ -322,14 +322,18 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, workers: int = 0,
-        retry_failed: bool = False, log: Callable[[str], Any] = print) -> pathlib.Path:
-  """The whole study into `workdir` (resumable); returns the report's path."""
+        retry_failed: bool = False, log: Callable[[str], Any] = print,
+        devices_per_worker: int = 0) -> pathlib.Path:
+  """The whole study into `workdir` (resumable); returns the report's path.
+
+  `devices_per_worker`: accelerators each training process gets (algoprog.sweep.execute).
+  """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   start = time.time()
   sweep_dir = workdir / "sweep"
   sweep.run_sweep(config.sweep, sweep_dir, workers or config.sweep.workers,
-                  retry_failed=retry_failed, log=log)
+                  retry_failed=retry_failed, log=log, devices_per_worker=devices_per_worker)
   summary = analyse(config, sweep_dir, workdir / "analysis", log)
   summary["session_seconds"] = time.time() - start
   path = workdir / REPORT_FILE

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import queue
 import shlex
 import subprocess
 import sys
@@ -66,11 +67,25 @@ class RunSpec:
   config_file: str
   overrides: dict
 
-  def command(self, sweep_dir: pathlib.Path, python: str = sys.executable) -> list[str]:
+  def command(self, sweep_dir: pathlib.Path, python: str = sys.executable,
+              distributed: bool = False) -> list[str]:
+    """The launch.train command line; `distributed` adds --distributed (multi-host: every
+    host runs the same command and they train the run together)."""
     args = [python, "-m", "launch.train", f"--config={self.config_file}",
             f"--workdir={sweep_dir / 'runs' / self.run_id}"]
     args += [f"--config.{k}={_flag_value(v)}" for k, v in sorted(self.overrides.items())]
-    return args
+    return args + (["--distributed"] if distributed else [])
+
+
+def sweep_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The sweep config inside `config`: a reproduce config's `sweep`, else `config` itself,
+  so launch.sweep takes both kinds of file."""
+  if "groups" not in config and "sweep" in config:
+    return config.sweep
+  if "groups" not in config:
+    raise SweepError("config: expected a sweep config (with groups) or a reproduce config "
+                     f"(with sweep); got one with fields {sorted(config.keys())}")
+  return config
 
 
 def _flag_value(value: Any) -> str:
@@ -307,23 +322,65 @@ def write_manifest(sweep_dir: pathlib.Path, runs: list[RunSpec]) -> None:
       for r in runs]})
 
 
-def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec]) -> tuple[pathlib.Path,
-                                                                           pathlib.Path]:
-  """commands.txt (one launcher command a line, runnable under any scheduler, from the
-  repository root) and slurm_array.sh (a SLURM array over those lines)."""
+@dataclasses.dataclass(frozen=True)
+class SlurmResources:
+  """What every task of the exported Slurm array asks for (#SBATCH lines).
+
+  Attributes:
+    cpus_per_task: CPU cores per run (data loading, the host side of training).
+    gpus_per_task: GPUs per run; 0 leaves the line out (CPU or TPU clusters).
+    mem: host memory per run, Slurm's syntax ("32G").
+    time: wall-clock limit per run, Slurm's syntax ("1-00:00:00"); a run cut off resumes
+      from its checkpoint when its line runs again.
+    partition: Slurm partition; "" leaves the line out (the cluster's default).
+  """
+  cpus_per_task: int = 8
+  gpus_per_task: int = 0
+  mem: str = "32G"
+  time: str = "1-00:00:00"
+  partition: str = ""
+
+  def sbatch_lines(self) -> list[str]:
+    if self.cpus_per_task < 1:
+      raise SweepError(f"slurm cpus_per_task: expected >= 1; got {self.cpus_per_task}")
+    if self.gpus_per_task < 0:
+      raise SweepError(f"slurm gpus_per_task: expected >= 0; got {self.gpus_per_task}")
+    lines = [f"#SBATCH --cpus-per-task={self.cpus_per_task}", f"#SBATCH --mem={self.mem}",
+             f"#SBATCH --time={self.time}"]
+    if self.gpus_per_task:
+      lines.append(f"#SBATCH --gpus-per-task={self.gpus_per_task}")
+    if self.partition:
+      lines.append(f"#SBATCH --partition={self.partition}")
+    return lines
+
+
+def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec],
+                    resources: SlurmResources = SlurmResources(), python: str | None = None,
+                    distributed: bool = False) -> tuple[pathlib.Path, pathlib.Path]:
+  """commands.txt (one launcher command a line) and slurm_array.sh (a SLURM array over
+  those lines, asking for `resources` per task).
+
+  Commands name the interpreter by absolute path (`python`, default this one's) and the
+  sweep directory absolutely; they run from the repository root, where the script cd's.
+  """
+  sweep_dir = pathlib.Path(sweep_dir).resolve()
+  python = python or str(pathlib.Path(sys.executable).absolute())
+  root = pathlib.Path(__file__).resolve().parents[1]
   commands = sweep_dir / "commands.txt"
-  commands.write_text("".join(shlex.join(r.command(sweep_dir, "python")) + "\n"
+  commands.write_text("".join(shlex.join(r.command(sweep_dir, python, distributed)) + "\n"
                               for r in runs))
   slurm = sweep_dir / "slurm_array.sh"
-  slurm.write_text(
-      "#!/bin/bash\n"
-      f"#SBATCH --array=1-{len(runs)}\n"
-      "#SBATCH --job-name=algoprog\n"
-      f"#SBATCH --output={sweep_dir}/runs/slurm-%A_%a.log\n"
-      "# Submit from the repository root: sbatch " + str(slurm) + "\n"
-      "# Each task runs one line of commands.txt; rerunning a finished run is a no-op\n"
-      "# and an interrupted one resumes from its checkpoint.\n"
-      f'eval "$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {commands})"\n')
+  slurm.write_text("\n".join([
+      "#!/bin/bash",
+      f"#SBATCH --array=1-{len(runs)}",
+      "#SBATCH --job-name=algoprog",
+      f"#SBATCH --output={sweep_dir}/runs/slurm-%A_%a.log",
+      *resources.sbatch_lines(),
+      f"# Submit from anywhere: sbatch {slurm}",
+      "# Each task runs one line of commands.txt; rerunning a finished run is a no-op",
+      "# and an interrupted one resumes from its checkpoint.",
+      f"cd {shlex.quote(str(root))}",
+      f'eval "$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {shlex.quote(str(commands))})"', ""]))
   return commands, slurm
 
 
@@ -346,13 +403,40 @@ def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
   return stale
 
 
-def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
+# Chips per process -> TPU_CHIPS_PER_PROCESS_BOUNDS (the shapes a TPU VM's chips split into).
+_TPU_CHIP_BOUNDS = {1: "1,1,1", 2: "1,2,1", 4: "2,2,1", 8: "2,4,1"}
+_TPU_FIRST_PORT = 8476  # Each worker's TPU runtime listens on its own port from here.
+
+
+def worker_device_env(slot: int, devices_per_worker: int) -> dict[str, str]:
+  """Environment variables that give worker `slot` (0-based) its own accelerators: devices
+  slot * n .. slot * n + n - 1 of the machine, n = devices_per_worker.
+
+  GPUs via CUDA_VISIBLE_DEVICES (ROCm: HIP_VISIBLE_DEVICES); TPU chips via
+  TPU_VISIBLE_CHIPS plus the process bounds and a port of its own, which a TPU VM needs to
+  run one process per chip group (n in 1, 2, 4, 8). {} for n = 0: no pinning.
+  """
+  if devices_per_worker == 0:
+    return {}
+  if devices_per_worker < 0 or slot < 0:
+    raise SweepError(f"devices_per_worker: expected >= 0; got {devices_per_worker}")
+  ids = ",".join(str(i) for i in range(slot * devices_per_worker,
+                                       (slot + 1) * devices_per_worker))
+  env = {"CUDA_VISIBLE_DEVICES": ids, "HIP_VISIBLE_DEVICES": ids, "TPU_VISIBLE_CHIPS": ids}
+  if devices_per_worker in _TPU_CHIP_BOUNDS:
+    env.update(TPU_CHIPS_PER_PROCESS_BOUNDS=_TPU_CHIP_BOUNDS[devices_per_worker],
+               TPU_PROCESS_BOUNDS="1,1,1", TPU_PROCESS_PORT=str(_TPU_FIRST_PORT + slot))
+  return env
+
+
+def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict, distributed: bool = False
+             ) -> dict:
   """Runs (or resumes) one run in its own process; returns its final run.json status."""
   run_dir = sweep_dir / "runs" / run.run_id
   run_dir.mkdir(parents=True, exist_ok=True)
   with open(run_dir / "launcher.log", "a") as log:
-    process = subprocess.run(run.command(sweep_dir), stdout=log, stderr=subprocess.STDOUT,
-                             env=env, cwd=env.get("ALGOPROG_ROOT"))
+    process = subprocess.run(run.command(sweep_dir, distributed=distributed), stdout=log,
+                             stderr=subprocess.STDOUT, env=env, cwd=env.get("ALGOPROG_ROOT"))
   info = run_status(sweep_dir, run)
   if process.returncode != 0 and info.get("status") != "failed":
     tail = (run_dir / "launcher.log").read_text().strip().splitlines()[-1:] or [""]
@@ -366,12 +450,19 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
 
 
 def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
-            retry_failed: bool = False, log=print) -> dict[str, dict]:
+            retry_failed: bool = False, log=print, devices_per_worker: int = 0,
+            distributed: bool = False) -> dict[str, dict]:
   """Runs every run not yet completed with `workers` processes; returns id -> run.json.
 
   Completed runs are skipped; failed runs are skipped unless `retry_failed`; pending and
-  interrupted runs are (re)started, resuming from their checkpoints.
+  interrupted runs are (re)started, resuming from their checkpoints. With
+  `devices_per_worker` > 0, each of the `workers` slots owns its own devices
+  (`worker_device_env`) and a run uses the slot's. `distributed`: runs are launched with
+  --distributed (multi-host: every host runs this sweep; needs workers == 1).
   """
+  if distributed and workers != 1:
+    raise SweepError(f"workers: expected 1 with --distributed (every host must start the "
+                     f"same run at the same time); got {workers}")
   root = pathlib.Path(__file__).resolve().parents[1]
   env = dict(os.environ, ALGOPROG_ROOT=str(root))
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
@@ -394,8 +485,20 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
   if todo:
     log(f"sweep {sweep_dir}: {len(todo)} runs to do, {len(results)} already finished, "
         f"{workers} worker(s)")
+  slots = queue.SimpleQueue()  # Free device slots; each running run holds one.
+  for slot in range(workers):
+    slots.put(slot)
+
+  def execute_on_a_slot(run: RunSpec) -> dict:
+    slot = slots.get()
+    try:
+      return _execute(sweep_dir, run, {**env, **worker_device_env(slot, devices_per_worker)},
+                      distributed)
+    finally:
+      slots.put(slot)
+
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    futures = {pool.submit(_execute, sweep_dir, run, env): run for run in todo}
+    futures = {pool.submit(execute_on_a_slot, run): run for run in todo}
     for future in concurrent.futures.as_completed(futures):
       run = futures[future]
       info = future.result()
@@ -448,8 +551,13 @@ def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Pat
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers: int,
-              retry_failed: bool = False, log=print) -> dict[str, dict]:
-  """LR sweeps, then the full runs with the chosen LRs; resumable at any point."""
+              retry_failed: bool = False, log=print, devices_per_worker: int = 0,
+              distributed: bool = False) -> dict[str, dict]:
+  """LR sweeps, then the full runs with the chosen LRs; resumable at any point.
+
+  `devices_per_worker` and `distributed` as in `execute`.
+  """
+  options = dict(devices_per_worker=devices_per_worker, distributed=distributed)
   sweep_dir = pathlib.Path(sweep_dir)
   sweep_dir.mkdir(parents=True, exist_ok=True)
   results: dict[str, dict] = {}
@@ -458,8 +566,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers
     todo = [r for r in runs if r.stage == "lr_sweep" and r.run_id not in results]
     if not todo:
       break
-    results.update(execute(sweep_dir, todo, workers, retry_failed, log))
+    results.update(execute(sweep_dir, todo, workers, retry_failed, log, **options))
   results.update(execute(sweep_dir, [r for r in runs if r.stage == "full"], workers,
-                         retry_failed, log))
+                         retry_failed, log, **options))
   record_failures(sweep_dir, results)
   return results

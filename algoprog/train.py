@@ -235,13 +235,16 @@ class Trainer:
     """Mean validation loss (nats/token) over the fixed validation batches.
 
     A recurrent model starts from zeros and carries its state from batch to batch, so
-    `batches` must be streams (data.validation_batches(..., streams=True)).
+    `batches` must be streams (data.validation_batches(..., streams=True)). `batches` are
+    global; each host feeds only its own rows (`host_rows`), as in training, and the sums
+    come back replicated.
     """
     total, count = 0.0, 0.0
     carry = self.zero_carry()
+    rows = host_rows(self.config.data.batch_size)
     for inputs, targets, weights in batches:
-      loss, n, carry = self.eval_step(params, carry,
-                                      *self.shard_batch(inputs, targets, weights))
+      loss, n, carry = self.eval_step(
+          params, carry, *self.shard_batch(inputs[rows], targets[rows], weights[rows]))
       total, count = total + float(loss), count + float(n)
     return total / count
 

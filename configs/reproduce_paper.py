@@ -14,6 +14,11 @@ from algoprog import reproduce
 
 WIDTHS = (32, 48, 64, 96, 128, 160, 192, 224, 256)
 TUNED = (32, 64, 128, 256)
+# The largest run (modern, width 256: 29.7M parameters x 40 tokens = 1.19B tokens) needs
+# ~5.1 GB of C4 at ~4.3 bytes per GPT-2 token; 6 GB of documents leaves a margin. Reads stop
+# there (data.max_bytes), so c4/en's 365M documents are never listed; every run shares the
+# one token cache built from them.
+MAX_BYTES = 6_000_000_000
 
 
 def get_config():
@@ -23,7 +28,7 @@ def get_config():
                   "128, batch 64, widths 32-256, 40 tokens/parameter, ablations at 64d with "
                   "four seeds.",
       data=dict(source="tfds", tfds_name="c4/en", tokenizer="gpt2", sequence_length=128,
-                batch_size=64, validation_tokens=500_000),
+                batch_size=64, validation_tokens=500_000, max_bytes=MAX_BYTES),
       train=dict(eval_every_steps=500, log_every_steps=100, checkpoint_every_steps=2000),
       scaling_widths={"lstm": WIDTHS, "retro": WIDTHS, "modern": WIDTHS},
       scaling_seeds=(123,), tokens_per_param=40.0,

@@ -111,3 +111,65 @@ def test_tfds_catalog_source_reads_a_prepared_dataset(small_corpus, tmp_path):
   c.data.tfds_name = "no_such_dataset"
   with pytest.raises(data.DataError, match="data.tfds_name"):
     data.read_documents(c.data, tmp_path)
+
+
+def test_take_documents_pulls_no_document_past_its_bounds():
+  def stream(n):
+    for i in range(n):
+      if i >= limit[0]:
+        raise AssertionError(f"document {i} was read past the bound")
+      yield f"doc{i}" * 10  # 40-41 bytes each.
+  limit = [3]
+  assert data.take_documents(stream(100), max_documents=3) == [f"doc{i}" * 10 for i in range(3)]
+  limit = [2]
+  assert len(data.take_documents(stream(100), max_bytes=41)) == 2  # Stops once 41 are read.
+  limit = [5]
+  assert len(data.take_documents(stream(5))) == 5  # No bound: the whole (finite) stream.
+
+
+def test_tfds_reads_are_bounded_and_lazy(small_corpus, tmp_path, monkeypatch):
+  # A c4-sized catalog dataset must never be listed whole: wrap tfds' data source so that
+  # reading any record past what the bounds need fails the test.
+  import tensorflow_datasets as tfds
+  files = sorted(small_corpus.iterdir())
+  expected = tfds_text.prepare_and_read(files, tmp_path / "tfds")
+  (name,) = [p.name for p in (tmp_path / "tfds" / "local_text").iterdir()]
+  real_data_source = tfds.data_source
+  reads = []
+
+  class Guarded:
+    def __init__(self, source, allowed):
+      self.source, self.allowed = source, allowed
+
+    def __len__(self):
+      return len(self.source)
+
+    def __getitem__(self, i):
+      if i >= self.allowed:
+        raise AssertionError(f"record {i} read; the bound needs only {self.allowed}")
+      reads.append(i)
+      return self.source[i]
+
+  allowed = [0]
+  monkeypatch.setattr(tfds, "data_source",
+                      lambda *a, **k: Guarded(real_data_source(*a, **k), allowed[0]))
+  c = config_lib.base_config()
+  c.data.source, c.data.tfds_name = "tfds", f"local_text/{name}"
+  c.data.tfds_data_dir = str(tmp_path / "tfds")
+  sizes = np.cumsum([len(d.encode("utf-8")) for d in expected])
+  c.data.max_bytes = int(sizes[4]) - 1  # Reached by the 5th document.
+  allowed[0] = 5
+  assert data.read_documents(c.data, tmp_path) == expected[:5]
+  assert reads == list(range(5))
+  c.data.max_bytes, c.data.max_documents = 0, 7
+  allowed[0], reads[:] = 7, []
+  assert data.read_documents(c.data, tmp_path) == expected[:7]
+  # Validation from its own split: only the documents its tokens need are read.
+  c.data.max_documents, c.data.max_bytes = 0, int(sizes[9])
+  c.data.tfds_validation_split, c.data.tokenizer = "train", "byte"
+  c.data.validation_tokens = 100
+  c.data.cache_dir = str(tmp_path / "cache")
+  allowed[0], reads[:] = 10, []
+  corpus = data.load_corpus(c.data)
+  assert corpus.validation_tokens.size == 100 and corpus.fingerprint["documents_train"] == 10
+  assert max(reads) < 10

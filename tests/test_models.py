@@ -433,3 +433,55 @@ def test_spec_layer_counts_at_width_64():
   assert closed_form(gelu, 1)[1] == 4 * (4 * d * d + 8 * d * d + 4 * d) + 2 * d
   lstm = model_config(model__width=d, model__kind="lstm")
   assert closed_form(lstm, 1)[1] == 8 * d * d + 4 * d
+
+
+def _train_step_and_state(kind: str, matmul_dtype: str, untied: bool = False):
+  import optax
+  c = config_lib.base_config()
+  c.model.kind, c.model.width, c.model.matmul_dtype = kind, 32, matmul_dtype
+  c.model.tie_embeddings = not untied
+  c.data.sequence_length = c.train.lstm_window = 32
+  r = config_lib.resolve(c)
+  model = models.build_model(r.model, 300)
+  tokens = jax.random.randint(jax.random.key(1), (4, 32), 0, 300)
+  params = model.init(jax.random.key(0), tokens)["params"]
+  optimizer = optax.sgd(1.0)
+  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params),
+                           models.initial_carry(r.model, 4))
+  step = train.make_train_step(model, optimizer, 1, lstm_window=32)
+  return model, step, state, tokens
+
+
+@pytest.mark.parametrize("kind,untied", [("transformer", False), ("transformer", True),
+                                         ("lstm", False)])
+def test_bf16_matmuls_stay_close_to_f32_and_keep_params_f32(kind, untied):
+  results = {}
+  for matmul_dtype in ("float32", "bfloat16"):
+    model, step, state, tokens = _train_step_and_state(kind, matmul_dtype, untied)
+    out = model.apply({"params": state.params}, tokens)
+    logits = out[0] if models.is_recurrent(model) else out
+    new_state, loss = jax.jit(step)(state, tokens, jnp.roll(tokens, -1, axis=1))
+    assert logits.dtype == jnp.float32
+    assert {x.dtype for x in jax.tree_util.tree_leaves(new_state.params)} == {jnp.dtype("f4")}
+    # SGD at lr 1: the parameter change is minus the gradient.
+    grads = jax.tree_util.tree_map(jnp.subtract, state.params, new_state.params)
+    results[matmul_dtype] = logits, float(loss), grads
+  (l32, loss32, g32), (l16, loss16, g16) = results["float32"], results["bfloat16"]
+  assert not np.array_equal(l32, l16)  # The option does something.
+  np.testing.assert_allclose(l16, l32, atol=3e-2 * float(jnp.max(jnp.abs(l32))))
+  assert abs(loss16 - loss32) < 1e-3 * loss32
+  for a, b in zip(jax.tree_util.tree_leaves(g32), jax.tree_util.tree_leaves(g16)):
+    scale = float(jnp.max(jnp.abs(a))) or 1.0
+    np.testing.assert_allclose(b, a, atol=5e-2 * scale)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "lstm"])
+def test_bf16_option_makes_every_matmul_bf16_in_with_f32_accumulation(kind):
+  import re
+  for matmul_dtype, operand in (("float32", "f32"), ("bfloat16", "bf16")):
+    _, step, state, tokens = _train_step_and_state(kind, matmul_dtype)
+    hlo = jax.jit(step).lower(state, tokens, tokens).as_text()
+    dots = re.findall(r"stablehlo\.dot_general .*: \(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)"
+                      r" -> tensor<[^>]*x(\w+)>", hlo)
+    assert len(dots) >= (9 if kind == "lstm" else 40)  # Forward and backward.
+    assert set(dots) == {(operand, operand, "f32")}, (matmul_dtype, set(dots))

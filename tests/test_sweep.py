@@ -3,11 +3,19 @@
 import json
 import math
 import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import threading
+import time
 
 import ml_collections
 import pytest
 
-from algoprog import config as config_lib, metrics, sweep, train
+from algoprog import config as config_lib, metrics, reproduce, sweep, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def sweep_config(corpus, cache, **group_overrides) -> ml_collections.ConfigDict:
@@ -223,9 +231,104 @@ def test_export_writes_commands_and_a_slurm_array(tmp_path):
   runs = sweep.plan_runs(c)
   commands, slurm = sweep.export_commands(tmp_path, runs)
   lines = commands.read_text().splitlines()
-  assert len(lines) == 2 and lines[0].startswith("python -m launch.train --config=configs/")
-  assert "--config.model.width=16" in lines[0]
-  assert "#SBATCH --array=1-2" in slurm.read_text()
+  assert len(lines) == 2
+  assert lines[0].startswith(f"{pathlib.Path(sys.executable).absolute()} -m launch.train "
+                             "--config=configs/")
+  assert "--config.model.width=16" in lines[0] and "--distributed" not in lines[0]
+  script = slurm.read_text()
+  assert "#SBATCH --array=1-2" in script and "#SBATCH --cpus-per-task=8" in script
+  assert "--gpus-per-task" not in script  # 0 GPUs: no line.
+
+
+def test_every_shipped_reproduce_preset_exports(tmp_path):
+  # Reproduce configs nest their sweep under `sweep` (launch.sweep used to fail on them).
+  presets = sorted(ROOT.glob("configs/reproduce_*.py"))
+  assert len(presets) >= 3
+  resources = sweep.SlurmResources(cpus_per_task=4, gpus_per_task=1, mem="64G",
+                                   time="12:00:00", partition="gpu")
+  for preset in presets:
+    out = tmp_path / preset.stem
+    out.mkdir()
+    config = sweep.sweep_section(reproduce.load_config_file(preset))
+    runs = sweep.plan_from_directory(config, out)
+    commands, slurm = sweep.export_commands(out, runs, resources, distributed=True)
+    lines = commands.read_text().splitlines()
+    assert len(lines) == len(runs) > 0, preset
+    for line in lines:
+      args = shlex.split(line)
+      assert pathlib.Path(args[0]).is_absolute() and args[1:3] == ["-m", "launch.train"]
+      assert (ROOT / args[3].removeprefix("--config=")).exists(), args[3]
+      assert args[-1] == "--distributed"
+    script = slurm.read_text()
+    for line in (f"#SBATCH --array=1-{len(runs)}", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --gpus-per-task=1", "#SBATCH --mem=64G", "#SBATCH --time=12:00:00",
+                 "#SBATCH --partition=gpu", f"cd {ROOT}"):
+      assert line in script.splitlines(), (preset, line)
+
+
+def test_sweep_launcher_exports_a_reproduce_preset(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.sweep", "--config=configs/reproduce_paper.py",
+       f"--workdir={tmp_path}", "--export", "--slurm_gpus_per_task=1", "--slurm_mem=80G"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "#SBATCH --gpus-per-task=1" in (tmp_path / "slurm_array.sh").read_text()
+  assert "#SBATCH --mem=80G" in (tmp_path / "slurm_array.sh").read_text()
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.sweep", "--config=configs/account_study.py",
+       f"--workdir={tmp_path / 'x'}", "--export"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith("error: config: expected a sweep")
+
+
+def test_worker_device_env_gives_each_worker_its_own_devices():
+  assert sweep.worker_device_env(0, 0) == {}  # No pinning.
+  seen = set()
+  for slot in range(4):
+    env = sweep.worker_device_env(slot, 2)
+    ids = env["CUDA_VISIBLE_DEVICES"].split(",")
+    assert ids == [str(2 * slot), str(2 * slot + 1)]
+    assert env["TPU_VISIBLE_CHIPS"] == env["HIP_VISIBLE_DEVICES"] == env["CUDA_VISIBLE_DEVICES"]
+    assert env["TPU_CHIPS_PER_PROCESS_BOUNDS"] == "1,2,1"
+    assert not seen & set(ids)
+    seen |= set(ids)
+  ports = {sweep.worker_device_env(slot, 1)["TPU_PROCESS_PORT"] for slot in range(4)}
+  assert len(ports) == 4
+  assert "TPU_CHIPS_PER_PROCESS_BOUNDS" not in sweep.worker_device_env(0, 3)
+  with pytest.raises(sweep.SweepError, match="devices_per_worker"):
+    sweep.worker_device_env(0, -1)
+
+
+def test_concurrent_workers_run_on_disjoint_devices(tmp_path, monkeypatch):
+  c = sweep_config(tmp_path, tmp_path, widths=(16, 32, 48, 64), seeds=(1, 2))
+  runs = sweep.plan_runs(c)
+  lock = threading.Lock()
+  running, overlaps, seen = {}, [], []
+
+  def fake_run(command, env, **kwargs):  # Stands in for one launch.train process.
+    devices = set(env["CUDA_VISIBLE_DEVICES"].split(","))
+    with lock:
+      overlaps.extend(d for other in running.values() for d in devices & other)
+      running[id(devices)] = devices
+      seen.append((devices, "--distributed" in command))
+    time.sleep(0.05)
+    with lock:
+      del running[id(devices)]
+    return subprocess.CompletedProcess(command, 1)
+
+  monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+  sweep.execute(tmp_path, runs, workers=3, log=lambda *_: None, devices_per_worker=2)
+  assert len(seen) == len(runs) == 8 and not overlaps
+  assert {d for devices, _ in seen for d in devices} <= {str(i) for i in range(6)}
+  assert not any(distributed for _, distributed in seen)
+  with pytest.raises(sweep.SweepError, match="workers: expected 1 with --distributed"):
+    sweep.execute(tmp_path, runs, workers=2, distributed=True)
+  seen.clear()  # Multi-host: every run is launched as `launch.train ... --distributed`.
+  sweep.execute(tmp_path, runs, workers=1, log=lambda *_: None, retry_failed=True,
+                devices_per_worker=1, distributed=True)
+  assert len(seen) == 8 and all(distributed for _, distributed in seen)
+  assert {d for devices, _ in seen for d in devices} == {"0"}
 
 
 def test_a_finished_run_of_an_older_plan_is_not_taken_for_the_planned_one(tmp_path):
