@@ -285,8 +285,31 @@ def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
     logits_TxV = nn.Dense(vocab_size, use_bias=False, kernel_init=_kernel_init(m),
                           name="unembed")(x_TxD)
   if m.output_bias:
-    logits_TxV = logits_TxV + module.param("output_bias", nn.initializers.zeros, (vocab_size,))
+    logits_TxV = add_output_bias(
+        logits_TxV, module.param("output_bias", nn.initializers.zeros, (vocab_size,)))
   return logits_TxV.reshape(x_BxLxD.shape[:-1] + (vocab_size,))
+
+
+@jax.custom_vjp
+def add_output_bias(logits_TxV: jax.Array, bias_V: jax.Array) -> jax.Array:
+  """logits + bias, broadcast over the T rows; the bias gradient is a matmul.
+
+  Autodiff's bias gradient is a column sum of the [T, V] logit gradient, which XLA:CPU
+  reduces slowly; ones[T] @ dlogits[T, V] is the same sum as a matmul (docs/performance.md).
+  """
+  return logits_TxV + bias_V
+
+
+def _add_output_bias_fwd(logits_TxV, bias_V):
+  return logits_TxV + bias_V, bias_V  # The bias only for its dtype: it is a live param.
+
+
+def _add_output_bias_bwd(bias_V, dlogits_TxV):
+  ones_T = jnp.ones((dlogits_TxV.shape[0],), dlogits_TxV.dtype)
+  return dlogits_TxV, (ones_T @ dlogits_TxV).astype(bias_V.dtype)
+
+
+add_output_bias.defvjp(_add_output_bias_fwd, _add_output_bias_bwd)
 
 
 def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: jax.Array

@@ -194,6 +194,18 @@ def test_untied_embeddings_and_no_output_bias():
   assert "output_bias" not in params
 
 
+def test_output_bias_gradient_matmul_equals_autodiff():
+  logits, bias = rand(300, 61), rand(61, seed=1)
+  weights = rand(300, 61, seed=2)  # A non-uniform upstream gradient.
+  loss = lambda add: lambda l, b: jnp.sum(weights * jnp.tanh(add(l, b)))
+  np.testing.assert_array_equal(models.add_output_bias(logits, bias), logits + bias)
+  got = jax.grad(loss(models.add_output_bias), argnums=(0, 1))(logits, bias)
+  want = jax.grad(loss(lambda l, b: l + b), argnums=(0, 1))(logits, bias)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+  assert np.abs(got[1]).max() > 1  # Not trivially zero.
+
+
 # ---------------------------------------------------------------------------------------
 # The LSTM.
 
