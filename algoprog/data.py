@@ -231,18 +231,55 @@ def _flatten(token_lists: list[list[int]], end_of_text_id: int) -> np.ndarray:
   return flat
 
 
-def split_documents(documents: list[str], holdout_bytes: int) -> tuple[list[str], list[str]]:
+def split_documents(documents: list[str], holdout_bytes: int,
+                    groups: list[str] | None = None) -> tuple[list[str], list[str]]:
   """(train, held-out): the held-out tail is the last documents totalling >= holdout_bytes,
-  capped at half the corpus."""
+  capped at half the corpus.
+
+  `groups` (one key per document, e.g. corpus.twin_group) keeps each group on one side: the
+  tail is taken group by group, from the last document back, and a group's documents are
+  held out wherever they sit (both lists stay in corpus order). With distinct keys this is
+  the plain tail.
+  """
   sizes = np.array([len(d.encode("utf-8")) for d in documents])
   total = int(sizes.sum())
   target = min(holdout_bytes, total // 2)
+  if groups is not None and len(set(groups)) > 1:
+    if len(groups) != len(documents):
+      raise DataError(f"split: {len(groups)} group keys for {len(documents)} documents")
+    group_bytes: dict[str, int] = {}
+    for key, size in zip(groups, sizes):
+      group_bytes[key] = group_bytes.get(key, 0) + int(size)
+    held, held_bytes = set(), 0
+    for key in reversed(groups):
+      if held_bytes >= target:
+        break
+      if key not in held:
+        held.add(key)
+        held_bytes += group_bytes[key]
+    if len(held) < len(group_bytes):
+      return ([d for d, key in zip(documents, groups) if key not in held],
+              [d for d, key in zip(documents, groups) if key in held])
   tail = np.cumsum(sizes[::-1])
   n_holdout = int(np.searchsorted(tail, target) + 1)
   if n_holdout >= len(documents):  # One huge document: split it by characters instead.
     cut = len(documents[-1]) - min(target, len(documents[-1]) // 2)
     return documents[:-1] + [documents[-1][:cut]], [documents[-1][cut:]]
   return documents[:-n_holdout], documents[-n_holdout:]
+
+
+def embedded_groups(data: ml_collections.ConfigDict, documents: list[str]) -> list[str]:
+  """corpus.twin_group of each of `documents` (read_documents of the embedded corpus)."""
+  from algoprog import corpus
+  records = corpus.embedded_records()
+  if data.max_documents:
+    records = records[: data.max_documents]
+  groups = [corpus.twin_group(r["source"], r["id"]) for r in records if r["text"].strip()]
+  if len(groups) != len(documents):  # read_documents kept other documents than these.
+    raise DataError(f"data.source='embedded': {len(documents)} documents but "
+                    f"{len(groups)} split groups; rebuild the corpus with "
+                    "`python -m launch.corpus`")
+  return groups
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -278,9 +315,14 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
     source_digest.update(b"\0")
   tokenizer_key = {"byte": "byte", "bpe": f"bpe{data.bpe_vocab_size}", "gpt2": "gpt2"}[
       data.tokenizer]
+  split_rule = ""
+  if data.source == "embedded":
+    from algoprog import corpus
+    split_rule = corpus.SPLIT_RULE
   key = hashlib.sha256(json.dumps(
       [source_digest.hexdigest(), tokenizer_key, data.validation_tokens,
-       data.tfds_validation_split if data.source == "tfds" else ""]).encode()).hexdigest()[:16]
+       data.tfds_validation_split if data.source == "tfds" else ""]
+      + ([split_rule] if split_rule else [])).encode()).hexdigest()[:16]
   folder = cache_dir / "tokens" / key
   meta_path = folder / "meta.json"
   if meta_path.exists():
@@ -295,7 +337,8 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
   else:
     bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND
     train_docs, holdout_docs = split_documents(
-        documents, data.validation_tokens * bytes_per_token)
+        documents, data.validation_tokens * bytes_per_token,
+        embedded_groups(data, documents) if data.source == "embedded" else None)
   if data.tokenizer == "byte":
     tokenizer = ByteTokenizer()
   elif data.tokenizer == "bpe":
@@ -321,8 +364,8 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
       "validation_sha256": _sha256(validation_tokens),
   }
   if data.source == "embedded":
-    from algoprog import corpus
     fingerprint["embedded"] = corpus.DESCRIPTION
+    fingerprint["split"] = split_rule
   folder.mkdir(parents=True, exist_ok=True)
   tmp = folder.with_name(folder.name + ".tmp")
   tmp.mkdir(parents=True, exist_ok=True)
