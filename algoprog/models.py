@@ -3,19 +3,21 @@
 Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab,
 N layers. All models map int tokens [B, L] to logits [B, L, V] in float32 and share the
 convention of SPEC.md: tied input/output embedding plus an output bias of V, no biases in the
-Transformer's matrices, no dropout. The LSTM also takes and returns its carried state
-(`LSTM.__call__`); `is_recurrent` tells the two apart. docs/models.md has the closed forms.
+Transformer's matrices (unless model.matrix_biases), no dropout. The LSTM also takes and
+returns its carried state (`LSTM.__call__`); `is_recurrent` tells the two apart.
+docs/models.md has the closed forms.
 
 Transformer parameter layout (what `count_params` and the closed forms in tests rely on):
   embed/embedding            V x D   (also the unembedding when tied)
   unembed/kernel             D x V   (only when untied)
   output_bias                V
-  positions                  Lmax x D (learned positions only; N(0, init_std))
+  positions                  Lmax x D (learned positions only; N(0, positions_init_std))
   layer_i/attention/{query,key,value,out}/kernel   D x D each: 4 D^2
   layer_i/ffn/{gate,up,down}/kernel   SwiGLU: D x F, D x F, F x D = 3 D F (12 D^2 at F = 4D)
   layer_i/ffn/{up,down}/kernel        GELU/ReLU: 2 D F (8 D^2)
   layer_i/{attention_norm,ffn_norm}   D (RMSNorm scale) or 2 D (LayerNorm scale + bias)
-  final_norm                          pre-norm only
+  final_norm                          model.final_norm ("" -> pre-norm only)
+  .../bias of every matrix above      its output width (model.matrix_biases only)
 
 LSTM parameter layout (hidden = D; gates in the order input, forget, cell, output):
   embed/embedding, output_bias (and unembed/kernel when untied), as above
@@ -164,7 +166,7 @@ causal_attention.defvjp(_causal_attention_fwd, _causal_attention_bwd)
 
 
 class CausalSelfAttention(nn.Module):
-  """Multi-head causal attention; 4 D x D matrices, no biases.
+  """Multi-head causal attention; 4 D x D matrices, biases only with model.matrix_biases.
 
   Layout for speed on XLA:CPU (docs/performance.md): the projections are 2-D matmuls over
   the B*L tokens (a 3-D dot_general's backward transposes its activations), and the scores
@@ -178,8 +180,9 @@ class CausalSelfAttention(nn.Module):
     b, length, d = x_BxLxD.shape
     h = m.num_heads
     k = d // h
+    biases = m.get("matrix_biases", False)  # .get: configs recorded before the field.
     dense = lambda name, init: nn.Dense(
-        d, use_bias=False, kernel_init=init, dtype=x_BxLxD.dtype, name=name)
+        d, use_bias=biases, kernel_init=init, dtype=x_BxLxD.dtype, name=name)
     init = _kernel_init(m)
     x_TxD = x_BxLxD.reshape(b * length, d)
     split = lambda y: y.reshape(b, length, h, k)
@@ -202,7 +205,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """SwiGLU: down(silu(gate x) * up x); GELU/ReLU: down(act(up x)). No biases."""
+  """SwiGLU: down(silu(gate x) * up x); GELU/ReLU: down(act(up x)). Biases only with
+  model.matrix_biases."""
   model: ml_collections.ConfigDict
 
   @nn.compact
@@ -213,8 +217,9 @@ class FeedForward(nn.Module):
     init = _kernel_init(m)
     out_init = _kernel_init(m, 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init
                             else 1.0)
+    biases = m.get("matrix_biases", False)
     dense = lambda features, name, kernel_init: nn.Dense(
-        features, use_bias=False, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name)
+        features, use_bias=biases, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name)
     # 2-D matmuls over the tokens: see CausalSelfAttention.
     x_TxD = x_BxLxD.reshape(-1, d)
     up_TxF = dense(f, "up", init)(x_TxD)
@@ -259,16 +264,24 @@ class Transformer(nn.Module):
       x_BxLxD = x_BxLxD * math.sqrt(m.width)
     length = tokens_BxL.shape[1]
     if m.positions == "learned":
-      table = self.param("positions", nn.initializers.normal(m.init_std),
+      std = m.get("positions_init_std", 0.0) or m.init_std
+      table = self.param("positions", nn.initializers.normal(std),
                          (m.max_sequence_length, m.width))
       x_BxLxD = x_BxLxD + table[None, :length].astype(dtype)
     elif m.positions == "sinusoidal":
       x_BxLxD = x_BxLxD + sinusoidal_positions(length, m.width)[None].astype(dtype)
     for i in range(m.num_layers):
       x_BxLxD = TransformerLayer(m, name=f"layer_{i}")(x_BxLxD)
-    if m.norm_placement == "pre":
+    if has_final_norm(m):
       x_BxLxD = make_norm(m, "final_norm")(x_BxLxD)
     return unembed(self, m, embed, x_BxLxD, self.vocab_size)
+
+
+def has_final_norm(m: ml_collections.ConfigDict) -> bool:
+  """model.final_norm, with "" (unresolved, or a config older than the field) meaning
+  pre-norm only."""
+  final_norm = m.get("final_norm", "")
+  return final_norm == "yes" or (not final_norm and m.norm_placement == "pre")
 
 
 def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
