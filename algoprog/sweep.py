@@ -29,6 +29,7 @@ import pathlib
 import shlex
 import subprocess
 import sys
+import time
 from typing import Any, Iterable
 
 import ml_collections
@@ -365,12 +366,41 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
   return info
 
 
+def eta_seconds(durations: list[float], remaining: int, workers: int) -> float | None:
+  """Seconds until `remaining` runs finish, at the mean duration (s) of the runs finished so
+  far, `workers` at a time; None before any run has finished."""
+  if not durations:
+    return None
+  if remaining <= 0:
+    return 0.0
+  return remaining * (sum(durations) / len(durations)) / max(1, min(workers, remaining))
+
+
+def format_duration(seconds: float | None) -> str:
+  """'1h 02m', '3m 05s', '42s'; '?' for None."""
+  if seconds is None:
+    return "?"
+  seconds = int(round(seconds))
+  if seconds >= 3600:
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+  if seconds >= 60:
+    return f"{seconds // 60}m {seconds % 60:02d}s"
+  return f"{seconds}s"
+
+
+def _timed_execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> tuple[dict, float]:
+  start = time.monotonic()
+  info = _execute(sweep_dir, run, env)
+  return info, time.monotonic() - start
+
+
 def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
             retry_failed: bool = False, log=print) -> dict[str, dict]:
   """Runs every run not yet completed with `workers` processes; returns id -> run.json.
 
   Completed runs are skipped; failed runs are skipped unless `retry_failed`; pending and
-  interrupted runs are (re)started, resuming from their checkpoints.
+  interrupted runs are (re)started, resuming from their checkpoints. One line per finished
+  run: done/total of this call, the run's wall time and the ETA of the rest (eta_seconds).
   """
   root = pathlib.Path(__file__).resolve().parents[1]
   env = dict(os.environ, ALGOPROG_ROOT=str(root))
@@ -395,15 +425,19 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
     log(f"sweep {sweep_dir}: {len(todo)} runs to do, {len(results)} already finished, "
         f"{workers} worker(s)")
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    futures = {pool.submit(_execute, sweep_dir, run, env): run for run in todo}
+    futures = {pool.submit(_timed_execute, sweep_dir, run, env): run for run in todo}
+    durations = []
     for future in concurrent.futures.as_completed(futures):
       run = futures[future]
-      info = future.result()
+      info, seconds = future.result()
       results[run.run_id] = info
+      durations.append(seconds)
+      eta = eta_seconds(durations, len(todo) - len(durations), workers)
       loss = info.get("final_validation_loss")
-      log(f"  {info['status']:9s} {run.run_id}"
+      log(f"  [{len(durations)}/{len(todo)}] {info['status']:9s} {run.run_id}"
           + (f"  validation {loss:.4f}" if isinstance(loss, float) else "")
-          + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else ""))
+          + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else "")
+          + f"  took {format_duration(seconds)}, ETA {format_duration(eta)}")
   return results
 
 
