@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The modern Transformer of SPEC.md at width 64 on the embedded corpus."""
+  """The modern Transformer of docs/science.md at width 64 on the embedded corpus."""
   c = ml_collections.ConfigDict()
   c.seed = 123  # Seeds parameter init and the LSTM state resets. Study: 123, 456, 789, 101.
   c.label = ""  # Group label of this run in analyses (e.g. "modern"); "" -> model.kind.

@@ -236,10 +236,13 @@ def split_documents(documents: list[str], holdout_bytes: int,
   """(train, held-out): the held-out tail is the last documents totalling >= holdout_bytes,
   capped at half the corpus.
 
-  `groups` (one key per document, e.g. corpus.twin_group) keeps each group on one side: the
-  tail is taken group by group, from the last document back, and a group's documents are
-  held out wherever they sit (both lists stay in corpus order). With distinct keys this is
-  the plain tail.
+  `groups` (one key per document, e.g. corpus.twin_group) keeps each group on one side. A
+  group stands where one of its documents stands, picked by a hash of its key (not by
+  position: a group picked by its last document would be held out three times as often as
+  a single document, and its bytes with it); the tail is then taken group by group, and the
+  held-out list is in that order with a group's documents together, so that the validation
+  prefix is a tail sample too. Training keeps corpus order. With distinct keys this is
+  exactly the plain tail.
   """
   sizes = np.array([len(d.encode("utf-8")) for d in documents])
   total = int(sizes.sum())
@@ -247,19 +250,21 @@ def split_documents(documents: list[str], holdout_bytes: int,
   if groups is not None and len(set(groups)) > 1:
     if len(groups) != len(documents):
       raise DataError(f"split: {len(groups)} group keys for {len(documents)} documents")
-    group_bytes: dict[str, int] = {}
-    for key, size in zip(groups, sizes):
-      group_bytes[key] = group_bytes.get(key, 0) + int(size)
-    held, held_bytes = set(), 0
-    for key in reversed(groups):
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(groups):
+      members.setdefault(key, []).append(i)
+    position = {key: ids[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(ids)]
+                for key, ids in members.items()}
+    held, held_bytes = [], 0
+    for key in sorted(members, key=position.get, reverse=True):
       if held_bytes >= target:
         break
-      if key not in held:
-        held.add(key)
-        held_bytes += group_bytes[key]
-    if len(held) < len(group_bytes):
-      return ([d for d, key in zip(documents, groups) if key not in held],
-              [d for d, key in zip(documents, groups) if key in held])
+      held.append(key)
+      held_bytes += int(sizes[members[key]].sum())
+    if len(held) < len(members):
+      held_set = set(held)
+      return ([d for d, key in zip(documents, groups) if key not in held_set],
+              [documents[i] for key in reversed(held) for i in members[key]])
   tail = np.cumsum(sizes[::-1])
   n_holdout = int(np.searchsorted(tail, target) + 1)
   if n_holdout >= len(documents):  # One huge document: split it by characters instead.

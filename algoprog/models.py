@@ -2,8 +2,8 @@
 
 Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab,
 N layers. All models map int tokens [B, L] to logits [B, L, V] in float32 and share the
-convention of SPEC.md: tied input/output embedding plus an output bias of V, no biases in the
-Transformer's matrices (unless model.matrix_biases), no dropout. The LSTM also takes and
+convention of docs/science.md: tied input/output embedding plus an output bias of V, no
+biases in the Transformer's matrices (unless model.matrix_biases), no dropout. The LSTM also takes and
 returns its carried state (`LSTM.__call__`); `is_recurrent` tells the two apart.
 docs/models.md has the closed forms.
 

@@ -1,6 +1,6 @@
 """Ablation: the modern Transformer with AdamW reverted to Adam without weight decay
 (optim.name = "adam", optim.weight_decay = 0): the 2017 optimizer, as the study ran it (its
-Adam's weight decay never took effect, SPEC.md); nothing else changes.
+Adam's weight decay never took effect, docs/science.md); nothing else changes.
 """
 
 from algoprog import presets

@@ -277,8 +277,11 @@ def test_split_keeps_a_bible_chapters_translations_on_one_side(tmp_path, monkeyp
   assert not twins(train, held)
   assert sum(len(t.encode()) for t in held) >= 3000
   assert sorted(train + held) == sorted(texts)
-  assert train == [t for t in texts if t in set(train)]  # Both sides in corpus order.
-  assert held == [t for t in texts if t in set(held)]
+  assert train == [t for t in texts if t in set(train)]  # Training in corpus order.
+  held_groups = [group_of[t] for t in held]
+  for g in set(held_groups):  # A group's documents sit together.
+    at = [i for i, h in enumerate(held_groups) if h == g]
+    assert at == list(range(at[0], at[0] + len(at)))
   # Distinct keys: exactly the plain tail.
   assert data.split_documents(texts, 3000, [str(i) for i in range(len(texts))]) == plain
 

@@ -449,7 +449,7 @@ def test_lstm_evaluation_streams_from_zeros_across_batches():
 
 
 # ---------------------------------------------------------------------------------------
-# Parameter counts: the pytree against the closed forms of SPEC.md / docs/models.md.
+# Parameter counts: the pytree against the closed forms of docs/science.md / docs/models.md.
 
 
 def closed_form(m, vocab: int) -> tuple[int, int]:
