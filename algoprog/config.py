@@ -93,7 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every_steps = 500  # Orbax checkpoint cadence (and at the end).
   c.train.keep_checkpoints = 3  # Keep the newest this many checkpoints.
   c.train.lstm_window = 32  # LSTM truncated-BPTT window (tokens).
-  c.train.lstm_reset_probability = 0.01  # Per row, per window: restart the carried state.
+  c.train.lstm_reset_probability = 0.01  # Per row and draw: restart the carried state.
   c.train.lstm_reset = "window"  # When resets are drawn: "window" (each) | "batch" (per step).
   return c
 
