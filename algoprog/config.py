@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The modern Transformer of SPEC.md at width 64 on the embedded corpus."""
+  """The modern Transformer of docs/science.md at width 64 on the embedded corpus."""
   c = ml_collections.ConfigDict()
   c.seed = 123  # Seeds parameter init and the LSTM state resets. Study: 123, 456, 789, 101.
   c.label = ""  # Group label of this run in analyses (e.g. "modern"); "" -> model.kind.
@@ -64,15 +64,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.ffn_multiplier = 4  # FFN hidden width / d.
   c.model.norm = "rmsnorm"  # "rmsnorm" | "layernorm".
   c.model.norm_placement = "pre"  # "pre" (final norm added) | "post" (2017 Transformer).
+  c.model.final_norm = ""  # Norm after the last layer: "yes" | "no"; "" -> yes iff pre-norm.
   c.model.positions = "rotary"  # "rotary" | "learned" | "sinusoidal" | "none".
   c.model.rotary_base = 10_000.0  # Rotary wavelength base.
   c.model.max_sequence_length = 0  # Longest input the model takes; 0 -> data.sequence_length.
   c.model.init = "normal"  # "normal" (N(0, init_std)) | "xavier" | "kaiming".
   c.model.init_std = 0.02  # Std of the "normal" init, embeddings included.
+  c.model.positions_init_std = 0.0  # Learned-position table N(0, std); 0 -> init_std.
   c.model.scaled_output_init = False  # Divide output projections' init by sqrt(2 layers).
   c.model.scale_embeddings = False  # 2017 recipe: table N(0, 1/d) (not init_std), inputs x sqrt(d).
   c.model.tie_embeddings = True  # Unembedding = embedding transposed.
   c.model.output_bias = True  # Bias of V on the logits.
+  c.model.matrix_biases = False  # Biases on the Transformer's matrices (as torch nn.Linear).
   c.model.dtype = "float32"  # Activation dtype: "float32" | "bfloat16". Params stay f32.
   # Matmul operand dtype: "bfloat16" casts every matmul's inputs (weights and activations)
   # to bf16 and accumulates in f32 (preferred_element_type); its outputs, the activations
@@ -107,7 +110,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every_steps = 500  # Orbax checkpoint cadence (and at the end).
   c.train.keep_checkpoints = 3  # Keep the newest this many checkpoints.
   c.train.lstm_window = 32  # LSTM truncated-BPTT window (tokens).
-  c.train.lstm_reset_probability = 0.01  # Per row, per window: restart the carried state.
+  c.train.lstm_reset_probability = 0.01  # Per row and draw: restart the carried state.
+  c.train.lstm_reset = "window"  # When resets are drawn: "window" (each) | "batch" (per step).
   return c
 
 
@@ -115,10 +119,12 @@ _CHOICES = {
     "data.source": ("embedded", "text", "tfds"),
     "data.tokenizer": ("byte", "bpe", "gpt2"),
     "model.norm_placement": ("pre", "post"),
+    "model.final_norm": ("", "yes", "no"),
     "model.init": ("normal", "xavier", "kaiming"),
     "model.dtype": ("float32", "bfloat16"),
     "model.matmul_dtype": ("float32", "bfloat16"),
     "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
+    "train.lstm_reset": ("window", "batch"),
 }
 # Fields choosing from a registry (algoprog.registry): built-ins plus imported plug-ins.
 _REGISTERED = {
@@ -174,9 +180,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     positive(field)
   for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "train.flops",
                 "model.num_layers",
-                "model.num_heads", "model.max_sequence_length", "optim.warmup_steps",
-                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents",
-                "data.max_bytes"):
+                "model.num_heads", "model.max_sequence_length", "model.positions_init_std",
+                "optim.warmup_steps", "optim.weight_decay", "optim.grad_clip_norm",
+                "data.max_documents", "data.max_bytes"):
     positive(field, allow_zero=True)
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "
@@ -243,4 +249,6 @@ def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   else:
     r.model.num_layers = r.model.num_layers or 1
   r.model.max_sequence_length = r.model.max_sequence_length or r.data.sequence_length
+  r.model.final_norm = r.model.final_norm or ("yes" if r.model.norm_placement == "pre" else "no")
+  r.model.positions_init_std = r.model.positions_init_std or r.model.init_std
   return r

@@ -406,6 +406,24 @@ def manifest(directory: str | os.PathLike | None = None) -> dict:
 
 def embedded_documents(directory: str | os.PathLike | None = None) -> list[str]:
   """The corpus's documents in their fixed order, after checking the file's SHA-256."""
+  return [record["text"] for record in embedded_records(directory)]
+
+
+# The three Bibles translate the same 1,189 chapters: a chapter's translations are one twin
+# group, which data.split_documents keeps on one side of the train/validation split
+# (validation text whose translation was trained on would flatter every model).
+SPLIT_RULE = "twin-groups-v1: a Bible chapter's translations on one side"
+
+
+def twin_group(source: str, doc_id: str) -> str:
+  """The split group of a document: its chapter for the Bibles, else the document itself."""
+  if source.startswith("bible_"):
+    return f"bible/{doc_id}"
+  return f"{source}/{doc_id}"
+
+
+def embedded_records(directory: str | os.PathLike | None = None) -> list[dict]:
+  """The corpus's {"source", "id", "text"} records in their fixed order, SHA-256 checked."""
   directory = pathlib.Path(directory).expanduser() if directory else default_directory()
   info = manifest(directory)
   raw = (directory / CORPUS_FILE).read_bytes()
@@ -417,4 +435,4 @@ def embedded_documents(directory: str | os.PathLike | None = None) -> list[str]:
                     f"expected {pinned or info['sha256']}; rebuild it with `{SETUP_COMMAND}`")
   # Split on b"\n" only: json.dumps escapes newlines, but not U+2028 or U+0085, which
   # str.splitlines would also split on.
-  return [json.loads(line)["text"] for line in raw.split(b"\n") if line]
+  return [json.loads(line) for line in raw.split(b"\n") if line]

@@ -259,18 +259,60 @@ def _encode_flat(tokenizer: Tokenizer, documents: list[str], chunk: int = 10_000
   return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
-def split_documents(documents: list[str], holdout_bytes: int) -> tuple[list[str], list[str]]:
+def split_documents(documents: list[str], holdout_bytes: int,
+                    groups: list[str] | None = None) -> tuple[list[str], list[str]]:
   """(train, held-out): the held-out tail is the last documents totalling >= holdout_bytes,
-  capped at half the corpus."""
+  capped at half the corpus.
+
+  `groups` (one key per document, e.g. corpus.twin_group) keeps each group on one side. A
+  group stands where one of its documents stands, picked by a hash of its key (not by
+  position: a group picked by its last document would be held out three times as often as
+  a single document, and its bytes with it); the tail is then taken group by group, and the
+  held-out list is in that order with a group's documents together, so that the validation
+  prefix is a tail sample too. Training keeps corpus order. With distinct keys this is
+  exactly the plain tail.
+  """
   sizes = np.array([len(d.encode("utf-8")) for d in documents])
   total = int(sizes.sum())
   target = min(holdout_bytes, total // 2)
+  if groups is not None and len(set(groups)) > 1:
+    if len(groups) != len(documents):
+      raise DataError(f"split: {len(groups)} group keys for {len(documents)} documents")
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(groups):
+      members.setdefault(key, []).append(i)
+    position = {key: ids[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(ids)]
+                for key, ids in members.items()}
+    held, held_bytes = [], 0
+    for key in sorted(members, key=position.get, reverse=True):
+      if held_bytes >= target:
+        break
+      held.append(key)
+      held_bytes += int(sizes[members[key]].sum())
+    if len(held) < len(members):
+      held_set = set(held)
+      return ([d for d, key in zip(documents, groups) if key not in held_set],
+              [documents[i] for key in reversed(held) for i in members[key]])
   tail = np.cumsum(sizes[::-1])
   n_holdout = int(np.searchsorted(tail, target) + 1)
   if n_holdout >= len(documents):  # One huge document: split it by characters instead.
     cut = len(documents[-1]) - min(target, len(documents[-1]) // 2)
     return documents[:-1] + [documents[-1][:cut]], [documents[-1][cut:]]
   return documents[:-n_holdout], documents[-n_holdout:]
+
+
+def embedded_groups(data: ml_collections.ConfigDict, documents: list[str]) -> list[str]:
+  """corpus.twin_group of each of `documents` (read_documents of the embedded corpus)."""
+  from algoprog import corpus
+  records = corpus.embedded_records()
+  if data.max_documents:
+    records = records[: data.max_documents]
+  groups = [corpus.twin_group(r["source"], r["id"]) for r in records if r["text"].strip()]
+  if len(groups) != len(documents):  # read_documents kept other documents than these.
+    raise DataError(f"data.source='embedded': {len(documents)} documents but "
+                    f"{len(groups)} split groups; rebuild the corpus with "
+                    "`python -m launch.corpus`")
+  return groups
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -306,9 +348,14 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
     source_digest.update(b"\0")
   tokenizer_key = {"byte": "byte", "bpe": f"bpe{data.bpe_vocab_size}", "gpt2": "gpt2"}[
       data.tokenizer]
+  split_rule = ""
+  if data.source == "embedded":
+    from algoprog import corpus
+    split_rule = corpus.SPLIT_RULE
   key = hashlib.sha256(json.dumps(
       [source_digest.hexdigest(), tokenizer_key, data.validation_tokens,
-       data.tfds_validation_split if data.source == "tfds" else ""]).encode()).hexdigest()[:16]
+       data.tfds_validation_split if data.source == "tfds" else ""]
+      + ([split_rule] if split_rule else [])).encode()).hexdigest()[:16]
   folder = cache_dir / "tokens" / key
   meta_path = folder / "meta.json"
   if meta_path.exists():
@@ -325,7 +372,8 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
   else:
     bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND
     train_docs, holdout_docs = split_documents(
-        documents, data.validation_tokens * bytes_per_token)
+        documents, data.validation_tokens * bytes_per_token,
+        embedded_groups(data, documents) if data.source == "embedded" else None)
   if data.tokenizer == "byte":
     tokenizer = ByteTokenizer()
   elif data.tokenizer == "bpe":
@@ -351,8 +399,8 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
       "validation_sha256": _sha256(validation_tokens),
   }
   if data.source == "embedded":
-    from algoprog import corpus
     fingerprint["embedded"] = corpus.DESCRIPTION
+    fingerprint["split"] = split_rule
   folder.mkdir(parents=True, exist_ok=True)
   tmp = folder.with_name(folder.name + ".tmp")
   tmp.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ The convention of `training_flops_per_token` (recorded with every run as CONVENT
   - Embedding lookup: 0 FLOPs forward (a gather); its gradient is a scatter-add, d FLOPs
     per token. The tied unembedding is a matmul, 2*d*V forward.
   - Elementwise work (norms, rotary, softmax, activations, residual adds, output bias,
-    cross-entropy) is counted exactly, forward and backward, as one FLOP per arithmetic op
-    per element of the implementation in models.py/train.py; transcendentals count 1 each
+    matrix biases, cross-entropy) is counted exactly, forward and backward, as one FLOP per
+    arithmetic op per element of the implementation in models.py/train.py; transcendentals count 1 each
     except erf, which XLA expands into a ~60-op polynomial (GELU), counted as executed.
     The per-element constants are in ELEMENTWISE_FLOPS with the ops they stand for.
   - Optimizer update FLOPs are per step, not per token: `optimizer_flops_per_step`.
@@ -77,6 +77,8 @@ ELEMENTWISE_FLOPS = {
     "relu": (1.0, 2.0),
     # residual or position add | cotangent fan-in add
     "add": (1.0, 1.0),
+    # per output unit of a matrix with a bias (model.matrix_biases): +bias | bias reduce
+    "matrix_bias": (1.0, 1.0),
     # per logit: +bias, max, sub, exp, sum, (label gather) | exp*g, - onehot, bias reduce
     "logits_loss": (6.0, 3.0),
     # per LSTM hidden unit: 8 (two gate adds over 4H), 3 sigmoids x4, 2 tanh, c and h
@@ -175,7 +177,8 @@ def param_counts(model: ml_collections.ConfigDict, vocab_size: int,
 
   Embedding part: V*d table (+ d*V untied unembedding) + V output bias + Lmax*d learned
   positions. Transformer layer: 4d^2 attention + 3dF (SwiGLU) or 2dF FFN + norms (d, or
-  2d for LayerNorm, twice per layer, plus a final norm when pre-norm). LSTM layer:
+  2d for LayerNorm, twice per layer, plus a final norm per model.final_norm) + with
+  model.matrix_biases a bias per matrix output: 4d + 2F + d (SwiGLU) or F + d. LSTM layer:
   4H(in+H) + 4H per bias set (model.lstm_bias_sets).
   """
   if plugin_components(model):
@@ -195,9 +198,24 @@ def param_counts(model: ml_collections.ConfigDict, vocab_size: int,
   f = model.ffn_multiplier * d
   ffn = (3.0 if model.ffn == "swiglu" else 2.0) * d * f
   norm = (1.0 if model.norm == "rmsnorm" else 2.0) * d
-  norms = 2 * layers * norm + (norm if model.norm_placement == "pre" else 0.0)
-  body = layers * (4 * d * d + ffn) + norms
+  norms = 2 * layers * norm + (norm if _has_final_norm(model) else 0.0)
+  body = layers * (4 * d * d + ffn + _matrix_bias_units(model, d)) + norms
   return embedding + body, body
+
+
+def _has_final_norm(model: ml_collections.ConfigDict) -> bool:
+  """As models.has_final_norm: model.final_norm, "" -> pre-norm only."""
+  final_norm = model.get("final_norm", "")
+  return final_norm == "yes" or (not final_norm and model.norm_placement == "pre")
+
+
+def _matrix_bias_units(model: ml_collections.ConfigDict, d: Width):
+  """Bias entries per Transformer layer: the output widths of its matrices (0 without
+  model.matrix_biases): 4 d attention + 2F + d (SwiGLU: gate, up, down) or F + d."""
+  if not model.get("matrix_biases", False):
+    return 0.0 * d
+  f = model.ffn_multiplier * d
+  return 4 * d + (2 if model.ffn == "swiglu" else 1) * f + d
 
 
 def _attended_keys(sequence_length: int, attention: str) -> float:
@@ -239,9 +257,11 @@ def _elementwise_flops_per_token(model, vocab_size, sequence_length, width, atte
     return out
   keys = _attended_keys(sequence_length, attention)
   norm_elem, norm_row = ELEMENTWISE_FLOPS[model.norm][side], NORM_ROW_FLOPS[model.norm][side]
-  num_norms = 2 * layers + (1 if model.norm_placement == "pre" else 0)
+  num_norms = 2 * layers + (1 if _has_final_norm(model) else 0)
   out["norms"] = num_norms * (norm_elem * d + norm_row)
   out["residual"] = layers * 2 * ew("add") * d
+  if model.get("matrix_biases", False):
+    out["matrix_biases"] = layers * ew("matrix_bias") * _matrix_bias_units(model, d)
   out["attention_softmax"] = layers * heads * keys * ew("softmax")
   if model.positions == "rotary":
     out["rotary"] = layers * 2 * ew("rotary") * d  # On queries and keys.

@@ -2,20 +2,22 @@
 
 Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab,
 N layers. All models map int tokens [B, L] to logits [B, L, V] in float32 and share the
-convention of SPEC.md: tied input/output embedding plus an output bias of V, no biases in the
-Transformer's matrices, no dropout. The LSTM also takes and returns its carried state
-(`LSTM.__call__`); `is_recurrent` tells the two apart. docs/models.md has the closed forms.
+convention of docs/science.md: tied input/output embedding plus an output bias of V, no
+biases in the Transformer's matrices (unless model.matrix_biases), no dropout. The LSTM also takes and
+returns its carried state (`LSTM.__call__`); `is_recurrent` tells the two apart.
+docs/models.md has the closed forms.
 
 Transformer parameter layout (what `count_params` and the closed forms in tests rely on):
   embed/embedding            V x D   (also the unembedding when tied)
   unembed/kernel             D x V   (only when untied)
   output_bias                V
-  positions                  Lmax x D (learned positions only; N(0, init_std))
+  positions                  Lmax x D (learned positions only; N(0, positions_init_std))
   layer_i/attention/{query,key,value,out}/kernel   D x D each: 4 D^2
   layer_i/ffn/{gate,up,down}/kernel   SwiGLU: D x F, D x F, F x D = 3 D F (12 D^2 at F = 4D)
   layer_i/ffn/{up,down}/kernel        GELU/ReLU: 2 D F (8 D^2)
   layer_i/{attention_norm,ffn_norm}   D (RMSNorm scale) or 2 D (LayerNorm scale + bias)
-  final_norm                          pre-norm only
+  final_norm                          model.final_norm ("" -> pre-norm only)
+  .../bias of every matrix above      its output width (model.matrix_biases only)
 
 LSTM parameter layout (hidden = D; gates in the order input, forget, cell, output):
   embed/embedding, output_bias (and unembed/kernel when untied), as above
@@ -230,7 +232,7 @@ causal_attention.defvjp(_causal_attention_fwd, _causal_attention_bwd)
 
 
 class CausalSelfAttention(nn.Module):
-  """Multi-head causal attention; 4 D x D matrices, no biases.
+  """Multi-head causal attention; 4 D x D matrices, biases only with model.matrix_biases.
 
   Layout for speed on XLA:CPU (docs/performance.md): the projections are 2-D matmuls over
   the B*L tokens (a 3-D dot_general's backward transposes its activations), and the scores
@@ -244,8 +246,9 @@ class CausalSelfAttention(nn.Module):
     b, length, d = x_BxLxD.shape
     h = m.num_heads
     k = d // h
+    biases = m.get("matrix_biases", False)  # .get: configs recorded before the field.
     dense = lambda name, init: (lambda y: nn.Dense(
-        d, use_bias=False, kernel_init=init, dtype=x_BxLxD.dtype, name=name,
+        d, use_bias=biases, kernel_init=init, dtype=x_BxLxD.dtype, name=name,
         dot_general=matmul_dot_general(m))(y).astype(x_BxLxD.dtype))
     init = _kernel_init(m)
     x_TxD = x_BxLxD.reshape(b * length, d)
@@ -282,7 +285,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """SwiGLU: down(silu(gate x) * up x); GELU/ReLU: down(act(up x)). No biases."""
+  """SwiGLU: down(silu(gate x) * up x); GELU/ReLU: down(act(up x)). Biases only with
+  model.matrix_biases."""
   model: ml_collections.ConfigDict
 
   @nn.compact
@@ -293,8 +297,9 @@ class FeedForward(nn.Module):
     init = _kernel_init(m)
     out_init = _kernel_init(m, 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init
                             else 1.0)
+    biases = m.get("matrix_biases", False)
     dense = lambda features, name, kernel_init: (lambda y: nn.Dense(
-        features, use_bias=False, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name,
+        features, use_bias=biases, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name,
         dot_general=matmul_dot_general(m))(y).astype(x_BxLxD.dtype))
     # 2-D matmuls over the tokens: see CausalSelfAttention.
     x_TxD = x_BxLxD.reshape(-1, d)
@@ -340,7 +345,8 @@ class Transformer(nn.Module):
       x_BxLxD = x_BxLxD * math.sqrt(m.width)
     length = tokens_BxL.shape[1]
     if m.positions == "learned":
-      table = self.param("positions", nn.initializers.normal(m.init_std),
+      std = m.get("positions_init_std", 0.0) or m.init_std
+      table = self.param("positions", nn.initializers.normal(std),
                          (m.max_sequence_length, m.width))
       x_BxLxD = x_BxLxD + table[None, :length].astype(dtype)
     elif m.positions == "sinusoidal":
@@ -349,9 +355,16 @@ class Transformer(nn.Module):
       x_BxLxD = registry.POSITIONS.get(m.positions).factory(m, "positions")(x_BxLxD)
     for i in range(m.num_layers):
       x_BxLxD = TransformerLayer(m, name=f"layer_{i}")(x_BxLxD)
-    if m.norm_placement == "pre":
+    if has_final_norm(m):
       x_BxLxD = make_norm(m, "final_norm")(x_BxLxD)
     return unembed(self, m, embed, x_BxLxD, self.vocab_size)
+
+
+def has_final_norm(m: ml_collections.ConfigDict) -> bool:
+  """model.final_norm, with "" (unresolved, or a config older than the field) meaning
+  pre-norm only."""
+  final_norm = m.get("final_norm", "")
+  return final_norm == "yes" or (not final_norm and m.norm_placement == "pre")
 
 
 def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
@@ -368,8 +381,31 @@ def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
     logits_TxV = nn.Dense(vocab_size, use_bias=False, kernel_init=_kernel_init(m),
                           dot_general=matmul_dot_general(m), name="unembed")(x_TxD)
   if m.output_bias:
-    logits_TxV = logits_TxV + module.param("output_bias", nn.initializers.zeros, (vocab_size,))
+    logits_TxV = add_output_bias(
+        logits_TxV, module.param("output_bias", nn.initializers.zeros, (vocab_size,)))
   return logits_TxV.reshape(x_BxLxD.shape[:-1] + (vocab_size,))
+
+
+@jax.custom_vjp
+def add_output_bias(logits_TxV: jax.Array, bias_V: jax.Array) -> jax.Array:
+  """logits + bias, broadcast over the T rows; the bias gradient is a matmul.
+
+  Autodiff's bias gradient is a column sum of the [T, V] logit gradient, which XLA:CPU
+  reduces slowly; ones[T] @ dlogits[T, V] is the same sum as a matmul (docs/performance.md).
+  """
+  return logits_TxV + bias_V
+
+
+def _add_output_bias_fwd(logits_TxV, bias_V):
+  return logits_TxV + bias_V, bias_V  # The bias only for its dtype: it is a live param.
+
+
+def _add_output_bias_bwd(bias_V, dlogits_TxV):
+  ones_T = jnp.ones((dlogits_TxV.shape[0],), dlogits_TxV.dtype)
+  return dlogits_TxV, (ones_T @ dlogits_TxV).astype(bias_V.dtype)
+
+
+add_output_bias.defvjp(_add_output_bias_fwd, _add_output_bias_bwd)
 
 
 def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: jax.Array,

@@ -22,7 +22,7 @@ def retro() -> ml_collections.ConfigDict:
   """The "2017" Transformer: post-norm LayerNorm, sinusoidal positions, GELU FFN, the 2017
   embedding convention (table N(0, 1/d) read as x sqrt(d), so tokens are not drowned by the
   unit-amplitude sinusoids), Adam with no weight decay (the 2017 recipe had none),
-  inverse-sqrt schedule after the linear warmup; learning rate tuned for 64d (SPEC.md).
+  inverse-sqrt schedule after the linear warmup; learning rate tuned for 64d (docs/science.md).
   Init of the matrices, clipping, betas and warmup as modern."""
   c = config.base_config()
   c.label = "retro"
@@ -42,7 +42,7 @@ def lstm(num_layers: int = 1) -> ml_collections.ConfigDict:
   """The LSTM baseline: hidden = width, tied embeddings + output bias, truncated BPTT over
   32-token windows with the state carried across windows and steps and reset per row with
   probability 0.01 (docs/models.md); AdamW(b1=0, b2=0.999, eps=1e-9, wd=1e-4), cosine to
-  0.1x with 10% warmup, clipping 1.0; learning rate tuned for 64d (SPEC.md). The
+  0.1x with 10% warmup, clipping 1.0; learning rate tuned for 64d (docs/science.md). The
   Transformer-only model fields keep their base values and are unused."""
   c = config.base_config()
   c.label = "lstm" if num_layers == 1 else f"lstm{num_layers}"

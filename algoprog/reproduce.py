@@ -548,6 +548,8 @@ ABLATIONS = {
                              "configs/ablation_layernorm.py", None),
     "cosine_vs_inverse_sqrt": ("ablation_reference", "ablation_inverse_sqrt",
                                "configs/ablation_inverse_sqrt.py", None),
+    "cosine_vs_linear": ("ablation_reference", "ablation_linear_decay",
+                         "configs/ablation_linear_decay.py", None),
     "adamw_vs_adam": ("ablation_reference", "ablation_adam", "configs/ablation_adam.py", None),
     # SGD with heavy-ball momentum needs a far larger step than Adam: its own sweep centre.
     "adam_vs_sgd": ("ablation_adam", "ablation_sgd", "configs/ablation_sgd.py", 0.1),

@@ -30,6 +30,7 @@ import queue
 import shlex
 import subprocess
 import sys
+import time
 from typing import Any, Iterable
 
 import ml_collections
@@ -449,6 +450,28 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict, distributed: bool
   return info
 
 
+def eta_seconds(durations: list[float], remaining: int, workers: int) -> float | None:
+  """Seconds until `remaining` runs finish, at the mean duration (s) of the runs finished so
+  far, `workers` at a time; None before any run has finished."""
+  if not durations:
+    return None
+  if remaining <= 0:
+    return 0.0
+  return remaining * (sum(durations) / len(durations)) / max(1, min(workers, remaining))
+
+
+def format_duration(seconds: float | None) -> str:
+  """'1h 02m', '3m 05s', '42s'; '?' for None."""
+  if seconds is None:
+    return "?"
+  seconds = int(round(seconds))
+  if seconds >= 3600:
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+  if seconds >= 60:
+    return f"{seconds // 60}m {seconds % 60:02d}s"
+  return f"{seconds}s"
+
+
 def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
             retry_failed: bool = False, log=print, devices_per_worker: int = 0,
             distributed: bool = False) -> dict[str, dict]:
@@ -458,7 +481,9 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
   interrupted runs are (re)started, resuming from their checkpoints. With
   `devices_per_worker` > 0, each of the `workers` slots owns its own devices
   (`worker_device_env`) and a run uses the slot's. `distributed`: runs are launched with
-  --distributed (multi-host: every host runs this sweep; needs workers == 1).
+  --distributed (multi-host: every host runs this sweep; needs workers == 1). One line per
+  finished run: done/total of this call, the run's wall time and the ETA of the rest
+  (eta_seconds).
   """
   if distributed and workers != 1:
     raise SweepError(f"workers: expected 1 with --distributed (every host must start the "
@@ -489,24 +514,32 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
   for slot in range(workers):
     slots.put(slot)
 
-  def execute_on_a_slot(run: RunSpec) -> dict:
+  def execute_on_a_slot(run: RunSpec) -> tuple[dict, float]:
+    """(run.json, wall seconds) of one run on a free device slot."""
     slot = slots.get()
+    start = time.monotonic()
     try:
-      return _execute(sweep_dir, run, {**env, **worker_device_env(slot, devices_per_worker)},
-                      distributed)
+      slot_env = {**env, **worker_device_env(slot, devices_per_worker)}
+      info = (_execute(sweep_dir, run, slot_env, distributed) if distributed
+              else _execute(sweep_dir, run, slot_env))
+      return info, time.monotonic() - start
     finally:
       slots.put(slot)
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     futures = {pool.submit(execute_on_a_slot, run): run for run in todo}
+    durations = []
     for future in concurrent.futures.as_completed(futures):
       run = futures[future]
-      info = future.result()
+      info, seconds = future.result()
       results[run.run_id] = info
+      durations.append(seconds)
+      eta = eta_seconds(durations, len(todo) - len(durations), workers)
       loss = info.get("final_validation_loss")
-      log(f"  {info['status']:9s} {run.run_id}"
+      log(f"  [{len(durations)}/{len(todo)}] {info['status']:9s} {run.run_id}"
           + (f"  validation {loss:.4f}" if isinstance(loss, float) else "")
-          + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else ""))
+          + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else "")
+          + f"  took {format_duration(seconds)}, ETA {format_duration(eta)}")
   return results
 
 

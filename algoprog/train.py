@@ -99,9 +99,16 @@ _RESET_STREAM = 1  # Folded into the seed's key so reset draws never reuse the i
 
 
 def reset_mask(seed: int, step: jax.Array, batch_size: int, windows: int,
-               probability: float) -> jax.Array:
-  """bool [B, windows]: which rows restart from zeros before each window of `step`."""
+               probability: float, per: str = "window") -> jax.Array:
+  """bool [B, windows]: which rows restart from zeros before each window of `step`.
+
+  per="window" (train.lstm_reset): a draw before every window; per="batch": one draw per
+  row and step, before its first window only (a reset per batch, whatever the window).
+  """
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _RESET_STREAM), step)
+  if per == "batch":
+    first = jax.random.bernoulli(key, probability, (batch_size, 1))
+    return jnp.concatenate([first, jnp.zeros((batch_size, windows - 1), bool)], axis=1)
   return jax.random.bernoulli(key, probability, (batch_size, windows))
 
 
@@ -128,7 +135,8 @@ def truncated_bptt_loss_sum(model: nn.Module, params, carry_BxNx2xD, inputs_BxL,
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
                     microbatches: int, *, seed: int = 0, lstm_window: int = 0,
-                    lstm_reset_probability: float = 0.0) -> Callable:
+                    lstm_reset_probability: float = 0.0, lstm_reset: str = "window"
+                    ) -> Callable:
   """(state, inputs [B, L], targets [B, L]) -> (state, mean train loss).
 
   The lstm_* arguments (train.* fields) matter only for recurrent models; 0 window -> L.
@@ -149,7 +157,7 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
     resets = None
     if recurrent:
       resets = reset_mask(seed, state.step, b, length // (lstm_window or length),
-                          lstm_reset_probability)
+                          lstm_reset_probability, lstm_reset)
     split = lambda x: x.reshape((microbatches, b // microbatches) + x.shape[1:])
 
     def accumulate(acc, batch):
@@ -208,7 +216,8 @@ class Trainer:
     self.train_step = jax.jit(
         make_train_step(self.model, self.optimizer, self.config.train.microbatches,
                         seed=self.config.seed, lstm_window=self.config.train.lstm_window,
-                        lstm_reset_probability=self.config.train.lstm_reset_probability),
+                        lstm_reset_probability=self.config.train.lstm_reset_probability,
+                        lstm_reset=self.config.train.get("lstm_reset", "window")),
         in_shardings=(self.state_shardings, self.batch_sharding, self.batch_sharding),
         out_shardings=(self.state_shardings, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(

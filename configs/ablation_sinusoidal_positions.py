@@ -1,5 +1,7 @@
 """Ablation: the modern Transformer with rotary reverted to sinusoidal positions
-(model.positions = "sinusoidal"); nothing else changes.
+(model.positions = "sinusoidal") with the 2017 embedding convention that goes with them
+(model.scale_embeddings: table N(0, 1/d) read as x sqrt(d), so unit-scale token inputs are not
+drowned by the unit-amplitude sinusoids, as in configs/retro.py); nothing else changes.
 """
 
 from algoprog import presets
@@ -9,4 +11,5 @@ def get_config():
   c = presets.modern()
   c.label = "ablation_sinusoidal_positions"
   c.model.positions = "sinusoidal"
+  c.model.scale_embeddings = True
   return c

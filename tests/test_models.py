@@ -194,6 +194,67 @@ def test_untied_embeddings_and_no_output_bias():
   assert "output_bias" not in params
 
 
+def test_matrix_biases_are_on_every_matrix_and_used():
+  for ffn in ("swiglu", "gelu"):
+    m = model_config(model__matrix_biases=True, model__ffn=ffn)
+    model = models.build_model(m, VOCAB)
+    tokens = np.random.default_rng(0).integers(0, VOCAB, (2, 16))
+    params = init(model, tokens)
+    layers = [params[f"layer_{i}"] for i in range(m.num_layers)]
+    denses = [d for layer in layers for part in layer.values() for d in part.values()
+              if isinstance(d, dict) and "kernel" in d]
+    assert len(denses) == m.num_layers * (4 + (3 if ffn == "swiglu" else 2))
+    for dense in denses:
+      np.testing.assert_array_equal(dense["bias"], 0)  # Zero at init: the same function.
+      assert dense["bias"].shape == dense["kernel"].shape[-1:]
+    moved = jax.tree_util.tree_map(lambda x: x, params)
+    moved["layer_0"]["ffn"]["down"]["bias"] = jnp.ones(m.width)
+    assert np.abs(model.apply({"params": moved}, tokens)
+                  - model.apply({"params": params}, tokens)).max() > 1e-3
+  plain = init(models.build_model(model_config(), VOCAB), np.zeros((1, 16), np.int32))
+  assert not any("bias" in d for d in plain["layer_0"]["attention"].values())
+  assert not any("bias" in d for d in plain["layer_0"]["ffn"].values())
+
+
+def test_final_norm_option_adds_a_norm_after_post_norm_layers():
+  m = model_config(model__norm_placement="post", model__norm="layernorm",
+                   model__final_norm="yes")
+  model = models.build_model(m, VOCAB)
+  tokens = np.random.default_rng(0).integers(0, VOCAB, (2, 16))
+  params = init(model, tokens)
+  assert set(params["final_norm"]) == {"scale", "bias"}
+  moved = dict(params, final_norm={"scale": params["final_norm"]["scale"] * 2,
+                                   "bias": params["final_norm"]["bias"]})
+  logits = model.apply({"params": params}, tokens)
+  bias = params["output_bias"]
+  # Doubling the final norm's scale doubles the logits less the output bias: it is last.
+  np.testing.assert_allclose(model.apply({"params": moved}, tokens) - bias,
+                             2 * (logits - bias), rtol=1e-4, atol=1e-5)
+  off = model_config(model__final_norm="no")  # Pre-norm without one, too.
+  assert "final_norm" not in init(models.build_model(off, VOCAB), tokens)
+
+
+def test_learned_positions_init_std():
+  m = model_config(model__positions="learned", model__positions_init_std=0.01,
+                   model__width=128)
+  params = init(models.build_model(m, VOCAB), np.zeros((1, 16), np.int32))
+  assert abs(np.std(params["positions"]) / 0.01 - 1) < 0.05
+  assert abs(np.std(params["embed"]["embedding"]) / 0.02 - 1) < 0.05
+  assert model_config(model__positions="learned").positions_init_std == 0.02  # 0 -> init_std.
+
+
+def test_output_bias_gradient_matmul_equals_autodiff():
+  logits, bias = rand(300, 61), rand(61, seed=1)
+  weights = rand(300, 61, seed=2)  # A non-uniform upstream gradient.
+  loss = lambda add: lambda l, b: jnp.sum(weights * jnp.tanh(add(l, b)))
+  np.testing.assert_array_equal(models.add_output_bias(logits, bias), logits + bias)
+  got = jax.grad(loss(models.add_output_bias), argnums=(0, 1))(logits, bias)
+  want = jax.grad(loss(lambda l, b: l + b), argnums=(0, 1))(logits, bias)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+  assert np.abs(got[1]).max() > 1  # Not trivially zero.
+
+
 # ---------------------------------------------------------------------------------------
 # The LSTM.
 
@@ -250,7 +311,8 @@ def test_lstm_streams_exactly_across_calls_and_is_causal():
                                 logits[:, :9])
 
 
-def lstm_trainer(batch_size=4, length=16, window=8, reset=0.0, microbatches=1, devices=2):
+def lstm_trainer(batch_size=4, length=16, window=8, reset=0.0, microbatches=1, devices=2,
+                 reset_per="window"):
   c = config_lib.base_config()
   c.data.sequence_length = length
   c.data.batch_size = batch_size
@@ -258,6 +320,7 @@ def lstm_trainer(batch_size=4, length=16, window=8, reset=0.0, microbatches=1, d
   c.model.width = 16
   c.train.lstm_window = window
   c.train.lstm_reset_probability = reset
+  c.train.lstm_reset = reset_per
   c.train.microbatches = microbatches
   c = config_lib.resolve(c)
   return train.build_trainer(c, VOCAB, 100, train.make_mesh(jax.devices()[:devices]))
@@ -295,6 +358,20 @@ def test_reset_probability_one_restarts_every_window():
   state = trainer.train_step(state, *trainer.shard_batch(x0, y0))[0]
   _, expected = trainer.model.apply({"params": params0}, x0[:, 8:])  # Last window alone.
   np.testing.assert_allclose(state.carry, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_per_batch_resets_restart_only_before_the_first_window():
+  trainer = lstm_trainer(reset=1.0, reset_per="batch")
+  state = trainer.init(jax.random.key(0))
+  (x0, y0), (x1, y1) = batches(2)
+  state = trainer.train_step(state, *trainer.shard_batch(x0, y0))[0]
+  params1 = jax.device_get(state.params)
+  state = trainer.train_step(state, *trainer.shard_batch(x1, y1))[0]
+  # Step 2 restarts from zeros (not from step 1's carry), then carries across its windows.
+  _, expected = trainer.model.apply({"params": params1}, x1)
+  np.testing.assert_allclose(state.carry, expected, rtol=1e-5, atol=1e-6)
+  mask = np.asarray(train.reset_mask(0, jnp.int32(3), 4000, 4, 0.01, "batch"))
+  assert not mask[:, 1:].any() and 0.006 < mask[:, 0].mean() < 0.014
 
 
 def test_reset_draws_depend_only_on_seed_and_step():
@@ -372,7 +449,7 @@ def test_lstm_evaluation_streams_from_zeros_across_batches():
 
 
 # ---------------------------------------------------------------------------------------
-# Parameter counts: the pytree against the closed forms of SPEC.md / docs/models.md.
+# Parameter counts: the pytree against the closed forms of docs/science.md / docs/models.md.
 
 
 def closed_form(m, vocab: int) -> tuple[int, int]:
@@ -381,7 +458,8 @@ def closed_form(m, vocab: int) -> tuple[int, int]:
   Transformer: N [4 d^2 + (3 if SwiGLU else 2) d F + 2 n] + (n if pre-norm) with F = 4d
   (SwiGLU 12 d^2, GELU/ReLU 8 d^2) and n = d (RMSNorm scale) or 2d (LayerNorm scale + bias);
   LSTM: N (8 d^2 + 4 d b), b = bias sets. Embedding part: V d + V (output bias)
-  + d V (untied) + Lmax d (learned positions).
+  + d V (untied) + Lmax d (learned positions); model.matrix_biases adds each matrix's output
+  width, model.final_norm one more norm.
   """
   d, n_layers = m.width, m.num_layers
   embedding = vocab * d + (vocab if m.output_bias else 0)
@@ -394,7 +472,9 @@ def closed_form(m, vocab: int) -> tuple[int, int]:
   f = m.ffn_multiplier * d
   norm = d if m.norm == "rmsnorm" else 2 * d
   body = n_layers * (4 * d * d + (3 if m.ffn == "swiglu" else 2) * d * f + 2 * norm)
-  body += norm if m.norm_placement == "pre" else 0
+  if m.matrix_biases:  # Every matrix's output width: 4 d + (gate) + up + down.
+    body += n_layers * (4 * d + (2 if m.ffn == "swiglu" else 1) * f + d)
+  body += norm if m.final_norm == "yes" else 0
   return embedding + body, body
 
 

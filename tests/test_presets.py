@@ -14,14 +14,18 @@ CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 EXPECTED = {
     "ablation_gelu": {"model.ffn": "gelu"},
     "ablation_relu": {"model.ffn": "relu"},
-    "ablation_learned_positions": {"model.positions": "learned"},
-    "ablation_sinusoidal_positions": {"model.positions": "sinusoidal"},
-    "ablation_post_norm": {"model.norm_placement": "post"},
+    "ablation_learned_positions": {"model.positions": "learned",
+                                   "model.positions_init_std": 0.01},
+    "ablation_sinusoidal_positions": {"model.positions": "sinusoidal",
+                                      "model.scale_embeddings": True},
+    "ablation_post_norm": {"model.norm_placement": "post", "model.final_norm": "no"},
     "ablation_layernorm": {"model.norm": "layernorm"},
     "ablation_inverse_sqrt": {"optim.schedule": "inverse_sqrt"},
-    "ablation_adam": {"optim.name": "adam"},
-    "ablation_sgd": {"optim.name": "sgd"},
+    "ablation_linear_decay": {"optim.schedule": "linear"},
+    "ablation_adam": {"optim.name": "adam", "optim.weight_decay": 0.0},
+    "ablation_sgd": {"optim.name": "sgd", "optim.weight_decay": 0.0},
     "retro": {"model.norm": "layernorm", "model.norm_placement": "post",
+              "model.final_norm": "no",
               "model.positions": "sinusoidal", "model.ffn": "gelu",
               "model.scale_embeddings": True, "optim.name": "adam",
               "optim.weight_decay": 0.0, "optim.schedule": "inverse_sqrt",
@@ -97,3 +101,19 @@ def test_labels_are_unique_and_builders_match_files():
   assert len(set(labels)) == len(labels)
   assert load("lstm2").to_dict() == presets.lstm(num_layers=2).to_dict()
   assert load("retro").to_dict() == presets.retro().to_dict()
+
+
+def test_study_fidelity_fields_are_validated_and_resolved():
+  for field, value in (("model.final_norm", "always"), ("train.lstm_reset", "step"),
+                       ("model.positions_init_std", -0.01)):
+    c = config_lib.base_config()
+    section, key = field.split(".")
+    c[section][key] = value
+    with pytest.raises(config_lib.ConfigError, match=field):
+      config_lib.validate(c)
+  # Defaults keep today's models: a final norm exactly for pre-norm, positions at init_std.
+  assert resolved("modern")["model.final_norm"] == "yes"
+  assert resolved("ablation_post_norm")["model.final_norm"] == "no"
+  assert resolved("modern")["model.positions_init_std"] == 0.02
+  assert resolved("modern")["model.matrix_biases"] is False
+  assert resolved("lstm")["train.lstm_reset"] == "window"

@@ -350,3 +350,26 @@ def test_a_finished_run_of_an_older_plan_is_not_taken_for_the_planned_one(tmp_pa
   write_config(0.5)
   with pytest.raises(sweep.StaleRunError, match=r"optim.learning_rate: ran 0.5, planned 0.003"):
     sweep.execute(tmp_path, [run], workers=1, log=None)
+
+
+def test_eta_is_the_mean_run_time_times_the_runs_left_per_worker():
+  assert sweep.eta_seconds([], 5, 2) is None
+  assert sweep.eta_seconds([10.0, 30.0], 4, 1) == 80.0
+  assert sweep.eta_seconds([10.0, 30.0], 4, 2) == 40.0
+  assert sweep.eta_seconds([10.0, 30.0], 1, 4) == 20.0  # One run left: one worker busy.
+  assert sweep.eta_seconds([10.0], 0, 2) == 0.0
+  assert [sweep.format_duration(s) for s in (None, 42.4, 185, 3720)] == [
+      "?", "42s", "3m 05s", "1h 02m"]
+
+
+def test_execute_prints_progress_with_an_eta(tmp_path, monkeypatch):
+  runs = sweep.plan_runs(sweep_config(tmp_path, tmp_path, seeds=(1, 2, 3)))
+  assert len(runs) == 3
+  monkeypatch.setattr(sweep, "_execute", lambda sweep_dir, run, env: {
+      "status": "completed", "final_validation_loss": 2.5})
+  lines = []
+  results = sweep.execute(tmp_path, runs, workers=1, log=lines.append)
+  assert {info["status"] for info in results.values()} == {"completed"}
+  progress = [l for l in lines if "ETA" in l]
+  assert [l.split()[0] for l in progress] == ["[1/3]", "[2/3]", "[3/3]"]
+  assert progress[-1].endswith("ETA 0s") and "validation 2.5000" in progress[0]
