@@ -24,6 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 123  # Seeds parameter init and the LSTM state resets. Study: 123, 456, 789, 101.
   c.label = ""  # Group label of this run in analyses (e.g. "modern"); "" -> model.kind.
+  c.stage = ""  # Sweep stage, recorded in run.json: "" (not a sweep) | "lr_sweep" | "full".
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "embedded"  # "embedded" | "text" (data.path) | "tfds" (data.tfds_name).
@@ -106,6 +107,7 @@ _CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
     "optim.name": ("adamw", "adam", "sgd", "rmsprop"),
     "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
+    "stage": ("", "lr_sweep", "full"),
 }
 
 
