@@ -20,10 +20,11 @@ to reasons (short, one line each, naming what was seen):
                       is the median, over configurations run with several seeds (same
                       label, width, LR, budget), of the standard deviation of their final
                       validation losses; without such runs `DEFAULT_SEED_NOISE`.
-  unigram plateau     a run with fit points ends within `PLATEAU_TOLERANCE` nats of the
-                      unigram entropy of the training tokens (a model that predicts token
-                      frequencies and nothing else); its points measure the plateau, not
-                      scaling. Skipped (and said so) when the entropy is unknown.
+  unigram plateau     a run with fit points ends less than `PLATEAU_TOLERANCE` nats below
+                      the unigram entropy of the training tokens (the loss of a model that
+                      predicts token frequencies and nothing else), or above it: its points
+                      measure the plateau, not scaling. Skipped (and said so) when the
+                      entropy is unknown.
 
 Any reason on a group marks every derived number that uses its law (CEG, exponent
 difference, accounting) "not determined: <reasons>" (`not_determined`). Intervals of zero
@@ -165,8 +166,8 @@ def plateau_reasons(table: RunTable, result: fit_lib.PowerLawFit, entropy: float
         stuck.append(run_id)
     if stuck:
       reasons[group].append(f"{len(stuck)} run(s) with fit points end on the unigram plateau "
-                            f"(final loss within {tolerance:g} nats of the unigram entropy "
-                            f"{entropy:.3f}): {', '.join(stuck)}")
+                            f"(final loss above the unigram entropy {entropy:.3f} - "
+                            f"{tolerance:g} nats): {', '.join(stuck)}")
   return reasons
 
 
