@@ -210,3 +210,20 @@ def zero_width(lower: float | None, upper: float | None, estimate: float | None 
     return False
   scale = max(abs(lower), abs(upper), abs(estimate or 0.0), 1e-300)
   return abs(upper - lower) <= 1e-9 * scale
+
+
+ZERO_WIDTH_MARK = "(zero-width CI)"
+
+
+def zero_width_warnings(law_rows: Sequence[Mapping], level: float) -> list[str]:
+  """One warning per law parameter (a, alpha, E rows of algoprog.fit.law_rows) whose
+  bootstrap interval has zero width."""
+  out = []
+  for row in law_rows:
+    for name in ("a", "alpha", "E"):
+      if zero_width(row.get(f"{name}_lower"), row.get(f"{name}_upper"), row.get(name)):
+        out.append(f"group {row['group']}: the {level:.0%} interval of {name} has zero width "
+                   f"([{row[f'{name}_lower']:.4g}, {row[f'{name}_upper']:.4g}]): every "
+                   "resample gave the same value (a single run, or a parameter pinned at a "
+                   "bound); it states no uncertainty, not certainty")
+  return out
