@@ -13,6 +13,9 @@ Frontier (which points a group's law is fitted to), `frontier=`:
               the budget gives its loss there (interpolated in log-compute; a single-point
               run counts at a budget within 10**0.05 of its compute), a parabola in
               ln(params) is fitted to loss vs params and its minimum is the fit point.
+`eligible=` (one bool per point: a compute range, points past warmup) restricts the fit
+points AFTER the envelope/final points are taken over all points (for "isoflop": the
+curves are cut to the eligible points first).
 
 Power law L(C) = E + a * C**alpha (algoprog.laws.PowerLaw), per group:
   * residuals are in log space, r = ln(E + a*C**alpha) - ln(L_observed), computed as
