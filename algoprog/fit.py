@@ -683,8 +683,7 @@ def _still_moving(groups, law, params, x, loss, weight, options, log_c0) -> tupl
   """The groups whose fitted law changes when a fit stopped by the iteration cap is run on
   for another max_iter iterations from where it stopped (the joint fit cannot say which
   group kept it from converging; continuing it can)."""
-  more, _, _ = _fit_power_laws(x, jnp.asarray(loss), jnp.asarray(weight), options,
-                               jax.tree.map(lambda v: v, params))
+  more, _, _ = _fit_power_laws(x, jnp.asarray(loss), jnp.asarray(weight), options, params)
   moved = _to_power_law(more, options, log_c0, len(groups))
   names = []
   for g, name in enumerate(groups):
