@@ -26,6 +26,8 @@ to reasons (short, one line each, naming what was seen):
                       measure the plateau, not scaling. Skipped (and said so) when the
                       entropy is unknown.
 
+Each reason reads "label: details" (labels: "E at a bound", "iteration cap", "frontier
+span", "LR at grid edge", "LR within seed noise", "no LR chosen", "unigram plateau").
 Any reason on a group marks every derived number that uses its law (CEG, exponent
 difference, accounting) "not determined: <reasons>" (`not_determined`). Intervals of zero
 width (one run, or a parameter pinned at a bound in every resample) are flagged by
@@ -89,17 +91,18 @@ def fit_reasons(result: fit_lib.PowerLawFit) -> dict[str, list[str]]:
       scale = min(lowest) if shared else lowest[g]
       which = "shared E" if shared else "E"
       if E < E_LOWER_FRACTION * scale:
-        reasons[group].append(f"fitted {which} at its lower bound 0 (E={E:.2g})")
+        reasons[group].append(f"E at a bound: fitted {which} at its lower bound 0 "
+                              f"(E={E:.2g})")
       elif E > E_UPPER_FRACTION * scale:
-        reasons[group].append(f"fitted {which} at the lowest fit loss (E={E:.4g}, lowest "
-                              f"{scale:.4g})")
+        reasons[group].append(f"E at a bound: fitted {which} at the lowest fit loss "
+                              f"(E={E:.4g}, lowest {scale:.4g})")
     if group in result.unconverged:
-      reasons[group].append(f"fit hit the iteration cap (max_iter={result.options.max_iter}) "
-                            "before converging")
+      reasons[group].append(f"iteration cap: the fit stopped at max_iter="
+                            f"{result.options.max_iter} before converging")
     c = result.points_compute[g][on[g]]
     decades = math.log10(c.max() / c.min())
     if decades < MIN_DECADES:
-      reasons[group].append(f"frontier spans {decades:.2f} decades of compute "
+      reasons[group].append(f"frontier span: {decades:.2f} decades of compute "
                             f"(< {MIN_DECADES:g})")
   return reasons
 
@@ -129,17 +132,17 @@ def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
     label = key.rsplit("/", 1)[0]
     out = reasons.setdefault(label, [])
     if entry.get("chosen_learning_rate") is None:
-      out.append(f"no LR chosen at {key}")
+      out.append(f"no LR chosen: at {key}")
       continue
     if entry.get("chosen_at_grid_edge"):
-      out.append(f"LR {entry['chosen_learning_rate']:.3g} at the edge of the sweep grid "
-                 f"({key})")
+      out.append(f"LR at grid edge: {entry['chosen_learning_rate']:.3g} at the edge of the "
+                 f"sweep grid ({key})")
     margin = entry.get("margin_to_next_best")
     if margin is None:
-      out.append(f"LR sweep at {key} had one usable point")
+      out.append(f"LR within seed noise: the sweep at {key} had one usable point")
     elif margin < NOISE_MULTIPLE * noise.value:
-      out.append(f"LR choice at {key} within seed noise (margin {margin:.3f} < "
-                 f"{NOISE_MULTIPLE:g} x {noise.value:.3f} nats)")
+      out.append(f"LR within seed noise: the choice at {key} won by {margin:.3f} < "
+                 f"{NOISE_MULTIPLE:g} x {noise.value:.3f} nats")
   return reasons
 
 
@@ -165,9 +168,9 @@ def plateau_reasons(table: RunTable, result: fit_lib.PowerLawFit, entropy: float
       if fitted & set(sub.compute[rows].tolist()) and sub.loss[rows][-1] > entropy - tolerance:
         stuck.append(run_id)
     if stuck:
-      reasons[group].append(f"{len(stuck)} run(s) with fit points end on the unigram plateau "
-                            f"(final loss above the unigram entropy {entropy:.3f} - "
-                            f"{tolerance:g} nats): {', '.join(stuck)}")
+      reasons[group].append(f"unigram plateau: {len(stuck)} run(s) with fit points end above "
+                            f"the unigram entropy {entropy:.3f} - {tolerance:g} nats "
+                            f"({', '.join(stuck)})")
   return reasons
 
 
@@ -194,11 +197,18 @@ def diagnose(result: fit_lib.PowerLawFit, table: RunTable | None = None, *,
   return {g: GroupDiagnostics(g, tuple(reasons[g]), tuple(skipped[g])) for g in result.groups}
 
 
-def not_determined(diagnostics: Mapping[str, GroupDiagnostics], groups: Sequence[str]) -> str:
+def not_determined(diagnostics: Mapping[str, GroupDiagnostics], groups: Sequence[str],
+                   short: bool = False) -> str:
   """"" when every group in `groups` is determined, else "group: reason; ..." for those
-  that are not (the text after "not determined: ")."""
-  parts = [f"{g}: {r}" for g in dict.fromkeys(groups) if g in diagnostics
-           for r in diagnostics[g].reasons]
+  that are not (the text after "not determined: "). `short`: only each reason's label (the
+  text before its first ":"), e.g. "retro: E at a bound, unigram plateau" (for tables)."""
+  if short:
+    parts = [f"{g}: " + ", ".join(dict.fromkeys(r.split(":", 1)[0]
+                                                for r in diagnostics[g].reasons))
+             for g in dict.fromkeys(groups) if g in diagnostics and diagnostics[g].reasons]
+  else:
+    parts = [f"{g}: {r}" for g in dict.fromkeys(groups) if g in diagnostics
+             for r in diagnostics[g].reasons]
   return "; ".join(parts)
 
 

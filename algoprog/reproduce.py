@@ -451,9 +451,15 @@ def _interval_text(estimate, lower, upper, fmt: str) -> str:
   return text
 
 
-def _or_not_determined(row: dict, text: str) -> str:
-  """`text`, or "not determined: <reasons>" when the row's inputs have reasons."""
-  return f"not determined: {row['not_determined']}" if row.get("not_determined") else text
+def _or_not_determined(row: dict, text: str, diags: dict | None = None) -> str:
+  """`text`, or "not determined: <reasons>" when the row's inputs have reasons: with the
+  groups' `diags`, each group's reason labels (the Diagnostics table has the details)."""
+  if not row.get("not_determined"):
+    return text
+  if diags:
+    return "not determined: " + diagnostics.not_determined(
+        diags, [row["group"], row["reference"]], short=True)
+  return f"not determined: {row['not_determined']}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -478,11 +484,11 @@ def _laws_table(law_rows: list[dict]) -> str:
        _ci(r, "E", "{:.3f}")] for r in law_rows])
 
 
-def _pairs_table(pairs: list[dict], level: str) -> str:
+def _pairs_table(pairs: list[dict], level: str, diags: dict | None = None) -> str:
   return _table(["group", "reference", "difference", f"{level} CI excludes 0?"], [
       [r["group"], r["reference"], _ci(r, "exponent_difference", "{:.4f}"),
        _or_not_determined(r, "yes: distinguishable" if r["distinguishable"] else
-                          "no: not distinguishable at this scale")] for r in pairs])
+                          "no: not distinguishable at this scale", diags)] for r in pairs])
 
 
 def _diagnostics_section(scaling: dict, evidence: dict) -> str:
@@ -544,11 +550,13 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
   parts.append("![loss vs compute](analysis/loss_vs_compute.png)\n")
   for w in scaling["warnings"] + diagnostics.zero_width_warnings(scaling["laws"], a.level):
     parts.append(f"> fit warning: {w}\n")
+  diags = None
   if "diagnostics" in scaling:  # (summaries written before the diagnostics have none)
     parts.append(_diagnostics_section(scaling, s.get("evidence", {})))
+    diags = _diagnostics_of(scaling)
   if scaling["exponent_pairs"]:
     parts.append("### Exponent differences (alpha_group − alpha_reference)\n")
-    parts.append(_pairs_table(scaling["exponent_pairs"], level))
+    parts.append(_pairs_table(scaling["exponent_pairs"], level, diags))
   sensitivity = scaling.get("sensitivity")
   if sensitivity:
     parts.append(f"### Sensitivity: E {sensitivity['irreducible']} instead of "
@@ -561,7 +569,8 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
     if reasons:
       parts.append("Diagnostics of this fit: " + "; ".join(reasons) + ".\n")
     if sensitivity["exponent_pairs"]:
-      parts.append(_pairs_table(sensitivity["exponent_pairs"], level))
+      parts.append(_pairs_table(sensitivity["exponent_pairs"], level,
+                                _diagnostics_of(sensitivity)))
 
   parts.append(f"## CEG over {a.reference} from the fitted laws\n")
   parts.append("CEG(C) = C_reference(L_group(C)) / C: compute the reference needs for the "
@@ -569,7 +578,7 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
                "extrapolations.\n")
   rows = [r for r in scaling["ceg"] if r["quantity"] == "ceg_at_compute"]
   parts.append(_table(["group", "at C (FLOPs)", f"CEG [{level} CI]"], [
-      [r["group"], f"{r['at']:.3g}", _or_not_determined(r, _band_ci(r, "{:.3g}"))]
+      [r["group"], f"{r['at']:.3g}", _or_not_determined(r, _band_ci(r, "{:.3g}"), diags)]
       for r in rows]))
   if "ceg_vs_compute" in scaling["figures"]:
     parts.append("![CEG vs compute](analysis/ceg_vs_compute.png)\n")

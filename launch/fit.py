@@ -125,9 +125,10 @@ def pair_rows(result, bootstrap, diags, level: float) -> list[dict]:
   return rows
 
 
-def _verdict(row: dict) -> str:
+def _verdict(row: dict, diags) -> str:
   if row["not_determined"]:
-    return f"not determined: {row['not_determined']}"
+    return "not determined: " + diagnostics.not_determined(
+        diags, [row["group"], row["reference"]], short=True)
   if row["distinguishable"] is None:
     return ""
   return "distinguishable" if row["distinguishable"] else "not distinguishable"
@@ -177,11 +178,11 @@ def _laws_text(law_rows: list[dict]) -> str:
           for k in ("a", "alpha", "E")] for r in law_rows])
 
 
-def _pairs_text(pairs: list[dict]) -> str:
+def _pairs_text(pairs: list[dict], diags) -> str:
   return _aligned([["group", "reference", "difference", "verdict"]] + [
       [r["group"], r["reference"],
        _interval_text(laws.Interval(r["exponent_difference"], r["exponent_difference_lower"],
-                                    r["exponent_difference_upper"])), _verdict(r)]
+                                    r["exponent_difference_upper"])), _verdict(r, diags)]
       for r in pairs])
 
 
@@ -264,21 +265,24 @@ def main(argv):
     if choice == str(irreducible):
       continue
     other_laws = fit.law_rows(other, other_boot, _LEVEL.value)
+    other_diagnostics = other_diags
     sensitivity = {"irreducible": choice, "laws": other_laws, "warnings": other_warnings,
                    "diagnostics": {g: dataclasses.asdict(d) for g, d in other_diags.items()},
                    "exponent_pairs": pair_rows(other, other_boot, other_diags, _LEVEL.value)}
   if pairs:
     print("\nexponent differences alpha_group - alpha_reference")
-    print(_pairs_text(pairs))
+    print(_pairs_text(pairs, diags))
   if sensitivity:
     print(f"\nsensitivity: E {sensitivity['irreducible']} instead of {irreducible}")
     print(_laws_text(sensitivity["laws"]))
-    print(_pairs_text(sensitivity["exponent_pairs"]))
+    print(_pairs_text(sensitivity["exponent_pairs"], other_diagnostics))
   if cegs:
     print(f"\nCEG over {reference} from the fitted laws (C_{reference} / C_group)")
     print(_aligned([["group", "quantity", "at", "estimate"]] + [
         [r["group"], r["quantity"], f"{r['at']:.4g}",
-         f"not determined: {r['not_determined']}" if r["not_determined"] else
+         "not determined: " + diagnostics.not_determined(diags, [r["group"], r["reference"]],
+                                                         short=True)
+         if r["not_determined"] else
          _interval_text(laws.Interval(r["estimate"], r["lower"], r["upper"]))
          + ("  scale-dependent" if r["scale_dependent"] else "")] for r in cegs]))
   if raw:

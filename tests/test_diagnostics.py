@@ -30,8 +30,9 @@ def test_clean_fit_has_no_reasons_and_broken_ones_say_why():
   result = fit.fit_frontiers(table, frontier="all", options=fit.PowerLawOptions(max_iter=2000))
   reasons = diagnostics.fit_reasons(result)
   assert reasons["good"] == []
-  assert len(reasons["flat"]) == 1 and "E at its lower bound 0" in reasons["flat"][0]
-  assert len(reasons["short"]) == 1 and "spans 0.70 decades" in reasons["short"][0]
+  assert len(reasons["flat"]) == 1
+  assert reasons["flat"][0].startswith("E at a bound: fitted E at its lower bound 0")
+  assert reasons["short"] == ["frontier span: 0.70 decades of compute (< 1)"]
   # A fixed E is not fitted, so never at a bound; the short span stays.
   fixed = fit.fit_frontiers(table, frontier="all", options=fit.PowerLawOptions(
       irreducible=0.5))
@@ -41,7 +42,9 @@ def test_clean_fit_has_no_reasons_and_broken_ones_say_why():
   diags = diagnostics.diagnose(result)
   assert diagnostics.not_determined(diags, ["good"]) == ""
   text = diagnostics.not_determined(diags, ["good", "flat"])
-  assert text.startswith("flat: fitted E at its lower bound")
+  assert text.startswith("flat: E at a bound: fitted E at its lower bound")
+  assert diagnostics.not_determined(diags, ["short", "flat"], short=True) == (
+      "short: frontier span; flat: E at a bound")
   assert "unigram plateau (unigram entropy unknown)" in diags["good"].skipped
 
 
@@ -54,7 +57,7 @@ def test_capped_fit_names_the_group_that_had_not_converged():
   with pytest.warns(fit.FitWarning, match=r"max_iter=3 .*not converged: .*slow"):
     result = fit.fit_frontiers(table, frontier="all", options=options)
   assert "slow" in result.unconverged
-  assert any("iteration cap" in r for r in diagnostics.fit_reasons(result)["slow"])
+  assert any(r.startswith("iteration cap: ") for r in diagnostics.fit_reasons(result)["slow"])
 
 
 def test_seed_noise_from_replicates_and_lr_reasons():
@@ -78,8 +81,9 @@ def test_seed_noise_from_replicates_and_lr_reasons():
                   "margin_to_next_best": 0.1},
   }
   reasons = diagnostics.lr_reasons(choices, noise)  # noise ~0.106: 2x is 0.21 nats
-  assert reasons["m"] == ["LR 0.03 at the edge of the sweep grid (m/32)"]
-  assert len(reasons["lstm"]) == 1 and "within seed noise (margin 0.100" in reasons["lstm"][0]
+  assert reasons["m"] == ["LR at grid edge: 0.03 at the edge of the sweep grid (m/32)"]
+  assert len(reasons["lstm"]) == 1
+  assert reasons["lstm"][0].startswith("LR within seed noise: the choice at lstm/16 won by 0.100")
   assert diagnostics.lr_reasons(choices, diagnostics.SeedNoise(0.01, 1))["lstm"] == []
 
 
@@ -91,7 +95,7 @@ def test_plateau_runs_with_fit_points_are_named():
       [7.0, 6.5, 6.3, 6.25, 6.4, 5.5, 4.5, 4.0])
   result = fit.fit_frontiers(table, options=fit.PowerLawOptions(irreducible=1.0))
   (reason,) = diagnostics.plateau_reasons(table, result, 6.3)["g"]
-  assert "1 run(s)" in reason and reason.endswith(": stuck")
+  assert reason.startswith("unigram plateau: 1 run(s)") and reason.endswith("(stuck)")
   # A run ending above the plateau never left it either; one 0.15 below it did.
   assert diagnostics.plateau_reasons(table, result, 6.0)["g"] != []
   assert diagnostics.plateau_reasons(table, result, 6.4)["g"] == []

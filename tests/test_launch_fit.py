@@ -89,11 +89,11 @@ def test_sweep_folder_fits_full_runs_only_with_diagnostics_and_shared_E(tmp_path
   assert summary["sensitivity"]["irreducible"] == "fit"
   assert all(r["fit_points"] > 0 for r in summary["laws"])
   reasons = summary["diagnostics"]["modern"]["reasons"]
-  assert any("LR choice at modern/64 within seed noise" in r for r in reasons)
+  assert any(r.startswith("LR within seed noise: the choice at modern/64") for r in reasons)
   assert summary["diagnostics"]["lstm"]["reasons"] == []
   (row,) = [r for r in summary["ceg"] if r["quantity"] == "ceg_at_compute"]
-  assert row["not_determined"].startswith("modern: LR choice at modern/64 within seed noise")
-  assert "not determined: modern: LR choice" in done.stdout
+  assert row["not_determined"].startswith("modern: LR within seed noise: the choice at modern/64")
+  assert "not determined: modern: LR within seed noise" in done.stdout
   (pair,) = summary["exponent_pairs"]
   assert pair["distinguishable"] is None and pair["not_determined"]
   # --all_stages fits the LR-sweep runs too (here far above the law: they change the fit).

@@ -91,26 +91,29 @@ def test_report_shows_ceg_intervals_zero_width_marks_and_not_determined():
   assert "0.000 [0.000, 0.000] (zero-width CI)" in text
   assert "group retro: the 95% interval of E has zero width" in text
   assert "lstm | 21 | 36.81 [25.81, 4.757e+04] | -0.0868 [-0.3882, -0.0617] | 1.327 [0.000, 3.665] |" in text
-  # A group with reasons turns every number derived from its law into "not determined".
+  # A group with reasons turns every number derived from its law into "not determined":
+  # tables name each group's reason labels, the Diagnostics table and prose the details.
+  at_zero = "E at a bound: fitted E at its lower bound 0 (E=7.3e-24)"
   scaling = summary["scaling"]
-  scaling["diagnostics"] = {g: {"group": g, "reasons": ["fitted E at its lower bound 0"]
+  scaling["diagnostics"] = {g: {"group": g, "reasons": [at_zero]
                                 if g == "retro" else [], "skipped": []}
                             for g in scaling["groups"]}
   for row in scaling["ceg"]:
-    row["not_determined"] = "retro: fitted E at its lower bound 0" if row["group"] == "retro" else ""
+    row["not_determined"] = "retro: " + at_zero if row["group"] == "retro" else ""
   for row in scaling["exponent_pairs"]:
     involved = "retro" in (row["group"], row["reference"])
-    row["not_determined"] = "retro: fitted E at its lower bound 0" if involved else ""
+    row["not_determined"] = "retro: " + at_zero if involved else ""
     row["distinguishable"] = None if involved else row["distinguishable"]
-  summary["accounting"]["not_determined"] = "retro: fitted E at its lower bound 0"
+  summary["accounting"]["not_determined"] = "retro: " + at_zero
   text = reproduce.report_markdown(config, summary)
-  assert "| retro | 3.51e+10 | not determined: retro: fitted E at its lower bound 0 |" in text
+  assert "| retro | 3.51e+10 | not determined: retro: E at a bound |" in text
   assert "| modern | 3.51e+10 | 0.0847 [0.0134, 1.64] |" in text
   assert "| modern | lstm | -0.0191 [-0.0647, 0.2821] | no: not distinguishable" in text
   assert "| modern | retro | -0.0546 [-0.1009, 0.0412] | not determined: retro" in text
   assert "| measured | 2023 | 1.34e+22 | not determined (below) |" in text
   assert "26.6x" not in text
-  assert "| retro | fitted E at its lower bound 0 | – |" in text
+  assert f"| retro | {at_zero} | – |" in text
+  assert f"Measured accounting not determined: retro: {at_zero}" in text
 
 
 def small_study(corpus, cache):
