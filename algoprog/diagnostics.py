@@ -74,7 +74,7 @@ class SeedNoise:
   @property
   def source(self) -> str:
     if not self.configurations:
-      return f"default {self.value:g} nats (no configuration ran with several seeds)"
+      return "the default; no configuration ran with several seeds"
     return (f"median seed std of {self.configurations} configuration(s) run with several "
             f"seeds")
 

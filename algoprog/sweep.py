@@ -219,7 +219,6 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
   for label, group in sweep.groups.items():
     _check_group(label, group)
     overrides = {**common, **flatten_overrides(group.get("overrides")), "label": label}
-    stage = lambda name: {"stage": name}  # recorded in run.json (launch.fit keeps "full")
     anchors = dict(zip(group.lr_widths, group.lr_values))
     budgets = tuple(group.get("flops_budgets") or ()) or (0.0,)
     lrs = {}
@@ -243,7 +242,7 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
           runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr,
                                       max(budgets) if budgets != (0.0,) else 0.0),
                               "lr_sweep", label, group.config,
-                              {**reduced, "optim.learning_rate": lr, **stage("lr_sweep")}))
+                              {**reduced, "optim.learning_rate": lr, "stage": "lr_sweep"}))
       if len(chosen) < len(swept):
         continue
       lrs = {w: interpolate_lr(chosen, w) for w in group.widths}
@@ -256,7 +255,7 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
               _run_id(label, width, seed, "full", None, budget), "full", label, group.config,
               {**overrides, "model.width": int(width), "seed": int(seed),
                "optim.learning_rate": lrs[width], **_budget(group, budget),
-               **stage("full")}))
+               "stage": "full"}))  # recorded in run.json: launch.fit fits "full" runs
   return runs
 
 

@@ -258,7 +258,7 @@ def main(argv):
   for group, d in diags.items():
     print(f"  {group}: " + ("; ".join(d.reasons) or "determined")
           + (f"  (skipped: {'; '.join(d.skipped)})" if d.skipped else ""))
-  print(f"  seed noise {noise.value:.3g} nats: {noise.source}")
+  print(f"  seed noise {noise.value:.3g} nats ({noise.source})")
   pairs = pair_rows(result, bootstrap, diags, _LEVEL.value)
   sensitivity = {}
   for choice, (other, other_boot, other_warnings, other_diags) in fitted.items():
