@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   # values of model.kind, model.attention, model.ffn, model.norm, model.positions and
   # optim.name (algoprog.registry, docs/extending.md).
   c.plugins = ""
+  c.stage = ""  # Sweep stage, recorded in run.json: "" (not a sweep) | "lr_sweep" | "full".
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "embedded"  # "embedded" | "text" (data.path) | "tfds" (data.tfds_name).
@@ -125,6 +126,7 @@ _CHOICES = {
     "model.matmul_dtype": ("float32", "bfloat16"),
     "optim.schedule": ("cosine", "linear", "inverse_sqrt", "constant"),
     "train.lstm_reset": ("window", "batch"),
+    "stage": ("", "lr_sweep", "full"),
 }
 # Fields choosing from a registry (algoprog.registry): built-ins plus imported plug-ins.
 _REGISTERED = {

@@ -13,6 +13,9 @@ Frontier (which points a group's law is fitted to), `frontier=`:
               the budget gives its loss there (interpolated in log-compute; a single-point
               run counts at a budget within 10**0.05 of its compute), a parabola in
               ln(params) is fitted to loss vs params and its minimum is the fit point.
+`eligible=` (one bool per point: a compute range, points past warmup) restricts the fit
+points AFTER the envelope/final points are taken over all points (for "isoflop": the
+curves are cut to the eligible points first).
 
 Power law L(C) = E + a * C**alpha (algoprog.laws.PowerLaw), per group:
   * residuals are in log space, r = ln(E + a*C**alpha) - ln(L_observed), computed as
@@ -189,19 +192,32 @@ class GroupedPoints:
   params: np.ndarray      # (G, P) total parameters (NaN if unknown)
   is_final: np.ndarray    # (G, P) last point of its run
   valid: np.ndarray       # (G, P)
+  eligible: np.ndarray    # (G, P) may be a fit point (in the compute range, past warmup)
 
 
-def group_points(table: RunTable, groups: Sequence[str] | None = None) -> GroupedPoints:
-  """Arranges `table` (optionally only `groups`, in that order) as padded (G, P) arrays."""
+def group_points(table: RunTable, groups: Sequence[str] | None = None,
+                 eligible: np.ndarray | None = None) -> GroupedPoints:
+  """Arranges `table` (optionally only `groups`, in that order) as padded (G, P) arrays.
+
+  `eligible` (one bool per table point, default all) marks the points that may become fit
+  points; the frontier is still taken over all points (frontier_weight).
+  """
   groups = tuple(groups) if groups is not None else tuple(table.groups)
+  eligible = (np.ones(table.loss.shape, bool) if eligible is None
+              else np.asarray(eligible, bool))
+  if eligible.shape != table.loss.shape:
+    raise FitError(f"eligible: {eligible.size} flags for {table.loss.size} points; expected "
+                   "one per point")
   if groups:
-    table = table.only_groups(groups)
+    keep = np.isin(table.group, groups)
+    table, eligible = table.only_groups(groups), eligible[keep]
   sizes = [int(np.sum(table.group == g)) for g in groups]
   shape = (len(groups), max(sizes))
   run = np.zeros(shape, np.int64)
   compute, loss = np.ones(shape), np.ones(shape)
   params = np.full(shape, np.nan)
   is_final, valid = np.zeros(shape, bool), np.zeros(shape, bool)
+  ok = np.zeros(shape, bool)
   run_ids: list[str] = []
   run_group: list[int] = []
   for g, name in enumerate(groups):
@@ -215,10 +231,11 @@ def group_points(table: RunTable, groups: Sequence[str] | None = None) -> Groupe
     compute[g, :n], loss[g, :n] = table.compute[rows], table.loss[rows]
     params[g, :n] = table.params[rows]
     valid[g, :n] = True
+    ok[g, :n] = eligible[rows]
     last = {r: i for i, r in enumerate(table.run_id[rows])}  # points are in step order
     is_final[g, list(last.values())] = True
   return GroupedPoints(groups, tuple(run_ids), np.asarray(run_group), run, compute, loss,
-                       params, is_final, valid)
+                       params, is_final, valid, ok)
 
 
 def envelope_mask(compute: jnp.ndarray, loss: jnp.ndarray,
@@ -243,14 +260,20 @@ def envelope_mask(compute: jnp.ndarray, loss: jnp.ndarray,
 def frontier_weight(points: GroupedPoints, frontier: str,
                     point_weight: jnp.ndarray) -> jnp.ndarray:
   """Fit weight of every point: `point_weight` (G, P) (run multiplicity) on the frontier
-  points, 0 elsewhere, for frontier "envelope", "final" or "all"."""
+  points that are eligible, 0 elsewhere, for frontier "envelope", "final" or "all".
+
+  The frontier is taken over ALL present points and only then restricted to the eligible
+  ones: restricting first would make a large run's first in-range point (still high, early
+  in its training) a frontier point whenever the smaller runs' points below it were cut.
+  """
+  eligible = jnp.asarray(points.eligible)
   if frontier == "envelope":
-    return point_weight * envelope_mask(jnp.asarray(points.compute), jnp.asarray(points.loss),
-                                        point_weight > 0)
+    return point_weight * eligible * envelope_mask(
+        jnp.asarray(points.compute), jnp.asarray(points.loss), point_weight > 0)
   if frontier == "final":
-    return point_weight * jnp.asarray(points.is_final)
+    return point_weight * eligible * jnp.asarray(points.is_final)
   if frontier == "all":
-    return point_weight
+    return point_weight * eligible
   raise FitError(f"frontier '{frontier}': expected one of {', '.join(FRONTIERS)}")
 
 
@@ -479,8 +502,9 @@ def _fit_power_laws(x, loss, weight, options: PowerLawOptions, init=None):
   fitted, values, iters = jax.vmap(lambda t: _least_squares(
       residual_fn, t, weight.ravel(), options.huber_delta, options.max_iter,
       options.ftol))(flat_starts)
-  theta, value = _best(fitted, values)
-  return unravel(theta), value, jnp.max(iters)
+  best = jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))
+  # The iterations of the start that won: another start hitting the cap says nothing.
+  return unravel(fitted[best]), values[best], iters[best]
 
 
 def _to_power_law(params, options: PowerLawOptions, log_c0, num_groups: int) -> laws.PowerLaw:
@@ -512,6 +536,7 @@ class PowerLawFit:
   points_loss: np.ndarray
   points_weight: np.ndarray
   isoflop_log_params: np.ndarray | None = None
+  unconverged: tuple[str, ...] = ()  # groups still moving when the iteration cap stopped it
 
   def for_group(self, group: str) -> laws.PowerLaw:
     """The scalar law of one group."""
@@ -555,10 +580,14 @@ class _Frontier(NamedTuple):
             frontier_weight(self.points, self.frontier, point_weight), None)
 
 
-def _prepare(table: RunTable, groups, frontier: str, budgets) -> _Frontier:
+def _prepare(table: RunTable, groups, frontier: str, budgets, eligible=None) -> _Frontier:
   if frontier not in FRONTIERS:
     raise FitError(f"frontier '{frontier}': expected one of {', '.join(FRONTIERS)}")
-  points = group_points(table, groups)
+  if frontier == "isoflop" and eligible is not None:
+    # IsoFLOP minima come from interpolated curves, not an envelope: the budgets are
+    # simply those the eligible points reach.
+    table, eligible = table.select(np.asarray(eligible, bool)), None
+  points = group_points(table, groups, eligible)
   profiles = isoflop_profiles(points, budgets) if frontier == "isoflop" else None
   return _Frontier(points, profiles, frontier)
 
@@ -595,15 +624,17 @@ def _warn_doubtful(fit: PowerLawFit) -> None:
       warnings.warn(f"group {name}: fitted alpha={fit.law.alpha[g]:.4g} >= 0 (loss does not "
                     "fall with compute)", FitWarning, stacklevel=3)
   if fit.iterations >= fit.options.max_iter:
+    named = ", ".join(fit.unconverged) or "none moved when continued"
     warnings.warn(f"power-law fit stopped at max_iter={fit.options.max_iter} before the "
-                  "tolerance", FitWarning, stacklevel=3)
+                  f"tolerance (not converged: {named})", FitWarning, stacklevel=3)
 
 
 @float64
 def fit_frontiers(table: RunTable, *, groups: Sequence[str] | None = None,
                   frontier: str = "envelope",
                   options: PowerLawOptions = PowerLawOptions(),
-                  budgets: Sequence[float] | None = None) -> PowerLawFit:
+                  budgets: Sequence[float] | None = None,
+                  eligible: np.ndarray | None = None) -> PowerLawFit:
   """Fits L(C) = E + a*C**alpha to each group's frontier (jointly when E or alpha is shared).
 
   Args:
@@ -612,13 +643,15 @@ def fit_frontiers(table: RunTable, *, groups: Sequence[str] | None = None,
     frontier: "envelope", "final", "all" or "isoflop" (module docstring).
     options: E fitted/shared/fixed, shared exponent, squares or Huber.
     budgets: IsoFLOP compute budgets (FLOPs); default per isoflop_profiles.
+    eligible: one bool per table point: which points may be fit points (a compute range,
+      points past warmup). The frontier is taken over all points first, then restricted.
 
   Raises:
     FitError: too few frontier points, a single compute value, a fixed E above the losses.
   Warns:
     FitWarning: fit points below the fitted E, alpha >= 0, no convergence.
   """
-  prepared = _prepare(table, groups, frontier, budgets)
+  prepared = _prepare(table, groups, frontier, budgets, eligible)
   run_weight = jnp.ones(len(prepared.points.run_ids))
   compute, loss, weight, log_n = (None if v is None else np.asarray(v)
                                   for v in prepared.fit_points(run_weight))
@@ -630,11 +663,36 @@ def _fit_arrays(groups, compute, loss, weight, options, frontier, log_n=None) ->
   log_c0 = _log_centre(compute, weight)
   params, value, iters = _fit_power_laws(jnp.log(compute) - log_c0, jnp.asarray(loss),
                                          jnp.asarray(weight), options)
-  fit = PowerLawFit(tuple(groups), _to_power_law(params, options, log_c0, len(groups)),
-                    options, frontier, float(value), int(iters), compute, loss, weight,
-                    log_n)
+  law = _to_power_law(params, options, log_c0, len(groups))
+  unconverged = ()
+  if int(iters) >= options.max_iter:
+    unconverged = _still_moving(groups, law, params, jnp.log(compute) - log_c0, loss, weight,
+                                options, log_c0)
+  fit = PowerLawFit(tuple(groups), law, options, frontier, float(value), int(iters),
+                    compute, loss, weight, log_n, unconverged)
   _warn_doubtful(fit)
   return fit
+
+
+# A group whose law moves by more than this when a capped fit is continued had not
+# converged: alpha relatively, E relative to the group's lowest fit loss.
+_MOVE_TOLERANCE = 1e-3
+
+
+def _still_moving(groups, law, params, x, loss, weight, options, log_c0) -> tuple[str, ...]:
+  """The groups whose fitted law changes when a fit stopped by the iteration cap is run on
+  for another max_iter iterations from where it stopped (the joint fit cannot say which
+  group kept it from converging; continuing it can)."""
+  more, _, _ = _fit_power_laws(x, jnp.asarray(loss), jnp.asarray(weight), options, params)
+  moved = _to_power_law(more, options, log_c0, len(groups))
+  names = []
+  for g, name in enumerate(groups):
+    w = np.asarray(weight[g]) > 0
+    scale = float(np.min(np.asarray(loss[g])[w]))
+    if (abs(moved.alpha[g] - law.alpha[g]) > _MOVE_TOLERANCE * abs(law.alpha[g])
+        or abs(moved.E[g] - law.E[g]) > _MOVE_TOLERANCE * scale):
+      names.append(name)
+  return tuple(names)
 
 
 def _log_centre(compute, weight) -> float:
@@ -676,8 +734,10 @@ def bootstrap_weights(key: jax.Array, pools: np.ndarray, num_samples: int) -> np
 def bootstrap_frontiers(table: RunTable, fit: PowerLawFit, *, num_samples: int = 1000,
                         resample: str = "runs", seed: int = 0,
                         groups: Sequence[str] | None = None,
-                        budgets: Sequence[float] | None = None) -> PowerLawBootstrap:
-  """Refits `fit` (same groups, frontier and options) to `num_samples` resamples.
+                        budgets: Sequence[float] | None = None,
+                        eligible: np.ndarray | None = None) -> PowerLawBootstrap:
+  """Refits `fit` (same groups, frontier, options and `eligible` points) to `num_samples`
+  resamples.
 
   resample "runs" draws whole runs within each group and recomputes the frontier;
   "points" draws the full-data frontier points within each group (module docstring).
@@ -686,7 +746,7 @@ def bootstrap_frontiers(table: RunTable, fit: PowerLawFit, *, num_samples: int =
   """
   if resample not in RESAMPLES:
     raise FitError(f"resample '{resample}': expected one of {', '.join(RESAMPLES)}")
-  prepared = _prepare(table, groups or fit.groups, fit.frontier, budgets)
+  prepared = _prepare(table, groups or fit.groups, fit.frontier, budgets, eligible)
   if prepared.points.groups != fit.groups:
     raise FitError("bootstrap groups differ from the fit's; pass the same groups")
   key = jax.random.key(seed)
@@ -716,16 +776,18 @@ def bootstrap_frontiers(table: RunTable, fit: PowerLawFit, *, num_samples: int =
 def fit_and_bootstrap(table: RunTable, *, groups: Sequence[str] | None = None,
                       frontier: str = "envelope",
                       options: PowerLawOptions = PowerLawOptions(), num_samples: int = 0,
-                      resample: str = "runs", seed: int = 0
+                      resample: str = "runs", seed: int = 0,
+                      eligible: np.ndarray | None = None
                       ) -> tuple[PowerLawFit, PowerLawBootstrap | None, list[str]]:
   """`fit_frontiers`, then `bootstrap_frontiers` when `num_samples` > 0, as the launchers
   run them: the warnings of both (every FitWarning, repeats included) are collected and
   returned as messages instead of shown. Returns (fit, bootstrap or None, messages)."""
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", FitWarning)
-    result = fit_frontiers(table, groups=groups, frontier=frontier, options=options)
+    result = fit_frontiers(table, groups=groups, frontier=frontier, options=options,
+                           eligible=eligible)
     bootstrap = (bootstrap_frontiers(table, result, num_samples=num_samples,
-                                     resample=resample, seed=seed)
+                                     resample=resample, seed=seed, eligible=eligible)
                  if num_samples else None)
   return result, bootstrap, [str(w.message) for w in caught]
 

@@ -31,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from algoprog import account, ceg, fit, metrics, plots, runs, sweep
+from algoprog import account, ceg, data, diagnostics, fit, metrics, plots, runs, sweep
 from algoprog import config as config_lib
 
 REPORT_FILE = "report.md"
@@ -100,44 +100,84 @@ def auto_ceg_computes(coverage: list[dict]) -> list[float]:
   return [float(f"{c:.3g}") for c in (low, math.sqrt(low * high), high)]
 
 
-def drop_early_points(table: runs.RunTable, fraction: float) -> runs.RunTable:
-  """The points of each run from `fraction` of its training tokens on. The first evaluations
-  of a run (warmup, loss near ln V) lie on no compute-optimal frontier: a law fitted through
-  them bends to fit the start of training, not how loss scales with compute."""
+def past_warmup(table: runs.RunTable, fraction: float) -> np.ndarray:
+  """Which points (one bool each) lie at or past `fraction` of their run's training tokens.
+  The first evaluations of a run (warmup, loss near ln V) lie on no compute-optimal
+  frontier: a law fitted through them bends to fit the start of training. They still count
+  when the frontier is taken (algoprog.fit: envelope first, then the eligible points)."""
   keep = np.ones(table.loss.shape, bool)
   for run_id in table.run_ids:
     rows = table.run_id == run_id
     keep[rows] = table.tokens[rows] >= fraction * table.tokens[rows].max()
-  return table.select(keep)
+  return keep
 
 
-def scaling_analysis(table: runs.RunTable, analysis: ml_collections.ConfigDict,
-                     out: pathlib.Path) -> dict:
-  """Frontier fits with bootstrap CIs, coverage, CEG table and figures of the scaling groups."""
-  table = drop_early_points(table, analysis.skip_fraction)
-  groups = [g for g in analysis.scaling_groups if g in table.groups]
-  missing = [g for g in analysis.scaling_groups if g not in table.groups]
-  if len(groups) < 1 or analysis.reference not in groups:
-    raise ReproduceError(f"analysis.reference: group {analysis.reference!r} has no finished "
-                         f"runs (finished groups: {', '.join(table.groups)})")
-  options = fit.PowerLawOptions(irreducible=analysis.irreducible,
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+  """What the diagnostics read besides the fit (algoprog.diagnostics): the LR-sweep record,
+  the seed noise and the unigram entropy of the training tokens (None: unknown)."""
+  lr_choices: dict
+  noise: diagnostics.SeedNoise
+  entropy: float | None
+
+
+def fit_scaling_laws(table: runs.RunTable, groups: list[str],
+                     analysis: ml_collections.ConfigDict, irreducible: str,
+                     evidence: Evidence) -> dict:
+  """One frontier fit of `groups` with E `irreducible`, its bootstrap, per-group diagnostics
+  and the exponent difference of every pair ("distinguishable" only when both groups are
+  determined; else None and `not_determined` says why)."""
+  options = fit.PowerLawOptions(irreducible=irreducible,
                                 shared_exponent=analysis.shared_exponent)
+  eligible = past_warmup(table, analysis.skip_fraction)
   result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
       table, groups=groups, frontier=analysis.frontier, options=options,
-      num_samples=analysis.bootstrap, resample=analysis.resample, seed=analysis.seed)
-  coverage = coverage_rows(table, result)
-  computes = list(analysis.ceg_compute) or auto_ceg_computes(coverage)
-  computes += [c for c in analysis.extra_ceg_compute if c not in computes]
-  cegs = ceg.ceg_table(result, bootstrap, analysis.reference, computes=computes,
-                       level=analysis.level)
+      num_samples=analysis.bootstrap, resample=analysis.resample, seed=analysis.seed,
+      eligible=eligible)
+  diags = diagnostics.diagnose(result, table, lr_choices=evidence.lr_choices,
+                               noise=evidence.noise, entropy=evidence.entropy)
   pairs = []
   if bootstrap is not None:
     for i, a in enumerate(groups):
       for b in groups[i + 1:]:
         test = ceg.scale_dependence(result, bootstrap, a, b, analysis.level)
+        reasons = diagnostics.not_determined(diags, [a, b])
         pairs.append({"group": b, "reference": a,
                       **_interval_columns("exponent_difference", test.exponent_difference),
-                      "distinguishable": test.scale_dependent})
+                      "distinguishable": None if reasons else test.scale_dependent,
+                      "not_determined": reasons})
+  return {"irreducible": str(irreducible), "result": result, "bootstrap": bootstrap,
+          "laws": fit.law_rows(result, bootstrap, analysis.level),
+          "diagnostics": {g: dataclasses.asdict(d) for g, d in diags.items()},
+          "exponent_pairs": pairs, "warnings": fit_warnings}
+
+
+def scaling_analysis(table: runs.RunTable, analysis: ml_collections.ConfigDict,
+                     out: pathlib.Path, evidence: Evidence) -> dict:
+  """Frontier fits with bootstrap CIs, diagnostics, coverage, CEG table and figures of the
+  scaling groups; with `analysis.sensitivity_irreducible`, the laws and exponent
+  differences again with that choice of E (a sensitivity row)."""
+  groups = [g for g in analysis.scaling_groups if g in table.groups]
+  missing = [g for g in analysis.scaling_groups if g not in table.groups]
+  if len(groups) < 1 or analysis.reference not in groups:
+    raise ReproduceError(f"analysis.reference: group {analysis.reference!r} has no finished "
+                         f"runs (finished groups: {', '.join(table.groups)})")
+  main = fit_scaling_laws(table, groups, analysis, analysis.irreducible, evidence)
+  result, bootstrap = main["result"], main["bootstrap"]
+  sensitivity = None
+  if analysis.sensitivity_irreducible and str(analysis.sensitivity_irreducible) != str(
+      analysis.irreducible):
+    sensitivity = fit_scaling_laws(table, groups, analysis, analysis.sensitivity_irreducible,
+                                   evidence)
+    sensitivity = {k: v for k, v in sensitivity.items() if k not in ("result", "bootstrap")}
+  coverage = coverage_rows(table, result)
+  computes = list(analysis.ceg_compute) or auto_ceg_computes(coverage)
+  computes += [c for c in analysis.extra_ceg_compute if c not in computes]
+  diags = _diagnostics_of(main)
+  cegs = [{**dataclasses.asdict(r),
+           "not_determined": diagnostics.not_determined(diags, [r.group, r.reference])}
+          for r in ceg.ceg_table(result, bootstrap, analysis.reference, computes=computes,
+                                 level=analysis.level)]
   figures = {"loss_vs_compute": plots.loss_vs_compute(
       table.only_groups(groups), result,
       title="Scaling runs: validation loss vs compute, frontier fits")}
@@ -152,10 +192,17 @@ def scaling_analysis(table: runs.RunTable, analysis: ml_collections.ConfigDict,
   for name, figure in figures.items():
     plots.save_figure(figure, out / name)
   return {"groups": groups, "missing_groups": missing, "result": result,
-          "bootstrap": bootstrap, "laws": fit.law_rows(result, bootstrap, analysis.level),
-          "coverage": coverage, "ceg": [dataclasses.asdict(r) for r in cegs],
-          "exponent_pairs": pairs, "warnings": fit_warnings,
-          "figures": list(figures)}
+          "bootstrap": bootstrap, "irreducible": main["irreducible"], "laws": main["laws"],
+          "diagnostics": main["diagnostics"], "coverage": coverage, "ceg": cegs,
+          "exponent_pairs": main["exponent_pairs"], "warnings": main["warnings"],
+          "sensitivity": sensitivity, "figures": list(figures)}
+
+
+def _diagnostics_of(fitted: dict) -> dict[str, diagnostics.GroupDiagnostics]:
+  """The GroupDiagnostics of a `fit_scaling_laws` (or summary) dict."""
+  return {g: diagnostics.GroupDiagnostics(d["group"], tuple(d["reasons"]),
+                                          tuple(d["skipped"]))
+          for g, d in fitted["diagnostics"].items()}
 
 
 def _interval_columns(name: str, interval) -> dict:
@@ -218,12 +265,20 @@ def ablation_row(table: runs.RunTable, full: list[dict], name: str, reference: s
 
 
 def ablation_analysis(table: runs.RunTable, full: list[dict],
-                      analysis: ml_collections.ConfigDict, out: pathlib.Path) -> dict:
+                      analysis: ml_collections.ConfigDict, out: pathlib.Path,
+                      evidence: Evidence) -> dict:
+  """Every ablation's row; rows whose reference or variant LR choice is doubtful (at the
+  grid edge, within seed noise) get `not_determined` with the reasons."""
   if analysis.ablation_reference not in table.groups:
     return {"rows": [], "status": f"no finished runs of {analysis.ablation_reference}"}
   target = ablation_target(table, analysis)
-  rows = [ablation_row(table, full, name, spec.reference, spec.variant, target)
-          for name, spec in analysis.ablations.items()]
+  lr = diagnostics.lr_reasons(evidence.lr_choices, evidence.noise)
+  rows = []
+  for name, spec in analysis.ablations.items():
+    row = ablation_row(table, full, name, spec.reference, spec.variant, target)
+    row["not_determined"] = "; ".join(f"{g}: {r}" for g in (spec.reference, spec.variant)
+                                      for r in lr.get(g, []))
+    rows.append(row)
   groups = [analysis.ablation_reference] + [
       g for g in dict.fromkeys(s.variant for s in analysis.ablations.values())
       if g in table.groups]
@@ -250,6 +305,9 @@ def accounting_analysis(scaling: dict, ablations: dict,
   result, boot = scaling["result"], scaling["bootstrap"]
   law_map = {label: group for label, group in analysis.study_laws.items()
              if group in scaling["groups"]}
+  # The measured rows use every mapped law: any law's reasons make them not determined.
+  out["not_determined"] = diagnostics.not_determined(_diagnostics_of(scaling),
+                                                     list(law_map.values()))
   cegs = {r["ablation"]: r["ceg"] for r in ablations.get("rows", [])
           if r.get("status") == "ok" and r["ablation"] in published.ablations}
   missing = sorted(set(analysis.study_laws) - set(law_map)) + sorted(
@@ -285,15 +343,17 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
   analysis = config.analysis
   out.mkdir(parents=True, exist_ok=True)
   table, full = full_runs_table(sweep_dir)
+  lr = json.loads((sweep_dir / sweep.LR_CHOICES_FILE).read_text()) if (
+      sweep_dir / sweep.LR_CHOICES_FILE).exists() else {}
+  entropy, entropy_note = training_unigram_entropy(config)
+  evidence = Evidence(lr, diagnostics.seed_noise(table.run_info.values()), entropy)
   with jax.enable_x64(True), warnings.catch_warnings(), np.errstate(all="ignore"):
     # Bootstrap refits that fail and laws that never reach a loss give NaN samples; the
     # intervals ignore them and the report says where a value is undefined.
     warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-    scaling = scaling_analysis(table, analysis, out)
-    ablations = ablation_analysis(table, full, analysis, out)
+    scaling = scaling_analysis(table, analysis, out, evidence)
+    ablations = ablation_analysis(table, full, analysis, out, evidence)
     accounting = accounting_analysis(scaling, ablations, analysis)
-  lr = json.loads((sweep_dir / sweep.LR_CHOICES_FILE).read_text()) if (
-      sweep_dir / sweep.LR_CHOICES_FILE).exists() else {}
   if lr:
     plots.save_figure(plots.lr_sweeps(lr), out / "lr_sweeps")
   failures = json.loads((sweep_dir / sweep.FAILURES_FILE).read_text())["failures"] if (
@@ -310,6 +370,9 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
              "ablations": ablations, "accounting": accounting, "lr_choices": lr,
              "failures": failures, "excluded": [dataclasses.asdict(e) for e in table.excluded],
              "data_fingerprints": list(fingerprints.values()),
+             "evidence": {"seed_noise": evidence.noise.value,
+                          "seed_noise_source": evidence.noise.source,
+                          "unigram_entropy": entropy, "unigram_entropy_source": entropy_note},
              "runs": len(table.run_ids), "train_seconds": total_train_seconds(sweep_dir)}
   (out / "summary.json").write_text(json.dumps(metrics.json_safe(summary), indent=1))
   for name, rows in (("laws", scaling["laws"]), ("coverage", scaling["coverage"]),
@@ -319,6 +382,18 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
     metrics.write_csv(out / f"{name}.csv", rows)
   log(f"analysis of {len(table.run_ids)} full runs written to {out}")
   return summary
+
+
+def training_unigram_entropy(config: ml_collections.ConfigDict) -> tuple[float | None, str]:
+  """(unigram entropy of the sweep's training tokens in nats/token, where it came from), or
+  (None, why not): the plateau check of algoprog.diagnostics. Reads the token cache the
+  sweep's runs filled (data.load_corpus of `sweep.overrides.data`)."""
+  try:
+    corpus = data.load_corpus(config.sweep.overrides.data)
+  except Exception as e:  # Any failure only skips one check; the report says which.
+    return None, f"unknown (the training tokens could not be loaded: {e})"
+  return (diagnostics.unigram_entropy(corpus.train_tokens),
+          f"training tokens of sweep.overrides.data ({corpus.train_tokens.size:,} tokens)")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, workers: int = 0,
@@ -361,11 +436,34 @@ def _g(value: Any, fmt: str = "{:.4g}") -> str:
 
 
 def _ci(row: dict, name: str, fmt: str = "{:.4g}") -> str:
-  text = _g(row.get(name), fmt)
-  lower, upper = row.get(f"{name}_lower"), row.get(f"{name}_upper")
+  """`name` with its interval from `name_lower`/`name_upper` (law and pair rows)."""
+  return _interval_text(row.get(name), row.get(f"{name}_lower"), row.get(f"{name}_upper"),
+                        fmt)
+
+
+def _band_ci(row: dict, fmt: str = "{:.4g}") -> str:
+  """A long-format CEG row's estimate with its interval (keys estimate, lower, upper)."""
+  return _interval_text(row.get("estimate"), row.get("lower"), row.get("upper"), fmt)
+
+
+def _interval_text(estimate, lower, upper, fmt: str) -> str:
+  text = _g(estimate, fmt)
   if lower is not None and upper is not None and math.isfinite(lower) and math.isfinite(upper):
     text += f" [{fmt.format(lower)}, {fmt.format(upper)}]"
+    if diagnostics.zero_width(lower, upper, estimate):
+      text += f" {diagnostics.ZERO_WIDTH_MARK}"
   return text
+
+
+def _or_not_determined(row: dict, text: str, diags: dict | None = None) -> str:
+  """`text`, or "not determined: <reasons>" when the row's inputs have reasons: with the
+  groups' `diags`, each group's reason labels (the Diagnostics table has the details)."""
+  if not row.get("not_determined"):
+    return text
+  if diags:
+    return "not determined: " + diagnostics.not_determined(
+        diags, [row["group"], row["reference"]], short=True)
+  return f"not determined: {row['not_determined']}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -382,6 +480,36 @@ def _multiple(value: float | None) -> str:
   if value is None or not math.isfinite(value):
     return "–"
   return f"{value:,.0f}x" if abs(value) >= 100 else f"{value:.3g}x"
+
+
+def _laws_table(law_rows: list[dict]) -> str:
+  return _table(["architecture", "fit points", "a", "alpha", "E"], [
+      [r["group"], str(r["fit_points"]), _ci(r, "a"), _ci(r, "alpha", "{:.4f}"),
+       _ci(r, "E", "{:.3f}")] for r in law_rows])
+
+
+def _pairs_table(pairs: list[dict], level: str, diags: dict | None = None) -> str:
+  return _table(["group", "reference", "difference", f"{level} CI excludes 0?"], [
+      [r["group"], r["reference"], _ci(r, "exponent_difference", "{:.4f}"),
+       _or_not_determined(r, "yes: distinguishable" if r["distinguishable"] else
+                          "no: not distinguishable at this scale", diags)] for r in pairs])
+
+
+def _diagnostics_section(scaling: dict, evidence: dict) -> str:
+  """Per group: the reasons its law is not determined, and the checks that could not run."""
+  text = ["### Diagnostics\n",
+          "A group with a reason below makes every number derived from its law (CEG, exponent "
+          "difference, accounting) *not determined* (algoprog.diagnostics).\n"]
+  if evidence:
+    entropy = evidence.get("unigram_entropy")
+    text.append(f"Seed noise {evidence['seed_noise']:.3f} nats "
+                f"({evidence['seed_noise_source']}); unigram entropy "
+                + (f"{entropy:.3f} nats/token ({evidence['unigram_entropy_source']})"
+                   if entropy is not None else evidence["unigram_entropy_source"]) + ".\n")
+  text.append(_table(["group", "not determined because", "checks skipped"], [
+      [g, "; ".join(d["reasons"]) or "– (determined)", "; ".join(d["skipped"]) or "–"]
+      for g, d in scaling["diagnostics"].items()]))
+  return "\n".join(text)
 
 
 def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
@@ -422,18 +550,31 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
   parts.append(f"Frontier: {a.frontier} of each run's points from {a.skip_fraction:.0%} of its "
                f"tokens on; E: {a.irreducible}; {a.bootstrap} bootstrap refits resampling "
                f"{a.resample}. C in FLOPs (algoprog.flops), L in nats/token.\n")
-  parts.append(_table(["architecture", "fit points", "a", "alpha", "E"], [
-      [r["group"], str(r["fit_points"]), _ci(r, "a"), _ci(r, "alpha", "{:.4f}"),
-       _ci(r, "E", "{:.3f}")] for r in scaling["laws"]]))
+  parts.append(_laws_table(scaling["laws"]))
   parts.append("![loss vs compute](analysis/loss_vs_compute.png)\n")
-  for w in scaling["warnings"]:
+  for w in scaling["warnings"] + diagnostics.zero_width_warnings(scaling["laws"], a.level):
     parts.append(f"> fit warning: {w}\n")
+  diags = None
+  if "diagnostics" in scaling:  # (summaries written before the diagnostics have none)
+    parts.append(_diagnostics_section(scaling, s.get("evidence", {})))
+    diags = _diagnostics_of(scaling)
   if scaling["exponent_pairs"]:
     parts.append("### Exponent differences (alpha_group − alpha_reference)\n")
-    parts.append(_table(["group", "reference", "difference", f"{level} CI excludes 0?"], [
-        [r["group"], r["reference"], _ci(r, "exponent_difference", "{:.4f}"),
-         "yes: distinguishable" if r["distinguishable"] else
-         "no: not distinguishable at this scale"] for r in scaling["exponent_pairs"]]))
+    parts.append(_pairs_table(scaling["exponent_pairs"], level, diags))
+  sensitivity = scaling.get("sensitivity")
+  if sensitivity:
+    parts.append(f"### Sensitivity: E {sensitivity['irreducible']} instead of "
+                 f"{scaling.get('irreducible', a.irreducible)}\n")
+    parts.append("The same frontiers refitted with the other choice of the irreducible loss; "
+                 "a conclusion that holds only under one of them is not a finding.\n")
+    parts.append(_laws_table(sensitivity["laws"]))
+    reasons = [f"{g}: {r}" for g, d in sensitivity["diagnostics"].items()
+               for r in d["reasons"]]
+    if reasons:
+      parts.append("Diagnostics of this fit: " + "; ".join(reasons) + ".\n")
+    if sensitivity["exponent_pairs"]:
+      parts.append(_pairs_table(sensitivity["exponent_pairs"], level,
+                                _diagnostics_of(sensitivity)))
 
   parts.append(f"## CEG over {a.reference} from the fitted laws\n")
   parts.append("CEG(C) = C_reference(L_group(C)) / C: compute the reference needs for the "
@@ -441,7 +582,8 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
                "extrapolations.\n")
   rows = [r for r in scaling["ceg"] if r["quantity"] == "ceg_at_compute"]
   parts.append(_table(["group", "at C (FLOPs)", f"CEG [{level} CI]"], [
-      [r["group"], f"{r['at']:.3g}", _ci(r, "estimate", "{:.3g}")] for r in rows]))
+      [r["group"], f"{r['at']:.3g}", _or_not_determined(r, _band_ci(r, "{:.3g}"), diags)]
+      for r in rows]))
   if "ceg_vs_compute" in scaling["figures"]:
     parts.append("![CEG vs compute](analysis/ceg_vs_compute.png)\n")
 
@@ -466,7 +608,8 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
         value, spread = f"≥ {r['ceg_lower_bound']:.3g}x (target not reached)", "–"
       else:
         value, spread = r.get("status", "?"), "–"
-      table_rows.append([r["ablation"], f"{r['reference']} vs {r['variant']}", value, spread,
+      table_rows.append([r["ablation"], f"{r['reference']} vs {r['variant']}",
+                         _or_not_determined(r, value), spread,
                          _multiple(published.get(r["ablation"]))])
     parts.append(_table(["ablation", "runs", "CEG", "seed spread", "study (64d, GPT-2 BPE)"],
                         table_rows))
@@ -485,11 +628,18 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
   rows = []
   for name in ("published", "measured"):
     for r in accounting.get(name, []):
+      if name == "measured" and accounting.get("not_determined"):
+        rows.append([name, str(r["year"]), f"{r['compute']:.3g}", "not determined (below)",
+                     "–", "–"])
+        continue
       rows.append([name, str(r["year"]), f"{r['compute']:.3g}", _multiple(r["total"]) + (
           f" [{_multiple(r['total_lower'])}, {_multiple(r['total_upper'])}]"
           if "total_lower" in r else ""), _multiple(r["scale_invariant"]),
           _g(r["scale_dependent_share"], "{:.1%}")])
   parts.append(_table(head, rows))
+  if accounting.get("not_determined"):
+    parts.append(f"Measured accounting not determined: {accounting['not_determined']} "
+                 "(its numbers are in analysis/summary.json and headline_measured.csv).\n")
   if any(not _finite(r.get("total")) for r in accounting.get("measured", [])):
     parts.append("A measured total shown as – is undefined: extrapolated that far, one fitted "
                  "law's loss falls below the other's irreducible loss E, so the other never "
@@ -596,8 +746,12 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
     analysis.scaling_groups: groups whose frontiers are fitted.
     analysis.reference: the group CEGs of the scaling fits are measured against.
     analysis.skip_fraction: each run's points before this fraction of its tokens (warmup
-      is 10%) are left out of the frontier fits.
-    analysis.frontier, irreducible, shared_exponent: how the laws are fitted (algoprog.fit).
+      is 10%) are not fitted (the frontier is taken over all points first).
+    analysis.frontier, irreducible, shared_exponent: how the laws are fitted (algoprog.fit);
+      irreducible "shared" (default: the architectures train on the same data, so one E
+      fitted jointly), "fit" (one E per group) or a number (fixed, nats).
+    analysis.sensitivity_irreducible: the laws and exponent differences refitted with this
+      E (default "fit": per group) as a sensitivity row; "" for none.
     analysis.bootstrap, resample, seed, level: the CIs (refits, what is resampled).
     analysis.ceg_compute: FLOPs at which to report the fitted CEG; () -> low, middle and high
       end of the compute the frontiers cover. analysis.extra_ceg_compute: added to those.
@@ -668,7 +822,8 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
   c.analysis.reference = "lstm" if "lstm" in scaling_widths else tuple(scaling_widths)[0]
   c.analysis.frontier = "envelope"
   c.analysis.skip_fraction = 0.1
-  c.analysis.irreducible = "fit"
+  c.analysis.irreducible = "shared"
+  c.analysis.sensitivity_irreducible = "fit"
   c.analysis.shared_exponent = False
   c.analysis.bootstrap = bootstrap
   c.analysis.resample = "runs"

@@ -39,6 +39,11 @@ METRICS_FILE = "metrics.jsonl"
 # Run statuses whose points are used; "running" curves are valid so far (the envelope only
 # needs the points that exist).
 USABLE_STATUSES = ("completed", "running")
+# Stages a sweep's runs record in run.json (algoprog.sweep): reduced-budget LR-sweep runs
+# and the full runs. "" is a run outside a sweep (or older than the field).
+STAGES = ("lr_sweep", "full", "")
+FULL_STAGES = ("full", "")
+MANIFEST_FILE = "manifest.json"  # algoprog.sweep's record of every planned run
 
 
 class RunTableError(ValueError):
@@ -94,6 +99,10 @@ class RunTable:
   tokens: np.ndarray
   excluded: tuple[ExcludedRun, ...] = ()
   source: str = ""
+  # Runs of a folder left out because of their stage (not unusable: not asked for).
+  other_stages: tuple[ExcludedRun, ...] = ()
+  # run_id -> its run.json (folders of runs only), for diagnostics (seeds, LR, stage).
+  run_info: Mapping[str, dict] = dataclasses.field(default_factory=dict)
 
   @property
   def groups(self) -> list[str]:
@@ -181,27 +190,60 @@ def _check_positive_finite(values: np.ndarray, column: str, names: list[str],
 
 
 def load_runs(path: str | pathlib.Path, columns: ColumnMapping | None = None, *,
-              statuses: Iterable[str] = USABLE_STATUSES) -> RunTable:
-  """Loads a folder of training runs, or a .csv/.jsonl table with `columns`."""
+              statuses: Iterable[str] = USABLE_STATUSES,
+              stages: Iterable[str] | None = None) -> RunTable:
+  """Loads a folder of training runs (only `stages`, default all), or a .csv/.jsonl table
+  with `columns`."""
   path = pathlib.Path(path)
   if path.is_dir():
     if columns is not None:
       raise RunTableError(f"{path}: a folder of runs takes no column mapping (it has the "
                           "launcher's fixed format)")
-    return load_run_folder(path, statuses=statuses)
+    return load_run_folder(path, statuses=statuses, stages=stages)
   if not path.exists():
     raise RunTableError(f"{path}: no such file or folder")
   return load_table_file(path, columns or ColumnMapping())
 
 
+def manifest_stages(folder: pathlib.Path) -> dict[str, str]:
+  """{run_id: stage} from a sweep's manifest.json in `folder` or its parent (a sweep
+  directory, or its runs/ folder); {} when there is none."""
+  for place in (folder, folder.parent):
+    path = place / MANIFEST_FILE
+    if path.exists():
+      try:
+        entries = json.loads(path.read_text()).get("runs", [])
+        return {str(e["run_id"]): str(e.get("stage", "")) for e in entries if "run_id" in e}
+      except (json.JSONDecodeError, AttributeError, TypeError, KeyError):
+        raise RunTableError(f"{path}: not a sweep manifest (expected {{\"runs\": [{{"
+                            "\"run_id\", \"stage\", ...}]}})") from None
+  return {}
+
+
+def run_stage(info: Mapping, manifest: Mapping[str, str]) -> str:
+  """A run's stage: run.json's `stage`; for runs that predate it, the sweep manifest's,
+  else "lr_sweep" when the run id has the sweep's "_lrsweep" part, else "" (not a sweep
+  run, counted as full)."""
+  if info.get("stage"):
+    return str(info["stage"])
+  run_id = str(info.get("run_id", ""))
+  if run_id in manifest:
+    return manifest[run_id]
+  return "lr_sweep" if "_lrsweep" in run_id else ""
+
+
 def load_run_folder(folder: str | pathlib.Path, *,
-                    statuses: Iterable[str] = USABLE_STATUSES) -> RunTable:
+                    statuses: Iterable[str] = USABLE_STATUSES,
+                    stages: Iterable[str] | None = None) -> RunTable:
   """Reads every run below `folder` (any depth) written by launch.train.
 
   Each run is a directory holding run.json and metrics.jsonl (algoprog/metrics.py). The
   point columns come from metrics.jsonl (flops -> compute, validation_loss -> loss, tokens)
   and run.json (params_total -> params, label -> group). A run whose run_id is also used
   by another directory is identified by its path relative to `folder` instead.
+
+  `stages` (default all) keeps only runs of those stages (`run_stage`); the others are
+  listed in `other_stages`.
 
   Excluded, with the reason, rather than loaded: runs whose status is not in `statuses`
   (e.g. "failed", with run.json's failure_reason), runs with no evaluation yet, and runs
@@ -218,17 +260,26 @@ def load_run_folder(folder: str | pathlib.Path, *,
     raise RunTableError(f"{folder}: no runs found (expected subdirectories holding "
                         f"{RUN_FILE} and {METRICS_FILE})")
   infos = [_read_run_info(d) for d in run_dirs]
+  stages = None if stages is None else tuple(stages)
+  manifest = manifest_stages(folder)
   id_counts: dict[str, int] = {}
   for info in infos:
     id_counts[info["run_id"]] = id_counts.get(info["run_id"], 0) + 1
   points: dict[str, list] = {name: [] for name in _POINT_COLUMNS}
   row_names: list[str] = []
   excluded: list[ExcludedRun] = []
+  other_stages: list[ExcludedRun] = []
+  run_info: dict[str, dict] = {}
   for run_dir, info in zip(run_dirs, infos):
     run_id = info["run_id"]
     if id_counts[run_id] > 1:
       run_id = run_dir.relative_to(folder).as_posix()
     group = str(info["label"])
+    stage = run_stage(info, manifest)
+    if stages is not None and stage not in stages:
+      other_stages.append(ExcludedRun(run_id, group, f"stage {stage or 'unknown'}"))
+      continue
+    run_info[run_id] = {**info, "stage": stage}
     if info["status"] not in statuses:
       reason = f"status {info['status']}"
       if info.get("failure_reason"):
@@ -258,9 +309,11 @@ def load_run_folder(folder: str | pathlib.Path, *,
       points["tokens"].append(float(r["tokens"]))
       row_names.append(f"{run_dir / METRICS_FILE} step {r['step']}")
   if not points["run_id"]:
-    reasons = "; ".join(f"{e.run_id}: {e.reason}" for e in excluded[:3])
-    raise RunTableError(f"{folder}: no usable runs ({len(excluded)} excluded: {reasons})")
-  return make_table(**points, excluded=excluded, source=str(folder), row_names=row_names)
+    reasons = "; ".join(f"{e.run_id}: {e.reason}" for e in (excluded + other_stages)[:3])
+    raise RunTableError(f"{folder}: no usable runs ({len(excluded)} excluded, "
+                        f"{len(other_stages)} of other stages: {reasons})")
+  table = make_table(**points, excluded=excluded, source=str(folder), row_names=row_names)
+  return dataclasses.replace(table, other_stages=tuple(other_stages), run_info=run_info)
 
 
 # params_total is required only of runs that are loaded (a run that failed before it

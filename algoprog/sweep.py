@@ -258,7 +258,7 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
           runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr,
                                       max(budgets) if budgets != (0.0,) else 0.0),
                               "lr_sweep", label, group.config,
-                              {**reduced, "optim.learning_rate": lr}))
+                              {**reduced, "optim.learning_rate": lr, "stage": "lr_sweep"}))
       if len(chosen) < len(swept):
         continue
       lrs = {w: interpolate_lr(chosen, w) for w in group.widths}
@@ -270,7 +270,8 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
           runs.append(RunSpec(
               _run_id(label, width, seed, "full", None, budget), "full", label, group.config,
               {**overrides, "model.width": int(width), "seed": int(seed),
-               "optim.learning_rate": lrs[width], **_budget(group, budget)}))
+               "optim.learning_rate": lrs[width], **_budget(group, budget),
+               "stage": "full"}))  # recorded in run.json: launch.fit fits "full" runs
   return runs
 
 
@@ -394,6 +395,8 @@ def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
   ran = json.loads(path.read_text())
   stale = []
   for dotted, planned in run.overrides.items():
+    if dotted == "stage" and "stage" not in ran:
+      continue  # A run from before run.json recorded its stage; algoprog.runs infers it.
     node = ran
     for part in dotted.split("."):
       node = node.get(part) if isinstance(node, dict) else None

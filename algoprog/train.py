@@ -376,7 +376,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   metrics.write_json(config_path, resolved)
 
   run_info = {
-      "run_id": run_dir.name, "label": config.label, "status": "running",
+      "run_id": run_dir.name, "label": config.label, "stage": config.stage,
+      "status": "running",
       "params_total": params_total, "params_nonembedding": params_total - params_embedding,
       "flops_per_token": flops_per_token, "flops_convention": flops_convention,
       "flops_source": "analytical" if flops_warning is None else "xla_cost_analysis",

@@ -92,6 +92,32 @@ def test_envelope_on_hand_made_curves():
   np.testing.assert_array_equal(on, [1, 1, 0, 1])
 
 
+def test_frontier_is_taken_over_all_points_before_the_compute_range():
+  # The small run reaches 3.9 at C=10; the big run's first point past C=11 (4.5 at C=12) is
+  # worse, so it is on no frontier. Cutting at C >= 11 first would make it the first point
+  # of the frontier (nothing below it any more), and it would pull the fit.
+  table = runs.make_table(
+      ["s"] * 5 + ["b"] * 5, ["g"] * 10,
+      [1, 2, 4, 8, 10, 3, 12, 30, 60, 100],
+      [6.0, 5.0, 4.4, 4.0, 3.9, 7.0, 4.5, 3.6, 3.3, 3.1])
+  options = fit.PowerLawOptions(irreducible=1.0)
+  in_range = table.compute >= 11
+  result = fit.fit_frontiers(table, options=options, eligible=in_range)
+  fitted = result.points_compute[0][result.points_weight[0] > 0]
+  np.testing.assert_array_equal(np.sort(fitted), [30, 60, 100])
+  cut_first = fit.fit_frontiers(table.select(in_range), options=options)
+  assert 12 in cut_first.points_compute[0][cut_first.points_weight[0] > 0]  # the old order
+  # The bootstrap recomputes the envelope over all points of the drawn runs, then cuts:
+  # draws with both runs give the full fit, draws of the big run alone keep C=12.
+  boot = fit.bootstrap_frontiers(table, result, num_samples=20, seed=0, eligible=in_range)
+  big_alone = fit.fit_frontiers(table.only_groups(["g"]).select(table.run_id == "b"),
+                                options=options, eligible=in_range[table.run_id == "b"])
+  alphas = boot.for_group("g").alpha[np.isfinite(boot.for_group("g").alpha)]
+  expected = [result.for_group("g").alpha, big_alone.for_group("g").alpha]
+  assert np.isclose(alphas[:, None], expected, rtol=1e-6).any(1).all()
+  assert np.isclose(alphas, expected[0], rtol=1e-6).any()
+
+
 def test_frontier_fit_of_training_curves_from_a_chinchilla_law():
   # Curves of 12 model sizes; their lower envelope approaches the law's compute-optimal
   # frontier, which is itself an exact power law (chinchilla_frontier).

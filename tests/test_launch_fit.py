@@ -10,15 +10,19 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def write_runs(root: pathlib.Path) -> None:
-  """Two labels x 3 widths; each curve follows its label's law; one failed run."""
+def write_runs(root: pathlib.Path, lr_sweep_runs: bool = False) -> None:
+  """Two labels x 3 widths; each curve follows its label's law; one failed run. With
+  `lr_sweep_runs`, each width also has a short LR-sweep run far above the law."""
   rng = np.random.default_rng(0)
   for label, (a, alpha) in {"modern": (88.0, -0.094), "lstm": (36.3, -0.065)}.items():
-    for width in (32, 64, 128):
-      run = root / label / f"w{width}"
+    for width, stage in [(w, s) for w in (32, 64, 128)
+                         for s in (("full", "lr_sweep") if lr_sweep_runs else ("",))]:
+      run = root / label / (f"w{width}" + ("_lrsweep" if stage == "lr_sweep" else ""))
       run.mkdir(parents=True)
       params = 20_000 * width
-      info = {"run_id": f"{label}-w{width}", "label": label, "status": "completed",
+      info = {"run_id": run.name if stage else f"{label}-w{width}", "label": label,
+              "status": "completed", "stage": stage,
+              "data_fingerprint": {"train_sha256": "abc"},
               "params_total": params, "params_nonembedding": params // 2,
               "flops_per_token": 6.0 * params, "flops_convention": "6N",
               "tokens_planned": 40 * params, "seed": 123, "width": width,
@@ -28,10 +32,13 @@ def write_runs(root: pathlib.Path) -> None:
       for step, tokens in enumerate(np.geomspace(1e3, 40 * params, 12).astype(int), 1):
         flops = 6.0 * params * tokens
         loss = (1.9 + a * flops**alpha) * np.exp(0.002 * rng.normal())
+        loss *= 1.5 if stage == "lr_sweep" else 1.0
         rows.append(json.dumps({"step": step, "tokens": int(tokens), "flops": flops,
                                 "train_loss": loss, "validation_loss": loss,
                                 "wall_time_s": step, "learning_rate": 1e-3}))
       (run / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+  if lr_sweep_runs:
+    return
   failed = root / "lstm" / "w256"
   failed.mkdir()
   (failed / "run.json").write_text(json.dumps({**info, "run_id": "lstm-w256",
@@ -62,6 +69,39 @@ def test_fit_command_end_to_end(tmp_path):
   summary = json.loads((out / "summary.json").read_text())
   (raw,) = summary["raw_ceg"]
   assert raw["group"] == "modern" and raw["ceg"] > 1
+
+
+def test_sweep_folder_fits_full_runs_only_with_diagnostics_and_shared_E(tmp_path):
+  write_runs(tmp_path / "sweep" / "runs", lr_sweep_runs=True)
+  # The sweep's LR record: modern's choice at 64 won by less than twice the seed noise.
+  (tmp_path / "sweep" / "lr_choices.json").write_text(json.dumps({
+      "modern/64": {"chosen_learning_rate": 1e-3, "chosen_at_grid_edge": False,
+                    "margin_to_next_best": 0.01},
+      "lstm/64": {"chosen_learning_rate": 1e-2, "chosen_at_grid_edge": False,
+                  "margin_to_next_best": 0.5}}))
+  out = tmp_path / "out"
+  done = launch(f"--runs={tmp_path / 'sweep'}", f"--out={out}", "--reference=lstm",
+                "--ceg_compute=1e15", "--bootstrap=20")
+  assert done.returncode == 0, done.stderr
+  assert "left out 6 runs of other stages (stage lr_sweep)" in done.stdout
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["options"]["irreducible"] == "shared"  # auto: one data fingerprint
+  assert summary["sensitivity"]["irreducible"] == "fit"
+  assert all(r["fit_points"] > 0 for r in summary["laws"])
+  reasons = summary["diagnostics"]["modern"]["reasons"]
+  assert any(r.startswith("LR within seed noise: the choice at modern/64") for r in reasons)
+  assert summary["diagnostics"]["lstm"]["reasons"] == []
+  (row,) = [r for r in summary["ceg"] if r["quantity"] == "ceg_at_compute"]
+  assert row["not_determined"].startswith("modern: LR within seed noise: the choice at modern/64")
+  assert "not determined: modern: LR within seed noise" in done.stdout
+  (pair,) = summary["exponent_pairs"]
+  assert pair["distinguishable"] is None and pair["not_determined"]
+  # --all_stages fits the LR-sweep runs too (here far above the law: they change the fit).
+  again = launch(f"--runs={tmp_path / 'sweep' / 'runs'}", f"--out={tmp_path / 'all'}",
+                 "--all_stages", "--bootstrap=0", "--irreducible=fit")
+  assert again.returncode == 0, again.stderr
+  assert "left out" not in again.stdout
+  assert "12 runs" in again.stdout
 
 
 def test_fit_command_errors_are_one_line(tmp_path):

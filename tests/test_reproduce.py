@@ -77,6 +77,45 @@ def test_presets_plan_the_whole_study():
     assert set(config.analysis.scaling_groups) == {"lstm", "retro", "modern"}
 
 
+def test_report_shows_ceg_intervals_zero_width_marks_and_not_determined():
+  # The stored CPU study's summary (docs/results/cpu), as written before the diagnostics.
+  config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_cpu.py"))
+  config.analysis.irreducible, config.analysis.sensitivity_irreducible = "fit", ""
+  path = os.path.join(ROOT, "docs", "results", "cpu", "analysis", "summary.json")
+  with open(path) as f:
+    summary = json.load(f)
+  text = reproduce.report_markdown(config, summary)
+  # CEG rows carry lower/upper (not estimate_lower): their CIs were dropped before.
+  assert "| retro | 3.51e+10 | 0.142 [0.00727, 2.06] |" in text
+  # retro's E is pinned at ~0 in every resample: a zero-width interval, flagged.
+  assert "0.000 [0.000, 0.000] (zero-width CI)" in text
+  assert "group retro: the 95% interval of E has zero width" in text
+  assert "lstm | 21 | 36.81 [25.81, 4.757e+04] | -0.0868 [-0.3882, -0.0617] | 1.327 [0.000, 3.665] |" in text
+  # A group with reasons turns every number derived from its law into "not determined":
+  # tables name each group's reason labels, the Diagnostics table and prose the details.
+  at_zero = "E at a bound: fitted E at its lower bound 0 (E=7.3e-24)"
+  scaling = summary["scaling"]
+  scaling["diagnostics"] = {g: {"group": g, "reasons": [at_zero]
+                                if g == "retro" else [], "skipped": []}
+                            for g in scaling["groups"]}
+  for row in scaling["ceg"]:
+    row["not_determined"] = "retro: " + at_zero if row["group"] == "retro" else ""
+  for row in scaling["exponent_pairs"]:
+    involved = "retro" in (row["group"], row["reference"])
+    row["not_determined"] = "retro: " + at_zero if involved else ""
+    row["distinguishable"] = None if involved else row["distinguishable"]
+  summary["accounting"]["not_determined"] = "retro: " + at_zero
+  text = reproduce.report_markdown(config, summary)
+  assert "| retro | 3.51e+10 | not determined: retro: E at a bound |" in text
+  assert "| modern | 3.51e+10 | 0.0847 [0.0134, 1.64] |" in text
+  assert "| modern | lstm | -0.0191 [-0.0647, 0.2821] | no: not distinguishable" in text
+  assert "| modern | retro | -0.0546 [-0.1009, 0.0412] | not determined: retro" in text
+  assert "| measured | 2023 | 1.34e+22 | not determined (below) |" in text
+  assert "26.6x" not in text
+  assert f"| retro | {at_zero} | – |" in text
+  assert f"Measured accounting not determined: retro: {at_zero}" in text
+
+
 def small_study(corpus, cache):
   """The tiny preset on the test corpus (~100 KB): budgets cut to fit one epoch."""
   config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
@@ -105,6 +144,18 @@ def test_tiny_study_end_to_end_and_rerun_redoes_nothing(small_corpus, tmp_path, 
   assert {r["ablation"] for r in summary["ablations"]["rows"]} == {"swiglu_vs_gelu",
                                                                   "modern_vs_retro"}
   assert all(k in summary["lr_choices"] for k in ("lstm/32", "retro/32", "modern/32"))
+  # One E shared by the architectures, per-group E as the sensitivity row; every derived
+  # number is marked exactly when a group it uses has reasons.
+  scaling = summary["scaling"]
+  assert scaling["irreducible"] == "shared" and scaling["sensitivity"]["irreducible"] == "fit"
+  assert len({r["E"] for r in scaling["laws"]}) == 1
+  reasons = {g: d["reasons"] for g, d in scaling["diagnostics"].items()}
+  for row in scaling["ceg"] + scaling["exponent_pairs"]:
+    assert bool(row["not_determined"]) == bool(reasons[row["group"]] + reasons[row["reference"]])
+  assert summary["evidence"]["unigram_entropy"] > 0
+  assert ("not determined:" in text) == any(reasons.values())
+  run_json = tmp_path / "study" / "sweep" / "runs" / "modern_w32_s123" / "run.json"
+  assert json.loads(run_json.read_text())["stage"] == "full"
   for name in ("loss_vs_compute", "ceg_vs_compute", "ablation_cegs", "lr_sweeps"):
     assert (tmp_path / "study" / "analysis" / f"{name}.png").exists()
   # Every planned run finished; a second invocation trains nothing and reports the same.

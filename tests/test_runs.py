@@ -103,3 +103,31 @@ def test_only_failed_runs_is_an_error_listing_them(tmp_path):
   write_run(tmp_path, "w32", "lstm", [(100, 6.0)], status="failed", failure_reason="oom")
   with pytest.raises(runs.RunTableError, match="no usable runs.*w32: status failed: oom"):
     runs.load_runs(tmp_path)
+
+
+def test_stages_from_run_json_manifest_or_run_id(tmp_path):
+  curve = [(100, 6.0), (200, 5.0)]
+  sweep = tmp_path / "sweep"
+  (sweep / "runs").mkdir(parents=True)
+  # An older sweep: no stage in run.json; its manifest names one LR-sweep run by id.
+  (sweep / "manifest.json").write_text(json.dumps({"runs": [
+      {"run_id": "m_w32_s1_lrsweep0.01", "stage": "lr_sweep"},
+      {"run_id": "odd_name", "stage": "lr_sweep"}, {"run_id": "m_w32_s1", "stage": "full"}]}))
+  write_run(sweep / "runs", "m_w32_s1", "m", curve)
+  write_run(sweep / "runs", "m_w32_s1_lrsweep0.01", "m", curve)
+  write_run(sweep / "runs", "odd_name", "m", curve)
+  d = write_run(sweep / "runs", "new_full", "m", curve)
+  info = json.loads((d / "run.json").read_text())
+  (d / "run.json").write_text(json.dumps({**info, "stage": "full"}))
+  for root in (sweep, sweep / "runs"):  # The sweep directory or its runs/ folder.
+    full = runs.load_runs(root, stages=runs.FULL_STAGES)
+    assert full.run_ids == ["m_w32_s1", "new_full"]
+    assert {e.run_id: e.reason for e in full.other_stages} == {
+        "m_w32_s1_lrsweep0.01": "stage lr_sweep", "odd_name": "stage lr_sweep"}
+    assert full.run_info["new_full"]["stage"] == "full"
+  everything = runs.load_runs(sweep)
+  assert len(everything.run_ids) == 4 and not everything.other_stages
+  # Without a manifest the run id's "_lrsweep" part tells.
+  (sweep / "manifest.json").unlink()
+  assert runs.load_runs(sweep, stages=runs.FULL_STAGES).run_ids == [
+      "m_w32_s1", "new_full", "odd_name"]

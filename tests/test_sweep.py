@@ -62,6 +62,9 @@ def test_plan_sweeps_lr_first_then_full_runs_at_the_choice(tmp_path):
       (16, 1), (16, 2), (32, 1), (32, 2)]
   assert [r.overrides["optim.learning_rate"] for r in full] == [grid[1]] * 2 + [grid[0]] * 2
   assert full[0].overrides["data.tokenizer"] == "byte" and full[0].overrides["label"] == "modern"
+  # Each run records its stage in run.json (launch.fit fits only full runs by default).
+  assert [r.overrides["stage"] for r in runs] == [r.stage for r in runs]
+  assert {r.stage for r in runs} == {"lr_sweep", "full"}
   assert len({r.run_id for r in runs}) == len(runs)
 
 
