@@ -10,6 +10,8 @@ what a run records, so every number that shaped it is on disk.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16.
@@ -86,8 +88,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.flops = 0.0  # FLOP budget (algoprog.flops count); > 0 sets the tokens instead.
   c.train.microbatches = 1  # Gradient accumulation: the global batch in this many slices.
   c.train.eval_every_steps = 100  # Validation loss every this many steps (and at the end).
-  c.train.log_every_steps = 20  # Progress line every this many steps.
-  c.train.checkpoint_every_steps = 500  # Orbax checkpoint cadence (and at the end).
+  # Validation tokens scored at each evaluation before the last: B evenly spaced contiguous
+  # runs of the validation windows (the same subset every time and in every run of a
+  # config); the last evaluation scores the whole set. 0 -> derived: the intermediate
+  # evaluations together score at most a quarter of the training tokens, each at least
+  # 65,536 (capped by the set). The derived value is recorded in config.json.
+  c.train.eval_tokens = 0
+  c.train.log_every_steps = 20  # Progress line (with steps/s and ETA) every this many steps.
+  # Orbax checkpoint cadence (and at the end, and on SIGTERM); 0 -> a tenth of the run,
+  # at most 1,000 steps. Can change between a run and its resume.
+  c.train.checkpoint_every_steps = 0
   c.train.keep_checkpoints = 3  # Keep the newest this many checkpoints.
   c.train.lstm_window = 32  # LSTM truncated-BPTT window (tokens).
   c.train.lstm_reset_probability = 0.01  # Per row, per window: restart the carried state.
@@ -115,8 +125,22 @@ def _get(c: ml_collections.ConfigDict, dotted: str):
   return c
 
 
+def _non_finite_field(c: ml_collections.ConfigDict, prefix: str = "") -> str | None:
+  for key, value in c.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      found = _non_finite_field(value, f"{prefix}{key}.")
+      if found:
+        return found
+    elif isinstance(value, float) and not math.isfinite(value):
+      return f"{prefix}{key}: expected a finite number; got {value!r}"
+  return None
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot run."""
+  non_finite = _non_finite_field(c)  # inf/nan pass every comparison below (nan) or most.
+  if non_finite:
+    raise ConfigError(non_finite)
   for field, choices in _CHOICES.items():
     value = _get(c, field)
     if value not in choices:
@@ -131,13 +155,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("data.sequence_length", "data.batch_size", "data.validation_tokens",
                 "model.width", "model.ffn_multiplier", "model.init_std",
                 "optim.learning_rate", "train.microbatches", "train.eval_every_steps",
-                "train.log_every_steps", "train.checkpoint_every_steps",
-                "train.keep_checkpoints", "train.lstm_window"):
+                "train.log_every_steps", "train.keep_checkpoints", "train.lstm_window"):
     positive(field)
   for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "train.flops",
                 "model.num_layers",
                 "model.num_heads", "model.max_sequence_length", "optim.warmup_steps",
-                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents"):
+                "optim.weight_decay", "optim.grad_clip_norm", "data.max_documents",
+                "train.eval_tokens", "train.checkpoint_every_steps"):
     positive(field, allow_zero=True)
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "

@@ -36,9 +36,9 @@ import numpy as np
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-# Run statuses whose points are used; "running" curves are valid so far (the envelope only
-# needs the points that exist).
-USABLE_STATUSES = ("completed", "running")
+# Run statuses whose points are used; "running" and "interrupted" (SIGTERM, resumable)
+# curves are valid so far (the envelope only needs the points that exist).
+USABLE_STATUSES = ("completed", "running", "interrupted")
 
 
 class RunTableError(ValueError):

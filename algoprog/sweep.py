@@ -260,10 +260,8 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
 
 def run_status(sweep_dir: pathlib.Path, run: RunSpec) -> dict:
   """{"status": "completed"|"failed"|"running"|"pending", ...} from the run's run.json."""
-  path = sweep_dir / "runs" / run.run_id / metrics.RUN_FILE
-  if not path.exists():
-    return {"status": "pending"}
-  return json.loads(path.read_text())
+  info = metrics.read_json(sweep_dir / "runs" / run.run_id / metrics.RUN_FILE)
+  return {"status": "pending"} if info is None else info
 
 
 def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict:
@@ -354,7 +352,7 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict) -> dict:
     process = subprocess.run(run.command(sweep_dir), stdout=log, stderr=subprocess.STDOUT,
                              env=env, cwd=env.get("ALGOPROG_ROOT"))
   info = run_status(sweep_dir, run)
-  if process.returncode != 0 and info.get("status") != "failed":
+  if process.returncode != 0 and info.get("status") not in ("failed", "interrupted"):
     tail = (run_dir / "launcher.log").read_text().strip().splitlines()[-1:] or [""]
     reason = f"exit code {process.returncode}: {tail[0][:300]}"
     if process.returncode < 0 or process.returncode == 137:
