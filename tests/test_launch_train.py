@@ -3,8 +3,10 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -78,3 +80,33 @@ def test_failed_run_is_one_line_and_recorded(small_corpus, tmp_path):
   assert last.startswith("error: diverged: mean train loss"), last
   run = json.loads((tmp_path / "run" / "run.json").read_text())
   assert run["status"] == "failed" and run["failure_reason"] == last[len("error: "):]
+
+
+def test_sigterm_checkpoints_exits_143_and_the_rerun_finishes(small_corpus, tmp_path):
+  """A scheduler's SIGTERM: the launcher checkpoints at the next step boundary, records
+  status "interrupted" and exits 143; the same command then resumes and completes."""
+  args = (tmp_path / "run", small_corpus, tmp_path / "cache", "--config.train.tokens=81920",
+          "--config.train.eval_every_steps=1000")  # 320 steps.
+  env = dict(os.environ, XLA_FLAGS="")
+  process = subprocess.Popen(
+      [sys.executable, "-m", "launch.train", "--config=configs/modern.py",
+       f"--workdir={args[0]}", "--config.data.source=text", f"--config.data.path={args[1]}",
+       "--config.data.tokenizer=byte", f"--config.data.cache_dir={args[2]}",
+       "--config.data.validation_tokens=2048", "--config.data.batch_size=8",
+       "--config.data.sequence_length=32", "--config.model.width=16", *args[3:]],
+      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  metrics_file = tmp_path / "run" / "metrics.jsonl"
+  deadline = time.time() + 240
+  while not (metrics_file.exists() and metrics_file.read_text()) and process.poll() is None:
+    assert time.time() < deadline, "the run never started training"
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)  # Right after the step-1 evaluation: mid-run.
+  stderr = process.communicate(timeout=240)[1]
+  assert process.returncode == 143, stderr[-1500:]
+  run = json.loads((tmp_path / "run" / "run.json").read_text())
+  assert run["status"] == "interrupted" and 0 < run["interrupted_at_step"] < 320
+  assert str(run["interrupted_at_step"]) in os.listdir(tmp_path / "run" / "checkpoints")
+  result = launch(*args)
+  assert result.returncode == 0, result.stderr[-1500:]
+  assert f"resumed {tmp_path / 'run'} at step {run['interrupted_at_step']}" in result.stderr
+  assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
