@@ -2,10 +2,16 @@
 
 A run directory holds:
   config.json    the fully resolved config (every derived field filled in)
-  run.json       identity and summary: label, status, parameter counts, FLOP convention,
-                 data fingerprint, failure reason (rewritten as the run progresses)
-  metrics.jsonl  one JSON object per evaluation, in step order
+  run.json       identity and summary: label, status ("running", "interrupted" by SIGTERM,
+                 "completed", "failed"), parameter counts, FLOP convention, data
+                 fingerprint, failure reason (rewritten as the run progresses)
+  metrics.jsonl  one JSON object per evaluation, in step order: step, tokens, flops,
+                 train_loss, validation_loss (nats/token), validation_tokens (scored),
+                 wall_time_s, learning_rate
   checkpoints/   orbax checkpoints
+  .lock          fcntl-locked by the trainer while it runs; names its pid and host
+Writes are atomic (JSON files) or flushed row by row (metrics.jsonl), and readers drop a
+torn row or an empty file with a warning rather than fail.
 This is the format `algoprog.runs` reads (docs/fit.md).
 """
 
