@@ -92,7 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   # runs of the validation windows (the same subset every time and in every run of a
   # config); the last evaluation scores the whole set. 0 -> derived: the intermediate
   # evaluations together score at most a quarter of the training tokens, each at least
-  # 65,536 (capped by the set). The derived value is recorded in config.json.
+  # 65,536 (capped by the set). Metrics rows record the tokens each evaluation scored.
   c.train.eval_tokens = 0
   c.train.log_every_steps = 20  # Progress line (with steps/s and ETA) every this many steps.
   # Orbax checkpoint cadence (and at the end, and on SIGTERM); 0 -> a tenth of the run,

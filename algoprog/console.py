@@ -25,6 +25,13 @@ def quiet_libraries() -> None:
   logging.getLogger("absl").addFilter(_DropLibraryInfo())
 
 
+def os_error_line(e: OSError, workdir) -> str:
+  """`error: PATH: reason (workdir ...; rerun to resume)` for a disk that is read-only,
+  full or missing a folder: what was written stays, so the same command resumes later."""
+  return (f"error: {e.filename or workdir}: {e.strerror or _one_line(e)} (workdir {workdir}; "
+          "rerun the same command to resume once it is writable)")
+
+
 def _one_line(e: BaseException) -> str:
   return " ".join(str(e).split())[:300]
 

@@ -360,6 +360,18 @@ def _stop_on_sigterm():
     signal.signal(signal.SIGTERM, previous)
 
 
+def _stop_agreed(requested_here: bool, synchronising: bool) -> bool:
+  """Whether every process stops after this step. One host: as soon as SIGTERM arrived.
+  Several: at the next log/evaluation/checkpoint step, if any process got it (they must
+  save the same checkpoint together, and these steps already wait for the devices)."""
+  if jax.process_count() == 1:
+    return requested_here
+  if not synchronising:
+    return False
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.array(requested_here))))
+
+
 def derived_eval_tokens(training_tokens: int, evaluations: int, validation_size: int) -> int:
   """train.eval_tokens = 0: intermediate evaluations together score <= a quarter of the
   training tokens, each at least MIN_EVAL_TOKENS, never more than the validation set."""
@@ -387,8 +399,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   checkpoint steps (no per-step host sync), and checked there: a non-finite loss, or after
   the warmup a mean loss above ln(vocab) + DIVERGENCE_MARGIN_NATS, records status "failed"
   with the reason in run.json and raises TrainingFailed; checkpoints saved before it are
-  kept. SIGTERM checkpoints at the next step boundary and returns with status "interrupted"
-  (rerunning resumes).
+  kept. SIGTERM checkpoints at the next step boundary (multi-host: the next log, evaluation
+  or checkpoint step) and returns with status "interrupted" (rerunning resumes).
 
   Args:
     config: an unresolved or resolved config (algoprog.config).
@@ -444,10 +456,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     config.data.vocab_size = corpus.vocab_size
     config.train.tokens = total_steps * stream.tokens_per_step
     config.train.steps = total_steps
-    config.train.eval_tokens = config.train.eval_tokens or derived_eval_tokens(
-        config.train.tokens, len(evaluate_after), int(corpus.validation_tokens.size))
-    config.train.checkpoint_every_steps = config.train.checkpoint_every_steps or min(
-        MAX_CHECKPOINT_EVERY_STEPS, -(-total_steps // 10))
 
   writes = jax.process_index() == 0  # The run files have one writer; orbax coordinates.
   with contextlib.ExitStack() as held:
@@ -515,9 +523,14 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
                                        config.data.sequence_length,
                                        streams=models.is_recurrent(trainer.model))
   # Intermediate evaluations: the first batches of the stream layout, i.e. B evenly spaced
-  # contiguous runs of windows (contiguous, so the LSTM carries its state along them).
-  subset_batches = -(-config.train.eval_tokens // (config.data.batch_size
-                                                   * config.data.sequence_length))
+  # contiguous runs of windows (contiguous, so the LSTM carries its state along them). The
+  # derived values stay 0 in config.json (sweeps compare it with their plan); they are pure
+  # functions of recorded numbers, and metrics rows record the tokens each evaluation scored.
+  eval_tokens = config.train.eval_tokens or derived_eval_tokens(
+      config.train.tokens, len(evaluate_after), int(corpus.validation_tokens.size))
+  checkpoint_every = config.train.checkpoint_every_steps or min(
+      MAX_CHECKPOINT_EVERY_STEPS, -(-total_steps // 10))
+  subset_batches = -(-eval_tokens // (config.data.batch_size * config.data.sequence_length))
   validation_subset = (validation if subset_batches >= len(validation) else
                        data.validation_batches(corpus.validation_tokens,
                                                config.data.batch_size,
@@ -545,7 +558,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
   interval_start, interval_step = time.time(), stream_state["step"]
   last_step = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
   pending_losses = []  # Device scalars of the steps since the last fetch.
-  done = stream_state["step"]
+  done, stopping = stream_state["step"], False
   try:
     with _stop_on_sigterm() as stop:
       for step in range(stream_state["step"], last_step):
@@ -555,8 +568,9 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
         done = step + 1
         evaluate = done in evaluate_after
         log = done % config.train.log_every_steps == 0 or done == last_step
-        save = (done % config.train.checkpoint_every_steps == 0 or done == last_step
-                or stop["signal"] is not None)
+        save = done % checkpoint_every == 0 or done == last_step
+        stopping = _stop_agreed(stop["signal"] is not None, evaluate or log or save)
+        save = save or stopping
         if not (evaluate or log or save):
           continue
         losses = [float(x) for x in jax.device_get(pending_losses)]
@@ -600,7 +614,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
           stream_state["step"] = done
           stream_state["wall_time_s"] = time.time() - start_time
           checkpoints.save(mngr, done, state, stream_state)
-        if stop["signal"] is not None:
+        if stopping:
           break
   except TrainingFailed as e:
     record(status="failed", failure_reason=str(e))
@@ -614,7 +628,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
       validation_loss = trainer.evaluate(state.params, validation)
     record(status="completed", final_validation_loss=validation_loss,
            wall_time_s=time.time() - start_time)
-  elif stop["signal"] is not None:
+  elif stopping:
     logging.warning("run %s interrupted by SIGTERM at step %d/%d (checkpointed); rerun the "
                     "same command to resume", run_dir, done, total_steps)
     record(status="interrupted", interrupted_at_step=done)

@@ -35,8 +35,7 @@ def main(argv):
           checkpoints.CheckpointError) as e:
     sys.exit(f"error: {e}")
   except OSError as e:  # Read-only or full disk, permissions: nothing written is lost.
-    sys.exit(f"error: {e.filename or _WORKDIR.value}: {e.strerror or e} (workdir "
-             f"{_WORKDIR.value}; rerun to resume from its newest checkpoint)")
+    sys.exit(console.os_error_line(e, _WORKDIR.value))
   if info["status"] == "interrupted":
     sys.exit(143)  # 128 + SIGTERM, as if killed, but checkpointed: rerun to resume.
   logging.info("finished %s: final validation loss %.4f nats/token",

@@ -110,3 +110,15 @@ def test_sigterm_checkpoints_exits_143_and_the_rerun_finishes(small_corpus, tmp_
   assert result.returncode == 0, result.stderr[-1500:]
   assert f"resumed {tmp_path / 'run'} at step {run['interrupted_at_step']}" in result.stderr
   assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
+
+
+def test_reproduce_names_an_unwritable_workdir(tmp_path):
+  (tmp_path / "file").write_text("not a folder")
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.reproduce", "--config=configs/reproduce_tiny.py",
+       f"--workdir={tmp_path / 'file' / 'study'}"],
+      cwd=ROOT, env=dict(os.environ, XLA_FLAGS=""), capture_output=True, text=True,
+      timeout=300)
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert last.startswith(f"error: {tmp_path / 'file' / 'study'}: Not a directory"), last

@@ -234,9 +234,8 @@ def test_evaluation_cost_and_checkpoint_cadence_are_bounded(small_corpus, cache,
   assert fingerprint["validation_tokens"] < fingerprint["validation_tokens_requested"] == 10**7
   assert "data.validation_tokens: the corpus holds out only" in caplog.text
   assert "ETA 0:" in caplog.text and "steps/s" in caplog.text
-  resolved = json.loads((tmp_path / "run" / metrics.CONFIG_FILE).read_text())
-  assert resolved["train"]["checkpoint_every_steps"] == 3  # ceil(24 / 10).
-  assert checkpoint_steps(tmp_path / "run") == [15, 18, 20]  # Newest 3 of 3, 6, ..., 20.
+  # Every ceil(24 / 10) = 3 steps: the newest 3 of 3, 6, ..., 18, and 20 (the stop).
+  assert checkpoint_steps(tmp_path / "run") == [15, 18, 20]
   rows = metrics.read_metrics(tmp_path / "run")
   assert [r["step"] for r in rows] == [1, 2, 4, 8, 12, 16, 20]
   assert {r["validation_tokens"] for r in rows} == {8192}  # 16 batches of 16 x 32.
