@@ -381,6 +381,12 @@ def derived_eval_tokens(training_tokens: int, evaluations: int, validation_size:
   return min(validation_size, per_eval)
 
 
+def writes_run_files() -> bool:
+  """Whether this process writes config.json, run.json, metrics.jsonl and holds the lock:
+  process 0 only (orbax coordinates the checkpoint writes of all processes itself)."""
+  return jax.process_index() == 0
+
+
 def _format_duration(seconds: float) -> str:
   seconds = int(round(seconds))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -457,7 +463,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     config.train.tokens = total_steps * stream.tokens_per_step
     config.train.steps = total_steps
 
-  writes = jax.process_index() == 0  # The run files have one writer; orbax coordinates.
+  writes = writes_run_files()
   with contextlib.ExitStack() as held:
     if writes:
       held.enter_context(workdir_lock(run_dir))

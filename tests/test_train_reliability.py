@@ -259,3 +259,11 @@ def test_derived_eval_tokens_bound_the_intermediate_evaluations():
   assert train.derived_eval_tokens(1000, 12, 500_000) == train.MIN_EVAL_TOKENS
   assert train.derived_eval_tokens(10**9, 12, 500_000) == 500_000
   assert train.derived_eval_tokens(10**6, 1, 4096) == 4096
+
+
+def test_only_process_0_writes_the_run_files(small_corpus, cache, tmp_path, monkeypatch):
+  monkeypatch.setattr(train, "writes_run_files", lambda: False)  # As process 1 of 2.
+  info = train.train_and_evaluate(tiny_config(small_corpus, cache), tmp_path / "run",
+                                  stop_after_steps=5)
+  assert info["status"] == "running"
+  assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]
