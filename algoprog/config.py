@@ -138,7 +138,7 @@ def _non_finite_field(c: ml_collections.ConfigDict, prefix: str = "") -> str | N
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot run."""
-  non_finite = _non_finite_field(c)  # inf/nan pass every comparison below (nan) or most.
+  non_finite = _non_finite_field(c)  # First: inf passes the range checks below.
   if non_finite:
     raise ConfigError(non_finite)
   for field, choices in _CHOICES.items():
