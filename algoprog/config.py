@@ -10,6 +10,8 @@ what a run records, so every number that shaped it is on disk.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from algoprog import models, optim, registry  # noqa: F401 (models, optim: register the built-ins)
@@ -107,8 +109,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.flops = 0.0  # FLOP budget (algoprog.flops count); > 0 sets the tokens instead.
   c.train.microbatches = 1  # Gradient accumulation: the global batch in this many slices.
   c.train.eval_every_steps = 100  # Validation loss every this many steps (and at the end).
-  c.train.log_every_steps = 20  # Progress line every this many steps.
-  c.train.checkpoint_every_steps = 500  # Orbax checkpoint cadence (and at the end).
+  # Validation tokens scored at each evaluation before the last: B evenly spaced contiguous
+  # runs of the validation windows (the same subset every time and in every run of a
+  # config); the last evaluation scores the whole set. 0 -> derived: the intermediate
+  # evaluations together score at most a quarter of the training tokens, each at least
+  # 65,536 (capped by the set). Metrics rows record the tokens each evaluation scored.
+  c.train.eval_tokens = 0
+  c.train.log_every_steps = 20  # Progress line (with steps/s and ETA) every this many steps.
+  # Orbax checkpoint cadence (and at the end, and on SIGTERM); 0 -> a tenth of the run,
+  # at most 1,000 steps. Can change between a run and its resume.
+  c.train.checkpoint_every_steps = 0
   c.train.keep_checkpoints = 3  # Keep the newest this many checkpoints.
   c.train.lstm_window = 32  # LSTM truncated-BPTT window (tokens).
   c.train.lstm_reset_probability = 0.01  # Per row and draw: restart the carried state.
@@ -142,6 +152,17 @@ def _get(c: ml_collections.ConfigDict, dotted: str):
   return c
 
 
+def _non_finite_field(c: ml_collections.ConfigDict, prefix: str = "") -> str | None:
+  for key, value in c.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      found = _non_finite_field(value, f"{prefix}{key}.")
+      if found:
+        return found
+    elif isinstance(value, float) and not math.isfinite(value):
+      return f"{prefix}{key}: expected a finite number; got {value!r}"
+  return None
+
+
 def import_plugins(c: ml_collections.ConfigDict) -> None:
   """Imports the modules in `c.plugins` (they register components); ConfigError if one
   cannot be imported."""
@@ -160,6 +181,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot run (plug-ins in
   `c.plugins` are imported first, so their names are valid values)."""
   import_plugins(c)
+  non_finite = _non_finite_field(c)  # First: inf passes the range checks below.
+  if non_finite:
+    raise ConfigError(non_finite)
   for field, choices in _CHOICES.items():
     value = _get(c, field)
     if value not in choices:
@@ -177,14 +201,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("data.sequence_length", "data.batch_size", "data.validation_tokens",
                 "model.width", "model.ffn_multiplier", "model.init_std", "model.head_dim",
                 "optim.learning_rate", "train.microbatches", "train.eval_every_steps",
-                "train.log_every_steps", "train.checkpoint_every_steps",
-                "train.keep_checkpoints", "train.lstm_window"):
+                "train.log_every_steps", "train.keep_checkpoints", "train.lstm_window"):
     positive(field)
   for field in ("train.tokens", "train.tokens_per_param", "train.min_tokens", "train.flops",
                 "model.num_layers",
                 "model.num_heads", "model.max_sequence_length", "model.positions_init_std",
                 "optim.warmup_steps", "optim.weight_decay", "optim.grad_clip_norm",
-                "data.max_documents", "data.max_bytes"):
+                "data.max_documents", "data.max_bytes", "train.eval_tokens",
+                "train.checkpoint_every_steps"):
     positive(field, allow_zero=True)
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "
@@ -254,3 +278,40 @@ def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   r.model.final_norm = r.model.final_norm or ("yes" if r.model.norm_placement == "pre" else "no")
   r.model.positions_init_std = r.model.positions_init_std or r.model.init_std
   return r
+
+
+def backfill(recorded: dict) -> dict:
+  """A config recorded before some fields existed (a run's config.json), with each missing
+  field filled in as the code resolves it for that config, i.e. what those runs did: a
+  field's default keeps the earlier behaviour (e.g. model.final_norm "" -> "yes" for
+  pre-norm, "no" for post-norm). Lets a resumed run or a rerun sweep accept workdirs written
+  by an older algoprog; fields that cannot be filled are left missing (they then differ)."""
+  def missing(node: dict, base: dict) -> bool:
+    return any(k not in node or (isinstance(v, dict) and isinstance(node[k], dict)
+                                 and missing(node[k], v)) for k, v in base.items())
+
+  base = base_config().to_dict()
+  if not missing(recorded, base):
+    return recorded
+
+  def merged(defaults: dict, node: dict) -> dict:
+    out = dict(defaults)
+    for key, value in node.items():
+      out[key] = (merged(defaults[key], value) if isinstance(value, dict)
+                  and isinstance(defaults.get(key), dict) else value)
+    return out
+
+  def fill(node: dict, resolved: dict, base: dict) -> dict:
+    out = dict(node)
+    for key, value in base.items():
+      if key not in node and key in resolved:
+        out[key] = resolved[key]
+      elif isinstance(value, dict) and isinstance(node.get(key), dict):
+        out[key] = fill(node[key], resolved.get(key, {}), value)
+    return out
+
+  try:
+    filled = resolve(ml_collections.ConfigDict(merged(base, recorded))).to_dict()
+  except (ConfigError, TypeError, ValueError, KeyError):
+    return recorded
+  return fill(recorded, filled, base)

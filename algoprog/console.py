@@ -25,15 +25,40 @@ def quiet_libraries() -> None:
   logging.getLogger("absl").addFilter(_DropLibraryInfo())
 
 
+def os_error_line(e: OSError, workdir) -> str:
+  """`error: PATH: reason (workdir ...; rerun to resume)` for a disk that is read-only,
+  full or missing a folder: what was written stays, so the same command resumes later."""
+  return (f"error: {e.filename or workdir}: {e.strerror or _one_line(e)} (workdir {workdir}; "
+          "rerun the same command to resume once it is writable)")
+
+
+def _one_line(e: BaseException) -> str:
+  return " ".join(str(e).split())[:300]
+
+
 def parse_flags_or_exit(argv: list[str]) -> list[str]:
-  """absl flag parsing whose failures (an unknown config field, a value of the wrong type)
-  end the program with one line naming the flag, instead of a traceback."""
+  """absl flag parsing whose failures (an unknown config field, a value of the wrong type,
+  a config file that is missing or does not run) end the program with one line naming the
+  flag or file, instead of a traceback."""
   import sys
   from absl import flags
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
     if isinstance(e, AttributeError):  # ml_collections: "'key' Did you mean ...".
       message = "unknown config field '" + message.strip("'\"").replace(" Did", "; did")
     sys.exit(f"error: {message}")
+  except Exception as e:  # A config file's own code failed (SyntaxError, NameError, ...).
+    files = [a.split("=", 1)[1] for a in argv[1:] if a.endswith(".py") and "=" in a]
+    sys.exit(f"error: {', '.join(files) or 'a config file'}: cannot load it "
+             f"({type(e).__name__}: {_one_line(e)})")
+  for name in flags.FLAGS:  # A missing config file surfaces only when its value is read.
+    value = flags.FLAGS[name].value
+    if type(value).__name__ == "_ErrorConfig":
+      try:
+        value.to_dict()
+      except Exception as e:
+        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+        sys.exit(f"error: --{name}: cannot load the config file ({lines[-1] if lines else e})")
+  return remaining

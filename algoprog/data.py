@@ -140,14 +140,23 @@ def load_tokenizer(path: pathlib.Path) -> Tokenizer:
 # Document sources.
 
 
+def _check_is_text(file: pathlib.Path) -> pathlib.Path:
+  """`file`, or DataError if its first 64 KB hold a NUL byte or are not mostly UTF-8."""
+  with open(file, "rb") as f:
+    head = f.read(1 << 16)
+  if b"\0" in head or head.decode("utf-8", errors="replace").count("\ufffd") > len(head) // 100:
+    raise DataError(f"data.path: expected UTF-8 text; {file} looks binary")
+  return file
+
+
 def _text_files(path: str) -> list[pathlib.Path]:
   root = pathlib.Path(path).expanduser()
   if root.is_file():
-    return [root]
+    return [_check_is_text(root)]
   if root.is_dir():
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".txt", ".md"))
     if files:
-      return files
+      return [_check_is_text(f) for f in files]
     raise DataError(f"data.path: expected *.txt files in folder {root}; found none")
   raise DataError(f"data.path: expected an existing text file or folder; got {path!r}")
 

@@ -36,9 +36,9 @@ import numpy as np
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-# Run statuses whose points are used; "running" curves are valid so far (the envelope only
-# needs the points that exist).
-USABLE_STATUSES = ("completed", "running")
+# Run statuses whose points are used; "running" and "interrupted" (SIGTERM, resumable)
+# curves are valid so far (the envelope only needs the points that exist).
+USABLE_STATUSES = ("completed", "running", "interrupted")
 # Stages a sweep's runs record in run.json (algoprog.sweep): reduced-budget LR-sweep runs
 # and the full runs. "" is a run outside a sweep (or older than the field).
 STAGES = ("lr_sweep", "full", "")

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
-from algoprog import metrics
+from algoprog import config as config_lib, metrics
 
 MANIFEST_FILE = "manifest.json"
 LR_CHOICES_FILE = "lr_choices.json"
@@ -277,10 +277,8 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
 
 def run_status(sweep_dir: pathlib.Path, run: RunSpec) -> dict:
   """{"status": "completed"|"failed"|"running"|"pending", ...} from the run's run.json."""
-  path = sweep_dir / "runs" / run.run_id / metrics.RUN_FILE
-  if not path.exists():
-    return {"status": "pending"}
-  return json.loads(path.read_text())
+  info = metrics.read_json(sweep_dir / "runs" / run.run_id / metrics.RUN_FILE)
+  return {"status": "pending"} if info is None else info
 
 
 def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict:
@@ -392,10 +390,11 @@ def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
   path = sweep_dir / "runs" / run.run_id / metrics.CONFIG_FILE
   if not path.exists():
     return []
-  ran = json.loads(path.read_text())
+  recorded = json.loads(path.read_text())
+  ran = config_lib.backfill(recorded)  # Fields newer than the run, as they resolve for it.
   stale = []
   for dotted, planned in run.overrides.items():
-    if dotted == "stage" and "stage" not in ran:
+    if dotted == "stage" and "stage" not in recorded:
       continue  # A run from before run.json recorded its stage; algoprog.runs infers it.
     node = ran
     for part in dotted.split("."):
@@ -442,7 +441,7 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict, distributed: bool
     process = subprocess.run(run.command(sweep_dir, distributed=distributed), stdout=log,
                              stderr=subprocess.STDOUT, env=env, cwd=env.get("ALGOPROG_ROOT"))
   info = run_status(sweep_dir, run)
-  if process.returncode != 0 and info.get("status") != "failed":
+  if process.returncode != 0 and info.get("status") not in ("failed", "interrupted"):
     tail = (run_dir / "launcher.log").read_text().strip().splitlines()[-1:] or [""]
     reason = f"exit code {process.returncode}: {tail[0][:300]}"
     if process.returncode < 0 or process.returncode == 137:

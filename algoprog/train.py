@@ -23,10 +23,16 @@ Transformers have carry None.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
+import os
 import pathlib
+import signal
+import socket
+import threading
 import time
 from typing import Any, Callable
 
@@ -248,6 +254,10 @@ class Trainer:
     global; each host feeds only its own rows (`host_rows`), as in training, and the sums
     come back replicated.
     """
+    return self.evaluate_tokens(params, batches)[0]
+
+  def evaluate_tokens(self, params, batches) -> tuple[float, int]:
+    """(mean validation loss in nats/token, number of target tokens scored)."""
     total, count = 0.0, 0.0
     carry = self.zero_carry()
     rows = host_rows(self.config.data.batch_size)
@@ -255,7 +265,7 @@ class Trainer:
       loss, n, carry = self.eval_step(
           params, carry, *self.shard_batch(inputs[rows], targets[rows], weights[rows]))
       total, count = total + float(loss), count + float(n)
-    return total / count
+    return total / count, int(count)
 
 
 def host_rows(batch_size: int) -> slice:
@@ -288,13 +298,19 @@ def eval_steps(total_steps: int, every: int) -> set[int]:
   return {s for s in steps if s <= total_steps}
 
 
+# Fields that change how a run is watched and saved, not its results: they may differ
+# between a run and its resume.
+_BOOKKEEPING_FIELDS = ("train.log_every_steps", "train.checkpoint_every_steps",
+                       "train.keep_checkpoints")
+
+
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
   diffs = []
   for key in sorted(set(old) | set(new)):
     a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
     if isinstance(a, dict) and isinstance(b, dict):
       diffs += _config_differences(a, b, f"{prefix}{key}.")
-    elif a != b:
+    elif a != b and f"{prefix}{key}" not in _BOOKKEEPING_FIELDS:
       diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
   return diffs
 
@@ -318,10 +334,111 @@ def token_flops(config: ml_collections.ConfigDict, vocab_size: int
             warning)
 
 
+class RunError(RuntimeError):
+  """A run that cannot start or go on; the message is one line naming the workdir."""
+
+
+class TrainingFailed(RunError):
+  """The loss became non-finite or diverged; run.json records status "failed" and why."""
+
+
+LOCK_FILE = ".lock"
+# Divergence: after the warmup, a mean train loss this far above ln(vocab) (the loss of the
+# uniform distribution, about where training starts) means the run has blown up.
+DIVERGENCE_MARGIN_NATS = 1.0
+MIN_EVAL_TOKENS = 65_536  # Floor of the derived train.eval_tokens.
+MAX_CHECKPOINT_EVERY_STEPS = 1_000  # Cap of the derived train.checkpoint_every_steps.
+
+
+@contextlib.contextmanager
+def workdir_lock(run_dir: pathlib.Path):
+  """Holds an exclusive fcntl lock on run_dir/.lock (which names the holder) for the
+  block; a second trainer on the same workdir gets RunError instead of racing the first."""
+  fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+  with os.fdopen(fd, "r+") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = f.read().strip() or "another process"
+      raise RunError(f"workdir {run_dir} is in use by another trainer ({holder}); wait for "
+                     "it to finish or use another --workdir") from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+  """Yields a dict whose "signal" is set when SIGTERM arrives, so the loop can checkpoint at
+  the next step boundary and return (only in the main thread, where handlers can be set)."""
+  requested = {"signal": None}
+  if threading.current_thread() is not threading.main_thread():
+    yield requested
+    return
+
+  def handler(signum, frame):
+    del frame
+    requested["signal"] = signum
+    logging.warning("SIGTERM: checkpointing after the current step, then stopping")
+
+  previous = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield requested
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_agreed(requested_here: bool, synchronising: bool) -> bool:
+  """Whether every process stops after this step. One host: as soon as SIGTERM arrived.
+  Several: at the next log/evaluation/checkpoint step, if any process got it (they must
+  save the same checkpoint together, and these steps already wait for the devices)."""
+  if jax.process_count() == 1:
+    return requested_here
+  if not synchronising:
+    return False
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.array(requested_here))))
+
+
+def derived_eval_tokens(training_tokens: int, evaluations: int, validation_size: int) -> int:
+  """train.eval_tokens = 0: intermediate evaluations together score <= a quarter of the
+  training tokens, each at least MIN_EVAL_TOKENS, never more than the validation set."""
+  if evaluations <= 1:
+    return validation_size
+  per_eval = max(MIN_EVAL_TOKENS, training_tokens // (4 * (evaluations - 1)))
+  return min(validation_size, per_eval)
+
+
+def writes_run_files() -> bool:
+  """Whether this process writes config.json, run.json, metrics.jsonl and holds the lock:
+  process 0 only (orbax coordinates the checkpoint writes of all processes itself)."""
+  return jax.process_index() == 0
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        mesh: Mesh | None = None, stop_after_steps: int | None = None
                        ) -> dict:
   """Trains one run into `workdir`, resuming from its latest checkpoint if any.
+
+  A workdir whose run.json says "completed" is left as it is (and its run.json returned).
+  Only process 0 writes config.json, run.json and metrics.jsonl and holds the workdir lock;
+  every process writes its share of the orbax checkpoints.
+
+  Failure handling: the train loss is fetched from the devices only at log, evaluation and
+  checkpoint steps (no per-step host sync), and checked there: a non-finite loss, or after
+  the warmup a mean loss above ln(vocab) + DIVERGENCE_MARGIN_NATS, records status "failed"
+  with the reason in run.json and raises TrainingFailed; checkpoints saved before it are
+  kept. SIGTERM checkpoints at the next step boundary (multi-host: the next log, evaluation
+  or checkpoint step) and returns with status "interrupted" (rerunning resumes).
 
   Args:
     config: an unresolved or resolved config (algoprog.config).
@@ -332,6 +449,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   Returns:
     run.json's contents.
+
+  Raises:
+    config.ConfigError, data.DataError: bad config or data, or a workdir holding another run
+      or trained on other data. RunError: the workdir is in use. TrainingFailed: see above.
+    checkpoints.CheckpointError: no checkpoint restores. OSError: a file cannot be written.
   """
   run_dir = pathlib.Path(workdir)
   run_dir.mkdir(parents=True, exist_ok=True)
@@ -339,6 +461,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   corpus = data.load_corpus(config.data)
   stream = data.TokenStream(corpus.train_tokens, config.data.batch_size,
                             config.data.sequence_length)
+  if corpus.validation_tokens.size < config.data.validation_tokens:
+    logging.warning("data.validation_tokens: the corpus holds out only %d of the %d tokens "
+                    "asked for; validating on %d (run.json's data_fingerprint records both)",
+                    corpus.validation_tokens.size, config.data.validation_tokens,
+                    corpus.validation_tokens.size)
 
   # The parameter count fixes the token budget, so count on abstract shapes first.
   model = models.build_model(config.model, corpus.vocab_size)
@@ -360,21 +487,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         f"train.tokens: the budget needs {total_steps} steps of {stream.tokens_per_step} "
         f"tokens but the corpus has {stream.steps_per_epoch} ({corpus.train_tokens.size:,} "
         "training tokens, one epoch): lower train.tokens / train.tokens_per_param")
+  evaluate_after = eval_steps(total_steps, config.train.eval_every_steps)
   with config.unlocked():
     config.data.vocab_size = corpus.vocab_size
     config.train.tokens = total_steps * stream.tokens_per_step
     config.train.steps = total_steps
 
-  resolved = config.to_dict()
-  config_path = run_dir / metrics.CONFIG_FILE
-  if config_path.exists():
-    diffs = _config_differences(json.loads(config_path.read_text()), resolved)
+  writes = writes_run_files()
+  with contextlib.ExitStack() as held:
+    if writes:
+      held.enter_context(workdir_lock(run_dir))
+    previous = _check_workdir(run_dir, config, corpus.fingerprint)
+    if previous is not None and previous.get("status") == "completed":
+      logging.info("run %s is already complete (final validation loss %s); nothing to do",
+                   run_dir, previous.get("final_validation_loss"))
+      return previous
+    return _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes,
+                  params_total, params_embedding,
+                  (flops_per_token, flops_convention, flops_warning), evaluate_after)
+
+
+def _check_workdir(run_dir: pathlib.Path, config: ml_collections.ConfigDict,
+                   fingerprint: dict) -> dict | None:
+  """The workdir's previous run.json, after checking that it holds this run on this data."""
+  old_config = metrics.read_json(run_dir / metrics.CONFIG_FILE)
+  if old_config is not None:
+    diffs = _config_differences(config_lib.backfill(old_config), config.to_dict())
     if diffs:
       raise config_lib.ConfigError(
           f"workdir {run_dir} holds a run of a different config ({'; '.join(diffs[:5])}); "
           "use a new --workdir")
-  metrics.write_json(config_path, resolved)
+  previous = metrics.read_json(run_dir / metrics.RUN_FILE)
+  old_fingerprint = (previous or {}).get("data_fingerprint")
+  new_fingerprint = json.loads(json.dumps(fingerprint))  # As run.json stores it.
+  if old_fingerprint is not None and old_fingerprint != new_fingerprint:
+    changed = _config_differences(old_fingerprint, new_fingerprint)
+    raise data.DataError(
+        f"workdir {run_dir} was trained on different data (data_fingerprint: "
+        f"{'; '.join(changed[:3])}); restore that corpus or use a new --workdir")
+  return previous
 
+
+def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, params_total,
+           params_embedding, token_flops_info, evaluate_after) -> dict:
+  flops_per_token, flops_convention, flops_warning = token_flops_info
+  total_steps = config.train.steps
+  if writes:
+    metrics.write_json(run_dir / metrics.CONFIG_FILE, config.to_dict())
   run_info = {
       "run_id": run_dir.name, "label": config.label, "stage": config.stage,
       "status": "running",
@@ -388,7 +547,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "sequence_length": config.data.sequence_length,
       "data_fingerprint": corpus.fingerprint, "failure_reason": None,
   }
-  metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+
+  def record(**updates):
+    run_info.update(updates)
+    if writes:
+      metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+
+  record()
   logging.info("run %s: %s params (%s non-embedding), %d steps x %d tokens, "
                "%.3g FLOPs/token (%s), budget %.3g FLOPs", run_dir, f"{params_total:,}",
                f"{params_total - params_embedding:,}", total_steps, stream.tokens_per_step,
@@ -398,8 +563,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   validation = data.validation_batches(corpus.validation_tokens, config.data.batch_size,
                                        config.data.sequence_length,
                                        streams=models.is_recurrent(trainer.model))
+  # Intermediate evaluations: the first batches of the stream layout, i.e. B evenly spaced
+  # contiguous runs of windows (contiguous, so the LSTM carries its state along them). The
+  # derived values stay 0 in config.json (sweeps compare it with their plan); they are pure
+  # functions of recorded numbers, and metrics rows record the tokens each evaluation scored.
+  eval_tokens = config.train.eval_tokens or derived_eval_tokens(
+      config.train.tokens, len(evaluate_after), int(corpus.validation_tokens.size))
+  checkpoint_every = config.train.checkpoint_every_steps or min(
+      MAX_CHECKPOINT_EVERY_STEPS, -(-total_steps // 10))
+  subset_batches = -(-eval_tokens // (config.data.batch_size * config.data.sequence_length))
+  validation_subset = (validation if subset_batches >= len(validation) else
+                       data.validation_batches(corpus.validation_tokens,
+                                               config.data.batch_size,
+                                               config.data.sequence_length,
+                                               streams=True)[:subset_batches])
+  warmup = optim.warmup_steps(config.optim, total_steps)
+  divergence_loss = math.log(corpus.vocab_size) + DIVERGENCE_MARGIN_NATS
   mngr = checkpoints.manager(run_dir, config.train.keep_checkpoints)
-  restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
+  try:
+    restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
+  except BaseException:
+    mngr.close()
+    raise
   if restored is None:
     state = trainer.init(jax.random.key(config.seed))
     stream_state = {"step": 0, "train_loss_sum": 0.0, "train_loss_steps": 0,
@@ -407,54 +592,85 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   else:
     state, stream_state = restored
     logging.info("resumed %s at step %d", run_dir, stream_state["step"])
-  writer = metrics.MetricsWriter(run_dir, resume_step=stream_state["step"])
-  evaluate_after = eval_steps(total_steps, config.train.eval_every_steps)
+  writer = metrics.MetricsWriter(run_dir, resume_step=stream_state["step"], enabled=writes)
   rows = host_rows(config.data.batch_size)
   validation_loss = float("nan")
   start_time = time.time() - stream_state["wall_time_s"]
-  interval_start, interval_tokens = time.time(), 0
+  interval_start, interval_step = time.time(), stream_state["step"]
   last_step = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
+  pending_losses = []  # Device scalars of the steps since the last fetch.
+  done, stopping = stream_state["step"], False
   try:
-    for step in range(stream_state["step"], last_step):
-      inputs, targets = stream.batch(step, rows)
-      state, train_loss = trainer.train_step(state, *trainer.shard_batch(inputs, targets))
-      done = step + 1
-      stream_state["train_loss_sum"] += float(train_loss)
-      stream_state["train_loss_steps"] += 1
-      interval_tokens += stream.tokens_per_step
-      if not math.isfinite(float(train_loss)):
-        raise FloatingPointError(f"train loss is {float(train_loss)} at step {done}")
-      if done in evaluate_after:
-        validation_loss = trainer.evaluate(state.params, validation)
-        tokens_seen = done * stream.tokens_per_step
-        writer.write({
-            "step": done, "tokens": tokens_seen, "flops": flops_per_token * tokens_seen,
-            "train_loss": stream_state["train_loss_sum"] / stream_state["train_loss_steps"],
-            "validation_loss": validation_loss, "wall_time_s": time.time() - start_time,
-            "learning_rate": float(trainer.learning_rate(step)),
-        })
-        stream_state["train_loss_sum"], stream_state["train_loss_steps"] = 0.0, 0
-      if done % config.train.log_every_steps == 0 or done == last_step:
-        elapsed = time.time() - interval_start
-        logging.info(
-            "step %d/%d  tokens %.3g  FLOPs %.3g  train %.4f  validation %.4f  %.0f tok/s",
-            done, total_steps, done * stream.tokens_per_step,
-            flops_per_token * done * stream.tokens_per_step, float(train_loss),
-            validation_loss, interval_tokens / max(elapsed, 1e-9))
-        interval_start, interval_tokens = time.time(), 0
-      if done % config.train.checkpoint_every_steps == 0 or done == last_step:
-        stream_state["step"] = done
-        stream_state["wall_time_s"] = time.time() - start_time
-        checkpoints.save(mngr, done, state, stream_state)
-  except FloatingPointError as e:
-    run_info.update(status="failed", failure_reason=str(e))
-    metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+    with _stop_on_sigterm() as stop:
+      for step in range(stream_state["step"], last_step):
+        inputs, targets = stream.batch(step, rows)
+        state, train_loss = trainer.train_step(state, *trainer.shard_batch(inputs, targets))
+        pending_losses.append(train_loss)
+        done = step + 1
+        evaluate = done in evaluate_after
+        log = done % config.train.log_every_steps == 0 or done == last_step
+        save = done % checkpoint_every == 0 or done == last_step
+        stopping = _stop_agreed(stop["signal"] is not None, evaluate or log or save)
+        save = save or stopping
+        if not (evaluate or log or save):
+          continue
+        losses = [float(x) for x in jax.device_get(pending_losses)]
+        first = done - len(losses) + 1  # The 1-based step of losses[0].
+        pending_losses = []
+        for i, loss in enumerate(losses):
+          if not math.isfinite(loss):
+            raise TrainingFailed(f"train loss is {loss} at step {first + i}")
+        after_warmup = [loss for i, loss in enumerate(losses) if first + i > warmup]
+        if after_warmup and sum(after_warmup) / len(after_warmup) > divergence_loss:
+          raise TrainingFailed(
+              f"diverged: mean train loss {sum(after_warmup) / len(after_warmup):.4g} "
+              f"nats/token over steps {done - len(after_warmup) + 1}-{done} is above "
+              f"ln(vocab) + {DIVERGENCE_MARGIN_NATS:g} = {divergence_loss:.4g}")
+        for loss in losses:  # One by one, in step order: the sums of a per-step fetch.
+          stream_state["train_loss_sum"] += loss
+        stream_state["train_loss_steps"] += len(losses)
+        if evaluate:
+          validation_loss, scored = trainer.evaluate_tokens(
+              state.params, validation if done == total_steps else validation_subset)
+          tokens_seen = done * stream.tokens_per_step
+          writer.write({
+              "step": done, "tokens": tokens_seen, "flops": flops_per_token * tokens_seen,
+              "train_loss": stream_state["train_loss_sum"] / stream_state["train_loss_steps"],
+              "validation_loss": validation_loss, "validation_tokens": scored,
+              "wall_time_s": time.time() - start_time,
+              "learning_rate": float(trainer.learning_rate(step)),
+          })
+          stream_state["train_loss_sum"], stream_state["train_loss_steps"] = 0.0, 0
+        if log:
+          elapsed = max(time.time() - interval_start, 1e-9)
+          steps_per_s = (done - interval_step) / elapsed
+          logging.info(
+              "step %d/%d  tokens %.3g  FLOPs %.3g  train %.4f  validation %.4f  %.0f tok/s  "
+              "%.2f steps/s  ETA %s", done, total_steps, done * stream.tokens_per_step,
+              flops_per_token * done * stream.tokens_per_step, losses[-1], validation_loss,
+              steps_per_s * stream.tokens_per_step, steps_per_s,
+              _format_duration((total_steps - done) / max(steps_per_s, 1e-9)))
+          interval_start, interval_step = time.time(), done
+        if save:
+          stream_state["step"] = done
+          stream_state["wall_time_s"] = time.time() - start_time
+          checkpoints.save(mngr, done, state, stream_state)
+        if stopping:
+          break
+  except TrainingFailed as e:
+    record(status="failed", failure_reason=str(e))
     raise
   finally:
     writer.close()
     mngr.close()
-  if last_step == total_steps:
-    run_info.update(status="completed", final_validation_loss=validation_loss,
-                    wall_time_s=time.time() - start_time)
-    metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+  if done == total_steps:
+    if stream_state["step"] == total_steps and not pending_losses and math.isnan(
+        validation_loss):  # Restored at the end (killed before run.json said so).
+      validation_loss = trainer.evaluate(state.params, validation)
+    record(status="completed", final_validation_loss=validation_loss,
+           wall_time_s=time.time() - start_time)
+  elif stopping:
+    logging.warning("run %s interrupted by SIGTERM at step %d/%d (checkpointed); rerun the "
+                    "same command to resume", run_dir, done, total_steps)
+    record(status="interrupted", interrupted_at_step=done)
   return run_info

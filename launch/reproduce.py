@@ -70,6 +70,8 @@ def main(argv):
   except (reproduce.ReproduceError, runs.RunTableError, fit.FitError,
           ceg.TargetNotReached) as e:
     sys.exit(f"error: {e}")
+  except OSError as e:  # Read-only or full disk: finished runs stay finished.
+    sys.exit(console.os_error_line(e, workdir))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ def main(argv):
                               distributed=_DISTRIBUTED.value)
   except sweep.SweepError as e:
     sys.exit(f"error: {e}")
+  except OSError as e:  # Read-only or full disk: finished runs stay finished.
+    sys.exit(console.os_error_line(e, sweep_dir))
   failed = [r for r in results.values() if r["status"] == "failed"]
   print(f"{len(results) - len(failed)} runs completed, {len(failed)} failed "
         f"(listed in {sweep_dir / sweep.FAILURES_FILE})")

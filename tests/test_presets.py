@@ -1,6 +1,7 @@
 """Presets differ from modern exactly where they claim (the study's retro baseline silently
 kept RMSNorm): diff the resolved configs, field by field."""
 
+import json
 import importlib.util
 import pathlib
 
@@ -117,3 +118,22 @@ def test_study_fidelity_fields_are_validated_and_resolved():
   assert resolved("modern")["model.positions_init_std"] == 0.02
   assert resolved("modern")["model.matrix_biases"] is False
   assert resolved("lstm")["train.lstm_reset"] == "window"
+
+
+def test_backfill_fills_fields_newer_than_a_recorded_config_as_they_resolve_for_it():
+  """A config.json written before model.final_norm etc. existed is the same run: each
+  missing field is filled as the code resolves it for that config (post-norm -> no final
+  norm), so resuming it or rerunning its sweep is not refused as a different config."""
+  for preset in (presets.modern(), presets.retro(), presets.lstm()):
+    new = config_lib.resolve(preset).to_dict()
+    old = json.loads(json.dumps(new))
+    for dotted in ("plugins", "stage", "model.final_norm", "model.head_dim",
+                   "model.matmul_dtype", "data.max_bytes", "train.eval_tokens"):
+      *parents, leaf = dotted.split(".")
+      node = old
+      for key in parents:
+        node = node[key]
+      del node[leaf]
+    assert config_lib.backfill(old) == new
+  old["model"]["width"] = 48  # A recorded value is kept, never overwritten.
+  assert config_lib.backfill(old)["model"]["width"] == 48

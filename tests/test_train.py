@@ -156,7 +156,7 @@ def test_workdir_with_a_different_config_is_refused(small_corpus, tmp_path):
 def test_divergence_is_recorded_as_failed(small_corpus, tmp_path):
   config = tiny_config(small_corpus, tmp_path / "cache", optim__learning_rate=1e30,
                        optim__grad_clip_norm=0.0)
-  with pytest.raises(FloatingPointError):
+  with pytest.raises(train.TrainingFailed):
     train.train_and_evaluate(config, tmp_path / "run")
   run = json.loads((tmp_path / "run" / metrics.RUN_FILE).read_text())
   assert run["status"] == "failed" and "train loss" in run["failure_reason"]
