@@ -10,7 +10,6 @@ the compiled per-device program. launch/aot.py prints them as a table.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from typing import Any
 
 import jax

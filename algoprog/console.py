@@ -62,3 +62,15 @@ def parse_flags_or_exit(argv: list[str]) -> list[str]:
         lines = [l.strip() for l in str(e).splitlines() if l.strip()]
         sys.exit(f"error: --{name}: cannot load the config file ({lines[-1] if lines else e})")
   return remaining
+
+
+def format_duration(seconds: float | None) -> str:
+  """'1h 02m', '3m 05s', '42s'; '?' for None."""
+  if seconds is None:
+    return "?"
+  seconds = int(round(seconds))
+  if seconds >= 3600:
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+  if seconds >= 60:
+    return f"{seconds // 60}m {seconds % 60:02d}s"
+  return f"{seconds}s"

@@ -36,6 +36,7 @@ from typing import Any, Iterable
 import ml_collections
 
 from algoprog import config as config_lib, metrics
+from algoprog.console import format_duration  # Progress lines; re-exported here.
 
 MANIFEST_FILE = "manifest.json"
 LR_CHOICES_FILE = "lr_choices.json"
@@ -460,18 +461,6 @@ def eta_seconds(durations: list[float], remaining: int, workers: int) -> float |
   if remaining <= 0:
     return 0.0
   return remaining * (sum(durations) / len(durations)) / max(1, min(workers, remaining))
-
-
-def format_duration(seconds: float | None) -> str:
-  """'1h 02m', '3m 05s', '42s'; '?' for None."""
-  if seconds is None:
-    return "?"
-  seconds = int(round(seconds))
-  if seconds >= 3600:
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-  if seconds >= 60:
-    return f"{seconds // 60}m {seconds % 60:02d}s"
-  return f"{seconds}s"
 
 
 def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,

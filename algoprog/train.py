@@ -46,7 +46,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from algoprog import checkpoints, config as config_lib, data, flops, metrics, models, optim
+from algoprog import checkpoints, config as config_lib, console, data, flops, metrics, models, optim
 from algoprog import compiled_flops
 
 DATA_AXIS = "data"
@@ -419,11 +419,6 @@ def writes_run_files() -> bool:
   return jax.process_index() == 0
 
 
-def _format_duration(seconds: float) -> str:
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        mesh: Mesh | None = None, stop_after_steps: int | None = None
                        ) -> dict:
@@ -649,7 +644,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
               "%.2f steps/s  ETA %s", done, total_steps, done * stream.tokens_per_step,
               flops_per_token * done * stream.tokens_per_step, losses[-1], validation_loss,
               steps_per_s * stream.tokens_per_step, steps_per_s,
-              _format_duration((total_steps - done) / max(steps_per_s, 1e-9)))
+              console.format_duration((total_steps - done) / max(steps_per_s, 1e-9)))
           interval_start, interval_step = time.time(), done
         if save:
           stream_state["step"] = done

@@ -33,15 +33,20 @@ def presets():
 
 
 @pytest.mark.parametrize("name", ["modern", "retro", "lstm", "lstm2", "ablation_learned_positions"])
-@pytest.mark.parametrize("width", [32, 64])
-def test_param_counts_match_the_built_model(name, width):
-  c = resolved(presets()[name], width)
+def _assert_param_counts_match_the_built_model(c) -> dict:
   model = models.build_model(c.model, V)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, L), jnp.int32))
                           )["params"]
   total, nonembedding = flops.param_counts(c.model, V)
   assert total == models.count_params(params)
   assert total - nonembedding == models.embedding_param_count(params)
+  return params
+
+
+@pytest.mark.parametrize("width", [32, 64])
+def test_param_counts_match_the_built_model(name, width):
+  c = resolved(presets()[name], width)
+  _assert_param_counts_match_the_built_model(c)
 
 
 def test_modern_forward_matmuls_by_hand():
@@ -116,12 +121,8 @@ def test_param_counts_with_study_fidelity_options(name, fields):
   c = ml_collections.ConfigDict(presets()[name].to_dict())
   c.model.update(fields)
   c = resolved(c, 32)
-  model = models.build_model(c.model, V)
-  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, L), jnp.int32))
-                          )["params"]
-  total, nonembedding = flops.param_counts(c.model, V)
-  assert total == models.count_params(params)
-  assert total - nonembedding == models.embedding_param_count(params)
+  params = _assert_param_counts_match_the_built_model(c)
+  nonembedding = flops.param_counts(c.model, V)[1]
   assert ("final_norm" in params) == (fields["final_norm"] == "yes")
   d, f = 32, 4 * 32
   plain = flops.param_counts(resolved(presets()[name], 32).model, V)[1]
