@@ -32,7 +32,6 @@ def presets():
   return flops_launch.load_presets(pathlib.Path(__file__).parents[1] / "configs")
 
 
-@pytest.mark.parametrize("name", ["modern", "retro", "lstm", "lstm2", "ablation_learned_positions"])
 def _assert_param_counts_match_the_built_model(c) -> dict:
   model = models.build_model(c.model, V)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, L), jnp.int32))
@@ -43,6 +42,7 @@ def _assert_param_counts_match_the_built_model(c) -> dict:
   return params
 
 
+@pytest.mark.parametrize("name", ["modern", "retro", "lstm", "lstm2", "ablation_learned_positions"])
 @pytest.mark.parametrize("width", [32, 64])
 def test_param_counts_match_the_built_model(name, width):
   c = resolved(presets()[name], width)
