@@ -1,7 +1,7 @@
 """The one-command study: sweeps -> frontier fits -> CEGs -> ablations -> accounting -> report.
 
 `run(config, workdir)` (launch/reproduce.py is its command line) does, resumably:
-  1. the sweep in `config.sweep` (algoprog.sweep): LR sweeps, then the scaling runs of each
+  1. the sweep in `config.sweep` (algoprog.training.sweep): LR sweeps, then the scaling runs of each
      architecture and the ablation suite, each run its own process in DIR/sweep/runs/;
   2. `analyse`: the full runs as a RunTable (LR-sweep runs are left out of the fits; their
      curves and choices go to the report), per architecture the frontier law
@@ -19,7 +19,6 @@ analysis (cheap) from whatever has finished. Failed runs are listed with their r
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import pathlib
@@ -31,27 +30,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from algoprog import account, ceg, data, diagnostics, fit, metrics, plots, runs, sweep
-from algoprog import config as config_lib
+from algoprog import rundir
+from algoprog.training import data, sweep
+from algoprog.analysis import account, ceg, diagnostics, fit, plots, runs
+from algoprog.training import config as config_lib
 
 REPORT_FILE = "report.md"
 
 
 class ReproduceError(ValueError):
   """A reproduce config field or the state of the study is unusable; names the field."""
-
-
-def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file (a path relative to the repository root or absolute)."""
-  path = pathlib.Path(path)
-  if not path.is_absolute() and not path.exists():
-    path = pathlib.Path(__file__).resolve().parents[1] / path
-  if not path.exists():
-    raise ReproduceError(f"analysis.account_config: no config file {path}")
-  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 # ----------------------------------------------------------------------------------------
@@ -104,7 +92,7 @@ def past_warmup(table: runs.RunTable, fraction: float) -> np.ndarray:
   """Which points (one bool each) lie at or past `fraction` of their run's training tokens.
   The first evaluations of a run (warmup, loss near ln V) lie on no compute-optimal
   frontier: a law fitted through them bends to fit the start of training. They still count
-  when the frontier is taken (algoprog.fit: envelope first, then the eligible points)."""
+  when the frontier is taken (algoprog.analysis.fit: envelope first, then the eligible points)."""
   keep = np.ones(table.loss.shape, bool)
   for run_id in table.run_ids:
     rows = table.run_id == run_id
@@ -114,7 +102,7 @@ def past_warmup(table: runs.RunTable, fraction: float) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Evidence:
-  """What the diagnostics read besides the fit (algoprog.diagnostics): the LR-sweep record,
+  """What the diagnostics read besides the fit (algoprog.analysis.diagnostics): the LR-sweep record,
   the seed noise and the unigram entropy of the training tokens (None: unknown)."""
   lr_choices: dict
   noise: diagnostics.SeedNoise
@@ -298,7 +286,7 @@ def ablation_analysis(table: runs.RunTable, full: list[dict],
 def accounting_analysis(scaling: dict, ablations: dict,
                         analysis: ml_collections.ConfigDict) -> dict:
   """Headline rows of the study's accounting with its published inputs and with ours."""
-  config = load_config_file(analysis.account_config)
+  config = config_lib.load_config_file(analysis.account_config, "analysis.account_config")
   published = account.study_from_dict(config.to_dict())
   years, level = list(config.headline_years), analysis.level
   out = {"published": account.headline_rows(published, years)}
@@ -360,7 +348,7 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
       sweep_dir / sweep.FAILURES_FILE).exists() else []
   fingerprints = {}
   for run_dir in sorted((sweep_dir / "runs").glob("*/")):
-    path = run_dir / metrics.RUN_FILE
+    path = run_dir / rundir.RUN_FILE
     if path.exists():
       info = json.loads(path.read_text())
       if info.get("data_fingerprint"):
@@ -374,19 +362,19 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
                           "seed_noise_source": evidence.noise.source,
                           "unigram_entropy": entropy, "unigram_entropy_source": entropy_note},
              "runs": len(table.run_ids), "train_seconds": total_train_seconds(sweep_dir)}
-  (out / "summary.json").write_text(json.dumps(metrics.json_safe(summary), indent=1))
+  (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
   for name, rows in (("laws", scaling["laws"]), ("coverage", scaling["coverage"]),
                      ("ceg", scaling["ceg"]), ("ablations", ablations["rows"]),
                      ("headline_measured", accounting.get("measured", [])),
                      ("headline_published", accounting["published"])):
-    metrics.write_csv(out / f"{name}.csv", rows)
+    rundir.write_csv(out / f"{name}.csv", rows)
   log(f"analysis of {len(table.run_ids)} full runs written to {out}")
   return summary
 
 
 def training_unigram_entropy(config: ml_collections.ConfigDict) -> tuple[float | None, str]:
   """(unigram entropy of the sweep's training tokens in nats/token, where it came from), or
-  (None, why not): the plateau check of algoprog.diagnostics. Reads the token cache the
+  (None, why not): the plateau check of algoprog.analysis.diagnostics. Reads the token cache the
   sweep's runs filled (data.load_corpus of `sweep.overrides.data`)."""
   try:
     corpus = data.load_corpus(config.sweep.overrides.data)
@@ -401,7 +389,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, worke
         devices_per_worker: int = 0) -> pathlib.Path:
   """The whole study into `workdir` (resumable); returns the report's path.
 
-  `devices_per_worker`: accelerators each training process gets (algoprog.sweep.execute).
+  `devices_per_worker`: accelerators each training process gets (algoprog.training.sweep.execute).
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -420,7 +408,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, worke
 def total_train_seconds(sweep_dir: pathlib.Path) -> float:
   """Summed wall time of every run's training (all sessions), from run.json."""
   total = 0.0
-  for path in (sweep_dir / "runs").glob(f"*/{metrics.RUN_FILE}"):
+  for path in (sweep_dir / "runs").glob(f"*/{rundir.RUN_FILE}"):
     total += float(json.loads(path.read_text()).get("wall_time_s") or 0.0)
   return total
 
@@ -499,7 +487,7 @@ def _diagnostics_section(scaling: dict, evidence: dict) -> str:
   """Per group: the reasons its law is not determined, and the checks that could not run."""
   text = ["### Diagnostics\n",
           "A group with a reason below makes every number derived from its law (CEG, exponent "
-          "difference, accounting) *not determined* (algoprog.diagnostics).\n"]
+          "difference, accounting) *not determined* (algoprog.analysis.diagnostics).\n"]
   if evidence:
     entropy = evidence.get("unigram_entropy")
     text.append(f"Seed noise {evidence['seed_noise']:.3f} nats "
@@ -549,7 +537,7 @@ def report_markdown(config: ml_collections.ConfigDict, s: dict) -> str:
   parts.append(f"## Frontier fits  L(C) = E + a·C^alpha  ({level} bootstrap CIs over runs)\n")
   parts.append(f"Frontier: {a.frontier} of each run's points from {a.skip_fraction:.0%} of its "
                f"tokens on; E: {a.irreducible}; {a.bootstrap} bootstrap refits resampling "
-               f"{a.resample}. C in FLOPs (algoprog.flops), L in nats/token.\n")
+               f"{a.resample}. C in FLOPs (algoprog.training.flops), L in nats/token.\n")
   parts.append(_laws_table(scaling["laws"]))
   parts.append("![loss vs compute](analysis/loss_vs_compute.png)\n")
   for w in scaling["warnings"] + diagnostics.zero_width_warnings(scaling["laws"], a.level):
@@ -721,7 +709,7 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                  extra_ceg_compute: tuple = (), scaling_configs: dict | None = None,
                  scaling_overrides: dict | None = None, lr_anchors: dict | None = None,
                  ablation_specs: dict | None = None) -> ml_collections.ConfigDict:
-  """A reproduce config: the sweep (algoprog.sweep) and the analysis.
+  """A reproduce config: the sweep (algoprog.training.sweep) and the analysis.
 
   Any group label may be a scaling group (your own architecture next to the study's):
   `scaling_configs[label]` is its config file (default SCALING_CONFIGS, the study's three),
@@ -739,15 +727,15 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
     sweep.lr_sweep.{points, spacing_decades, budget_fraction, min_tokens, center}: the LR
       grid (points, log10 spacing) and the reduced budget max(min_tokens, fraction x full).
     sweep.lr_sweep.max_extensions: points the grid may grow by past an end that wins
-      (algoprog.sweep.lr_search).
-    sweep.groups.<label>: one architecture or ablation variant (algoprog.sweep.plan_runs):
+      (algoprog.training.sweep.lr_search).
+    sweep.groups.<label>: one architecture or ablation variant (algoprog.training.sweep.plan_runs):
       config, widths, seeds, tokens_per_param, lr_widths/lr_values (sweep centres), lr_sweep,
       lr_sweep_widths, lr_center, overrides.
     analysis.scaling_groups: groups whose frontiers are fitted.
     analysis.reference: the group CEGs of the scaling fits are measured against.
     analysis.skip_fraction: each run's points before this fraction of its tokens (warmup
       is 10%) are not fitted (the frontier is taken over all points first).
-    analysis.frontier, irreducible, shared_exponent: how the laws are fitted (algoprog.fit);
+    analysis.frontier, irreducible, shared_exponent: how the laws are fitted (algoprog.analysis.fit);
       irreducible "shared" (default: the architectures train on the same data, so one E
       fitted jointly), "fit" (one E per group) or a number (fixed, nats).
     analysis.sensitivity_irreducible: the laws and exponent differences refitted with this

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from algoprog import fit, laws
+from algoprog.analysis import fit, laws
 
 TRUTH = laws.ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28)
 

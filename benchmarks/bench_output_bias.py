@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from algoprog import config as config_lib, models, train
+from algoprog.training import config as config_lib, models, train
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "128"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and width.")

@@ -3,7 +3,7 @@ r"""Training throughput of the modern Transformer against this machine's matmul 
   python benchmarks/bench_train.py [--widths=32,64,128,256] [--steps=10] [--vocab=4096]
 
 For each width: compile time of the train step, steady-state tokens/s, and achieved model
-FLOP/s (algoprog.flops' per-token training count x tokens/s) as a fraction of the dense f32
+FLOP/s (algoprog.training.flops' per-token training count x tokens/s) as a fraction of the dense f32
 matmul throughput measured in the same process (a jitted 2048^3 matmul). Batch and sequence
 are the study's (64 x 128). Synthetic tokens: the data pipeline is not what is timed.
 
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from algoprog import config as config_lib, flops, models, train
+from algoprog.training import config as config_lib, flops, models, train
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "96", "128", "192", "256"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per width (after 2 warm-up steps).")

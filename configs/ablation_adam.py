@@ -3,7 +3,7 @@
 Adam's weight decay never took effect, docs/science.md); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

@@ -2,7 +2,7 @@
 same warmup (optim.schedule = "inverse_sqrt"); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

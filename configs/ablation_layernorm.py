@@ -2,7 +2,7 @@
 "layernorm"); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

@@ -3,7 +3,7 @@
 (model.positions_init_std); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

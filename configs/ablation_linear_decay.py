@@ -3,7 +3,7 @@ same floor (0.1x peak) after the same warmup (optim.schedule = "linear"); nothin
 changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

@@ -2,7 +2,7 @@
 (model.norm_placement = "post"); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

@@ -2,7 +2,7 @@
 (model.ffn = "relu"); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

@@ -3,7 +3,7 @@ and no weight decay (optim.name = "sgd", optim.weight_decay = 0), measured again
 without weight decay (configs/ablation_adam.py); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

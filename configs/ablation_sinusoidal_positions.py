@@ -4,7 +4,7 @@
 drowned by the unit-amplitude sinusoids, as in configs/retro.py); nothing else changes.
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

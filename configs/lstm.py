@@ -1,6 +1,6 @@
-"""The 1-layer streaming LSTM baseline (algoprog.presets.lstm; docs/models.md)."""
+"""The 1-layer streaming LSTM baseline (algoprog.training.presets.lstm; docs/models.md)."""
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

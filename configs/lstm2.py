@@ -1,7 +1,7 @@
 """The 2-layer streaming LSTM: configs/lstm.py with model.num_layers = 2 (same learning
 rate; the study tuned only the 1-layer LSTM)."""
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

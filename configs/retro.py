@@ -1,9 +1,9 @@
 """The "2017" (retro) Transformer: post-norm LayerNorm, sinusoidal positions, GELU, the 2017
 embedding scaling, Adam without weight decay, inverse-sqrt schedule with warmup
-(algoprog.presets.retro says why).
+(algoprog.training.presets.retro says why).
 """
 
-from algoprog import presets
+from algoprog.training import presets
 
 
 def get_config():

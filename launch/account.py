@@ -16,7 +16,9 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from algoprog import account, console, metrics, plots
+from algoprog import rundir
+from algoprog.training import console
+from algoprog.analysis import account, plots
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Accounting config file.",
                                           lock_config=True)
@@ -119,7 +121,7 @@ def run(config, out: pathlib.Path) -> str:
             "references": reference_rows, "sensitivity": sensitivity_rows,
             "multiplier": multiplier_rows}
   for name, rows in tables.items():
-    metrics.write_csv(out / f"{name}.csv", rows)
+    rundir.write_csv(out / f"{name}.csv", rows)
   k = float(account.study_interaction_exponent(study))
   (out / "summary.json").write_text(json.dumps(
       {"interaction_exponent": k, "samples": sampled is not None, **tables,

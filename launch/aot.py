@@ -18,7 +18,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from algoprog import config as config_lib, console, data, sweep
+from algoprog.training import config as config_lib, console, data, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep or reproduce config file.",
                                           lock_config=True)
@@ -36,7 +36,8 @@ def main(argv):
   if _PLATFORM.value == "cpu":
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", _DEVICES.value)
-  from algoprog import aot, reproduce, train
+  from algoprog import reproduce
+  from algoprog.training import aot, train
   devices = jax.devices()
   if len(devices) < _DEVICES.value:
     sys.exit(f"error: --devices: expected at most the {len(devices)} devices of this "

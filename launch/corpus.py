@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from algoprog import console, corpus, data
+from algoprog.training import console, corpus, data
 
 _DIRECTORY = flags.DEFINE_string(
     "directory", None, "Where to build the corpus; default $ALGOPROG_CACHE/corpus or "

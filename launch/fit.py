@@ -1,7 +1,7 @@
 r"""Fits scaling laws and compute-equivalent gains:
 `python -m launch.fit --runs=DIR_or_CSV --out=DIR [--reference=GROUP ...]`.
 
-Prints the fitted laws with confidence intervals, their diagnostics (algoprog.diagnostics:
+Prints the fitted laws with confidence intervals, their diagnostics (algoprog.analysis.diagnostics:
 numbers derived from a law with reasons are "not determined"), the CEG tables and the
 excluded runs; on a sweep folder fits only its full runs unless --all_stages; writes to --out: laws.csv, laws.json (the format `launch.account --config.laws_json` reads),
 ceg.csv, raw_ceg.csv, excluded.csv, summary.json and loss_vs_compute.{png,svg}
@@ -17,7 +17,9 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from algoprog import ceg, console, diagnostics, fit, laws, metrics, plots, runs
+from algoprog import rundir
+from algoprog.training import console
+from algoprog.analysis import ceg, diagnostics, fit, laws, plots, runs
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).")
@@ -145,7 +147,7 @@ def laws_json(result: fit.PowerLawFit, bootstrap) -> dict:
   data = {"laws": {g: result.for_group(g)._asdict() for g in result.groups}}
   if bootstrap is not None:
     data["bootstrap"] = {
-        g: {k: [metrics.json_safe(v) for v in vs] for k, vs in
+        g: {k: [rundir.json_safe(v) for v in vs] for k, vs in
             bootstrap.for_group(g)._asdict().items()} for g in bootstrap.groups}
   return data
 
@@ -302,10 +304,10 @@ def main(argv):
     for e in table.excluded:
       print(f"  {e.run_id} ({e.group}): {e.reason}")
 
-  metrics.write_csv(out / "laws.csv", laws_table)
-  metrics.write_csv(out / "ceg.csv", cegs)
-  metrics.write_csv(out / "raw_ceg.csv", [dataclasses.asdict(r) for r in raw])
-  metrics.write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
+  rundir.write_csv(out / "laws.csv", laws_table)
+  rundir.write_csv(out / "ceg.csv", cegs)
+  rundir.write_csv(out / "raw_ceg.csv", [dataclasses.asdict(r) for r in raw])
+  rundir.write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
   (out / "laws.json").write_text(json.dumps(laws_json(result, bootstrap), indent=1))
   summary = {"source": table.source, "frontier": result.frontier,
              "options": dataclasses.asdict(options), "reference": reference,
@@ -319,7 +321,7 @@ def main(argv):
              "raw_ceg": [dataclasses.asdict(r) for r in raw], "chinchilla": chinchilla,
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
              "warnings": fit_warnings}
-  (out / "summary.json").write_text(json.dumps(metrics.json_safe(summary), indent=1))
+  (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
   plots.save_figure(plots.loss_vs_compute(table, result, _TARGET_LOSS.value, raw),
                     out / "loss_vs_compute")
   if bootstrap is not None and _CEG_COMPUTE.value:

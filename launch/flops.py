@@ -5,7 +5,7 @@ r"""Analytical vs compiler FLOPs, and the budget planner.
   python -m launch.flops --mode=plan --budget=1e17 --tokens_per_param=40
   python -m launch.flops --mode=plan --width=128 --tokens=2e8
 
-The table compiles the real train step (algoprog.train.make_train_step, microbatches=1)
+The table compiles the real train step (algoprog.training.train.make_train_step, microbatches=1)
 at batch 2 and 4 and reads XLA's cost analysis (flops + transcendentals). FLOPs are
 linear in the batch from batch 2 on (batch 1 lets XLA squeeze a dimension and differs),
 so the difference of the two is the per-token cost (independent of the batch) and the
@@ -17,14 +17,13 @@ tests/test_flops.py for the unrolled LSTM cross-check).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import pathlib
 
 import ml_collections
 from absl import app, flags
 
-from algoprog import compiled_flops, config as config_lib, flops
+from algoprog.training import compiled_flops, config as config_lib, flops
 
 _MODE = flags.DEFINE_enum("mode", "table", ["table", "plan"], "What to print.")
 _CONFIGS = flags.DEFINE_string("configs", "configs", "Folder of preset *.py files.")
@@ -53,10 +52,7 @@ def load_presets(folder: str | pathlib.Path) -> dict[str, ml_collections.ConfigD
   """{name: get_config()} for every configs/*.py that configures a model (sorted)."""
   presets = {}
   for path in sorted(pathlib.Path(folder).glob("*.py")):
-    spec = importlib.util.spec_from_file_location(f"_preset_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config() if hasattr(module, "get_config") else None
+    config = config_lib.load_config_file(path)
     if config is not None and "model" in config:  # Not e.g. the accounting config.
       presets[path.stem] = config
   return presets

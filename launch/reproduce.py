@@ -22,7 +22,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from algoprog import ceg, console, fit, reproduce, runs, sweep
+from algoprog import reproduce
+from algoprog.training import console, sweep
+from algoprog.analysis import ceg, fit, runs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Reproduce config file.",
                                           lock_config=True)

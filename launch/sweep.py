@@ -16,7 +16,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from algoprog import console, sweep
+from algoprog.training import console, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep or reproduce config file.",
                                           lock_config=True)

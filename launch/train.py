@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from algoprog import checkpoints, config as config_lib, console, data, train
+from algoprog.training import checkpoints, config as config_lib, console, data, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)

@@ -4,7 +4,7 @@ device of every process and writes what it computed (process 0 only).
   python tests/distributed_worker.py OUT.json CONFIGS.json PROCESS_ID NUM_PROCESSES
       LOCAL_DEVICES COORDINATOR_PORT STEPS
 
-CONFIGS.json is a list of config dicts (algoprog.config), trained one after the other; their
+CONFIGS.json is a list of config dicts (algoprog.training.config), trained one after the other; their
 corpus must already be in its cache.
 """
 
@@ -30,7 +30,7 @@ def main(out, configs_json, process_id, num_processes, local_devices, port, step
 
 def train_one(config_dict: dict, steps: int) -> dict:
   import ml_collections
-  from algoprog import config as config_lib, data, models, train
+  from algoprog.training import config as config_lib, data, models, train
 
   config = config_lib.resolve(ml_collections.ConfigDict(config_dict))
   corpus = data.load_corpus(config.data)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import optax
 
-from algoprog import flops, models, registry
+from algoprog.training import flops, models, registry
 
 
 class QKNormAttention(models.CausalSelfAttention):

@@ -2,7 +2,6 @@
 closed forms against numerics, and the properties the accounting must keep."""
 
 import dataclasses
-import importlib.util
 import json
 import math
 import pathlib
@@ -14,17 +13,15 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from algoprog import account, laws
+from algoprog.analysis import account, laws
+from algoprog.training import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "account_study.py"
 
 
 def _config():
-  spec = importlib.util.spec_from_file_location("account_study", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +288,7 @@ def test_fitted_laws_json_round_trip(study):
 
 
 def test_fitted_laws_from_fit_results(study):
-  class FakeFit:  # the attributes of algoprog.fit.PowerLawFit / PowerLawBootstrap we use.
+  class FakeFit:  # the attributes of algoprog.analysis.fit.PowerLawFit / PowerLawBootstrap we use.
     groups = ("lstm", "retro")
 
     def __init__(self, table):
@@ -388,7 +385,7 @@ def test_launcher_writes_tables_and_figures(tmp_path, study):
 
 
 def test_figures_save_as_png_and_svg(tmp_path, study):
-  from algoprog import plots
+  from algoprog.analysis import plots
   figure = plots.innovation_bars(account.active(account.resolve(study), 2023),
                                  account.headline(study, 2023).decomposition)
   png, svg = plots.save_figure(figure, tmp_path / "bars")

@@ -7,13 +7,13 @@ import sys
 
 import jax
 
-from algoprog import aot, config as config_lib, reproduce, train
+from algoprog.training import aot, config as config_lib, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_largest_runs_are_each_groups_biggest_width_by_params():
-  config = reproduce.load_config_file(ROOT / "configs/reproduce_paper.py")
+  config = config_lib.load_config_file(ROOT / "configs/reproduce_paper.py")
   runs = aot.largest_runs(config, 3)
   assert [c.model.width for _, c in runs] == [256, 256, 256]
   assert {c.data.tokenizer for _, c in runs} == {"gpt2"}

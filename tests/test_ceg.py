@@ -4,7 +4,7 @@ interpolation and its errors, fitted bands and the scale-dependence test."""
 import numpy as np
 import pytest
 
-from algoprog import ceg, fit, laws, runs
+from algoprog.analysis import ceg, fit, laws, runs
 
 LSTM = laws.PowerLaw(36.3, -0.065, 1.9)
 MODERN = laws.PowerLaw(88.0, -0.094, 1.9)

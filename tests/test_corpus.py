@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, corpus, data
+from algoprog.training import config as config_lib, corpus, data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, data, tfds_text
+from algoprog.training import config as config_lib, data, tfds_text
 
 
 def text_config(path, cache_dir, tokenizer="byte", validation_tokens=4096):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from algoprog import diagnostics, fit, laws, runs
+from algoprog.analysis import diagnostics, fit, laws, runs
 
 COMPUTE = np.geomspace(1e12, 1e15, 12)
 

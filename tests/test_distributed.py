@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, data
+from algoprog.training import config as config_lib, data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "distributed_worker.py"

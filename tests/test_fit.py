@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoprog import fit, laws, runs
+from algoprog.analysis import fit, laws, runs
 
 MODERN = laws.PowerLaw(88.0, -0.094, 1.9)
 LSTM = laws.PowerLaw(36.3, -0.065, 1.9)

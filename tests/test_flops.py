@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, flops, models, optim, train
+from algoprog.training import config as config_lib, flops, models, optim, train
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))  # launch/ is not installed.
 from launch import flops as flops_launch  # pylint: disable=g-import-not-at-top

@@ -1,6 +1,5 @@
 """Each model component is what it claims: checked against numpy and closed forms."""
 
-import importlib.util
 import math
 import pathlib
 
@@ -10,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, data, models, train
+from algoprog.training import config as config_lib, data, models, train
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 VOCAB = 61
@@ -479,10 +478,7 @@ def closed_form(m, vocab: int) -> tuple[int, int]:
 
 
 def load_preset(name):
-  spec = importlib.util.spec_from_file_location(f"preset_{name}", CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(CONFIGS / f"{name}.py")
 
 
 PRESETS = sorted(p.stem for p in CONFIGS.glob("*.py")

@@ -1,4 +1,4 @@
-"""Schedules and optimizers do what algoprog/optim.py's conventions say, to the number."""
+"""Schedules and optimizers do what algoprog/training/optim.py's conventions say, to the number."""
 
 import math
 
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from algoprog import config as config_lib, optim
+from algoprog.training import config as config_lib, optim
 
 
 def optim_config(**fields):

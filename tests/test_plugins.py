@@ -11,8 +11,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from algoprog import ceg, compiled_flops, config as config_lib, fit, flops, models, optim
-from algoprog import registry, reproduce, runs, sweep, train
+from algoprog.training import compiled_flops, config as config_lib, flops, models, optim
+from algoprog.analysis import ceg, fit
+from algoprog import reproduce
+from algoprog.training import registry, sweep, train
+from algoprog.analysis import runs
 
 PLUGIN = pathlib.Path(__file__).resolve().parent / "plugin_qknorm_lion.py"
 

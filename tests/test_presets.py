@@ -2,12 +2,11 @@
 kept RMSNorm): diff the resolved configs, field by field."""
 
 import json
-import importlib.util
 import pathlib
 
 import pytest
 
-from algoprog import config as config_lib, presets
+from algoprog.training import config as config_lib, presets
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -41,10 +40,7 @@ EXPECTED = {
 
 
 def load(name: str):
-  spec = importlib.util.spec_from_file_location(f"preset_{name}", CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(CONFIGS / f"{name}.py")
 
 
 def flat(d: dict, prefix: str = "") -> dict:

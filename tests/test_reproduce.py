@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from algoprog import reproduce, runs
+from algoprog import reproduce
+from algoprog.analysis import runs
+from algoprog.training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +57,7 @@ def test_ablation_missing_the_target_gets_a_lower_bound_not_a_cap():
 
 
 def test_ablation_target_defaults_to_the_reference_worst_final_loss_plus_margin():
-  config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
+  config = config_lib.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
   table = curve_table({
       ("ablation_reference", "r1"): [(10, 5.0), (100, 3.0)],
       ("ablation_reference", "r2"): [(10, 5.0), (100, 3.1)],
@@ -67,9 +69,9 @@ def test_ablation_target_defaults_to_the_reference_worst_final_loss_plus_margin(
 
 
 def test_presets_plan_the_whole_study():
-  from algoprog import sweep
+  from algoprog.training import sweep
   for name in ("tiny", "cpu", "paper"):
-    config = reproduce.load_config_file(os.path.join(ROOT, "configs", f"reproduce_{name}.py"))
+    config = config_lib.load_config_file(os.path.join(ROOT, "configs", f"reproduce_{name}.py"))
     planned = sweep.plan_runs(config.sweep)
     assert {r.label for r in planned} == set(config.sweep.groups)  # Every group LR-sweeps.
     for ablation in config.analysis.ablations.values():
@@ -79,7 +81,7 @@ def test_presets_plan_the_whole_study():
 
 def test_report_shows_ceg_intervals_zero_width_marks_and_not_determined():
   # The stored CPU study's summary (docs/results/cpu), as written before the diagnostics.
-  config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_cpu.py"))
+  config = config_lib.load_config_file(os.path.join(ROOT, "configs", "reproduce_cpu.py"))
   config.analysis.irreducible, config.analysis.sensitivity_irreducible = "fit", ""
   path = os.path.join(ROOT, "docs", "results", "cpu", "analysis", "summary.json")
   with open(path) as f:
@@ -118,7 +120,7 @@ def test_report_shows_ceg_intervals_zero_width_marks_and_not_determined():
 
 def small_study(corpus, cache):
   """The tiny preset on the test corpus (~100 KB): budgets cut to fit one epoch."""
-  config = reproduce.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
+  config = config_lib.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
   data = config.sweep.overrides.data
   data.source, data.path, data.cache_dir = "text", str(corpus), str(cache)
   data.validation_tokens = 8192

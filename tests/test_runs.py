@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from algoprog import runs
+from algoprog.analysis import runs
 
 
 def write_run(root: pathlib.Path, name: str, label: str, rows, status="completed",

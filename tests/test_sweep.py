@@ -13,7 +13,8 @@ import time
 import ml_collections
 import pytest
 
-from algoprog import config as config_lib, metrics, reproduce, sweep, train
+from algoprog import rundir
+from algoprog.training import config as config_lib, sweep, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -117,7 +118,7 @@ def test_bad_sweep_configs_name_the_field(tmp_path):
 def write_run(sweep_dir, run, status, loss=None):
   run_dir = sweep_dir / "runs" / run.run_id
   run_dir.mkdir(parents=True)
-  metrics.write_json(run_dir / metrics.RUN_FILE, {"status": status,
+  rundir.write_json(run_dir / rundir.RUN_FILE, {"status": status,
                                                   "final_validation_loss": loss})
 
 
@@ -252,7 +253,7 @@ def test_every_shipped_reproduce_preset_exports(tmp_path):
   for preset in presets:
     out = tmp_path / preset.stem
     out.mkdir()
-    config = sweep.sweep_section(reproduce.load_config_file(preset))
+    config = sweep.sweep_section(config_lib.load_config_file(preset))
     runs = sweep.plan_from_directory(config, out)
     commands, slurm = sweep.export_commands(out, runs, resources, distributed=True)
     lines = commands.read_text().splitlines()
@@ -346,7 +347,7 @@ def test_a_finished_run_of_an_older_plan_is_not_taken_for_the_planned_one(tmp_pa
       for part in parents:
         node = node.setdefault(part, {})
       node[leaf] = list(value) if isinstance(value, tuple) else value
-    metrics.write_json(tmp_path / "runs" / run.run_id / metrics.CONFIG_FILE, ran)
+    rundir.write_json(tmp_path / "runs" / run.run_id / rundir.CONFIG_FILE, ran)
 
   write_config(run.overrides["optim.learning_rate"])  # As planned: skipped, not rerun.
   assert sweep.execute(tmp_path, [run], workers=1, log=None)[run.run_id]["status"] == "completed"

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, data, metrics, train
+from algoprog import rundir
+from algoprog.training import config as config_lib, data, train
 
 
 def tiny_config(corpus_dir: pathlib.Path, cache_dir: pathlib.Path, **overrides):
@@ -132,16 +133,16 @@ def test_interrupted_then_resumed_run_writes_the_same_metrics(small_corpus, tmp_
   train.train_and_evaluate(config, straight)
   # Killed after step 7: the newest checkpoint is step 5, so steps 6-7 are redone.
   train.train_and_evaluate(config, resumed, stop_after_steps=7)
-  partial = metrics.read_metrics(resumed)
+  partial = rundir.read_metrics(resumed)
   assert partial[-1]["step"] == 4 and len(partial) == 3
   info = train.train_and_evaluate(config, resumed)
   assert info["status"] == "completed"
-  assert without_wall_time(metrics.read_metrics(resumed)) == without_wall_time(
-      metrics.read_metrics(straight))
-  run = json.loads((resumed / metrics.RUN_FILE).read_text())
+  assert without_wall_time(rundir.read_metrics(resumed)) == without_wall_time(
+      rundir.read_metrics(straight))
+  run = json.loads((resumed / rundir.RUN_FILE).read_text())
   assert run["params_total"] > run["params_nonembedding"] > 0
   assert run["data_fingerprint"]["train_sha256"]
-  resolved = json.loads((resumed / metrics.CONFIG_FILE).read_text())
+  resolved = json.loads((resumed / rundir.CONFIG_FILE).read_text())
   assert resolved["model"]["num_layers"] == 2 and resolved["train"]["steps"] == 12
 
 
@@ -158,5 +159,5 @@ def test_divergence_is_recorded_as_failed(small_corpus, tmp_path):
                        optim__grad_clip_norm=0.0)
   with pytest.raises(train.TrainingFailed):
     train.train_and_evaluate(config, tmp_path / "run")
-  run = json.loads((tmp_path / "run" / metrics.RUN_FILE).read_text())
+  run = json.loads((tmp_path / "run" / rundir.RUN_FILE).read_text())
   assert run["status"] == "failed" and "train loss" in run["failure_reason"]

@@ -13,7 +13,8 @@ import signal
 import jax.numpy as jnp
 import pytest
 
-from algoprog import checkpoints, config as config_lib, data, metrics, train
+from algoprog import rundir
+from algoprog.training import checkpoints, config as config_lib, data, train
 from test_train import tiny_config, without_wall_time
 
 
@@ -37,7 +38,7 @@ def checkpoint_steps(run_dir):
 def test_rerunning_a_finished_run_changes_nothing(straight, small_corpus, cache, caplog):
   run_dir, info = straight
   before = {name: (run_dir / name).read_text()
-            for name in (metrics.RUN_FILE, metrics.METRICS_FILE, metrics.CONFIG_FILE)}
+            for name in (rundir.RUN_FILE, rundir.METRICS_FILE, rundir.CONFIG_FILE)}
   with caplog.at_level(logging.INFO):
     again = train.train_and_evaluate(tiny_config(small_corpus, cache), run_dir)
   assert "already complete" in caplog.text
@@ -53,10 +54,10 @@ def test_killed_after_the_last_checkpoint_completes_with_the_same_loss(
   instead of recording a NaN final loss."""
   run_dir = tmp_path / "run"
   shutil.copytree(straight[0], run_dir)
-  info = json.loads((run_dir / metrics.RUN_FILE).read_text())
+  info = json.loads((run_dir / rundir.RUN_FILE).read_text())
   info["status"] = "running"
   del info["final_validation_loss"]
-  metrics.write_json(run_dir / metrics.RUN_FILE, info)
+  rundir.write_json(run_dir / rundir.RUN_FILE, info)
   again = train.train_and_evaluate(tiny_config(small_corpus, cache), run_dir)
   assert again["status"] == "completed"
   assert again["final_validation_loss"] == pytest.approx(straight[1]["final_validation_loss"],
@@ -74,23 +75,23 @@ def test_damaged_workdir_resumes_to_the_uninterrupted_result(damage, straight, s
   config = tiny_config(small_corpus, cache)
   train.train_and_evaluate(config, run_dir, stop_after_steps=11)  # Checkpoints 5, 10, 11.
   if damage == "torn_metrics_row":  # A kill in the middle of a write.
-    with open(run_dir / metrics.METRICS_FILE, "a") as f:
+    with open(run_dir / rundir.METRICS_FILE, "a") as f:
       f.write('{"step": 12, "tokens": 61')
   elif damage == "corrupt_newest_checkpoint":  # Its array files half written.
     for path in (run_dir / "checkpoints" / "11" / "state").rglob("*"):
       if path.is_file() and path.parent.name == "d":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
   else:
-    (run_dir / metrics.RUN_FILE).write_text("")
+    (run_dir / rundir.RUN_FILE).write_text("")
     # Fields that change how a run is watched and saved, not its results, may change too.
     config.train.log_every_steps = 3
     config.train.checkpoint_every_steps = 7
     config.train.keep_checkpoints = 2
   info = train.train_and_evaluate(config, run_dir)
   assert info["status"] == "completed"
-  assert without_wall_time(metrics.read_metrics(run_dir)) == without_wall_time(
-      metrics.read_metrics(straight[0]))
-  assert json.loads((run_dir / metrics.RUN_FILE).read_text())["final_validation_loss"] == (
+  assert without_wall_time(rundir.read_metrics(run_dir)) == without_wall_time(
+      rundir.read_metrics(straight[0]))
+  assert json.loads((run_dir / rundir.RUN_FILE).read_text())["final_validation_loss"] == (
       straight[1]["final_validation_loss"])
   if damage == "corrupt_newest_checkpoint":
     assert checkpoint_steps(run_dir) == [5, 10, 12]
@@ -101,18 +102,18 @@ def test_no_restorable_checkpoint_is_an_error_that_deletes_nothing(small_corpus,
   config = tiny_config(small_corpus, cache)
   train.train_and_evaluate(config, tmp_path / "run", stop_after_steps=5)
   (tmp_path / "run" / "checkpoints" / "5" / "stream" / "metadata").write_text("{")
-  rows = (tmp_path / "run" / metrics.METRICS_FILE).read_text()
+  rows = (tmp_path / "run" / rundir.METRICS_FILE).read_text()
   with pytest.raises(checkpoints.CheckpointError, match=r"checkpoints: none of the .*steps 5"):
     train.train_and_evaluate(config, tmp_path / "run")
   assert checkpoint_steps(tmp_path / "run") == [5]
-  assert (tmp_path / "run" / metrics.METRICS_FILE).read_text() == rows
+  assert (tmp_path / "run" / rundir.METRICS_FILE).read_text() == rows
 
 
 def test_diverging_finite_loss_is_recorded_as_failed(small_corpus, cache, tmp_path):
   config = tiny_config(small_corpus, cache, optim__learning_rate=10.0)
   with pytest.raises(train.TrainingFailed, match="diverged"):
     train.train_and_evaluate(config, tmp_path / "run")
-  run = json.loads((tmp_path / "run" / metrics.RUN_FILE).read_text())
+  run = json.loads((tmp_path / "run" / rundir.RUN_FILE).read_text())
   assert run["status"] == "failed" and run["failure_reason"].startswith("diverged: mean train")
   assert "final_validation_loss" not in run
 
@@ -132,11 +133,11 @@ def test_nan_loss_fails_and_keeps_the_checkpoints_before_it(small_corpus, cache,
   monkeypatch.setattr(train, "make_train_step", nan_from_step_7)
   with pytest.raises(train.TrainingFailed, match="train loss is nan at step 7"):
     train.train_and_evaluate(tiny_config(small_corpus, cache), tmp_path / "run")
-  run = json.loads((tmp_path / "run" / metrics.RUN_FILE).read_text())
+  run = json.loads((tmp_path / "run" / rundir.RUN_FILE).read_text())
   assert run["status"] == "failed" and run["failure_reason"] == "train loss is nan at step 7"
   # Fetched at step 8 (an evaluation): checkpoint 5 is kept, nothing after the NaN saved.
   assert checkpoint_steps(tmp_path / "run") == [5]
-  assert [r["step"] for r in metrics.read_metrics(tmp_path / "run")] == [1, 2, 4]
+  assert [r["step"] for r in rundir.read_metrics(tmp_path / "run")] == [1, 2, 4]
 
 
 @pytest.mark.parametrize("field", ["optim.learning_rate", "optim.b2", "model.init_std",
@@ -157,7 +158,7 @@ def test_second_trainer_on_a_workdir_is_refused(small_corpus, cache, tmp_path):
     with pytest.raises(train.RunError,
                        match=rf"workdir {re.escape(str(run_dir))} is in use .*pid {os.getpid()}"):
       train.train_and_evaluate(tiny_config(small_corpus, cache), run_dir)
-  assert not (run_dir / metrics.RUN_FILE).exists()
+  assert not (run_dir / rundir.RUN_FILE).exists()
   info = train.train_and_evaluate(tiny_config(small_corpus, cache), run_dir,
                                   stop_after_steps=1)  # Released: runs.
   assert info["status"] == "running"
@@ -203,8 +204,8 @@ def test_sigterm_checkpoints_and_the_resumed_run_matches(straight, small_corpus,
   monkeypatch.setattr(data.TokenStream, "batch", batch)
   info = train.train_and_evaluate(config, tmp_path / "run")
   assert info["status"] == "completed"
-  assert without_wall_time(metrics.read_metrics(tmp_path / "run")) == without_wall_time(
-      metrics.read_metrics(straight[0]))
+  assert without_wall_time(rundir.read_metrics(tmp_path / "run")) == without_wall_time(
+      rundir.read_metrics(straight[0]))
 
 
 def test_full_disk_stops_with_the_path_and_loses_nothing(straight, small_corpus, cache,
@@ -222,11 +223,11 @@ def test_full_disk_stops_with_the_path_and_loses_nothing(straight, small_corpus,
     train.train_and_evaluate(config, tmp_path / "run")
   assert raised.value.filename.endswith("checkpoints/10")
   assert checkpoint_steps(tmp_path / "run") == [5]
-  assert json.loads((tmp_path / "run" / metrics.RUN_FILE).read_text())["status"] == "running"
+  assert json.loads((tmp_path / "run" / rundir.RUN_FILE).read_text())["status"] == "running"
   monkeypatch.setattr(checkpoints, "save", save)
   train.train_and_evaluate(config, tmp_path / "run")
-  assert without_wall_time(metrics.read_metrics(tmp_path / "run")) == without_wall_time(
-      metrics.read_metrics(straight[0]))
+  assert without_wall_time(rundir.read_metrics(tmp_path / "run")) == without_wall_time(
+      rundir.read_metrics(straight[0]))
 
 
 def test_evaluation_cost_and_checkpoint_cadence_are_bounded(small_corpus, cache, tmp_path,
@@ -243,11 +244,11 @@ def test_evaluation_cost_and_checkpoint_cadence_are_bounded(small_corpus, cache,
   assert re.search(r"steps/s  ETA \d+(s|m \d\ds)", caplog.text)
   # Every ceil(24 / 10) = 3 steps: the newest 3 of 3, 6, ..., 18, and 20 (the stop).
   assert checkpoint_steps(tmp_path / "run") == [15, 18, 20]
-  rows = metrics.read_metrics(tmp_path / "run")
+  rows = rundir.read_metrics(tmp_path / "run")
   assert [r["step"] for r in rows] == [1, 2, 4, 8, 12, 16, 20]
   assert {r["validation_tokens"] for r in rows} == {8192}  # 16 batches of 16 x 32.
   info = train.train_and_evaluate(config, tmp_path / "run")
-  last = metrics.read_metrics(tmp_path / "run")[-1]
+  last = rundir.read_metrics(tmp_path / "run")[-1]
   whole = (fingerprint["validation_tokens"] - 1) // 32 * 32  # Every target of the set.
   assert last["step"] == 24 and last["validation_tokens"] == whole
   assert info["final_validation_loss"] == last["validation_loss"]

@@ -10,7 +10,6 @@ study's 32d-tuned learning rates (SPEC.md; SGD's chosen here), and init_std 0.1 
 sit on the unigram plateau for longer than the corpus lasts.
 """
 
-import importlib.util
 import pathlib
 import shutil
 
@@ -18,7 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from algoprog import config as config_lib, data, metrics, train
+from algoprog import rundir
+from algoprog.training import config as config_lib, data, train
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 PRESETS = ["modern", "retro", "lstm", "lstm2"] + sorted(
@@ -32,10 +32,7 @@ MARGINS = {"ablation_sgd": 0.05}
 
 
 def load_preset(name: str):
-  spec = importlib.util.spec_from_file_location(f"preset_{name}", CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(CONFIGS / f"{name}.py")
 
 
 def tiny(c, corpus_dir: pathlib.Path, cache_dir: pathlib.Path, name: str):
@@ -109,6 +106,6 @@ def test_lstm_resume_is_exact(licenses, cache, tmp_path):
   train.train_and_evaluate(config, tmp_path / "resumed", mesh=mesh, stop_after_steps=7)
   train.train_and_evaluate(config, tmp_path / "resumed", mesh=mesh)
   strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
-  straight = strip(metrics.read_metrics(tmp_path / "straight"))
+  straight = strip(rundir.read_metrics(tmp_path / "straight"))
   assert straight[-1]["step"] == 12
-  assert strip(metrics.read_metrics(tmp_path / "resumed")) == straight
+  assert strip(rundir.read_metrics(tmp_path / "resumed")) == straight

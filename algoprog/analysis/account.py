@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from algoprog import laws
+from algoprog.analysis import laws
 
 MAX_YEAR = 2100
 KINDS = ("constant", "ablation", "laws", "chinchilla")
@@ -790,7 +790,7 @@ def fitted_laws_to_dict(fitted_laws: Mapping[str, laws.PowerLaw],
 
 
 def fitted_laws_from_fit(fit: Any, bootstrap: Any = None) -> FittedLaws:
-  """FittedLaws from algoprog.fit results: a PowerLawFit (`groups`, `for_group`) and an
+  """FittedLaws from algoprog.analysis.fit results: a PowerLawFit (`groups`, `for_group`) and an
   optional PowerLawBootstrap (same groups, `for_group` -> [S] samples). Group names become
   the law labels."""
   point = {g: fit.for_group(g) for g in fit.groups}

@@ -11,7 +11,7 @@ One `Registry` per component kind, each naming the config field that selects fro
                                 token embeddings [B, L, D] (None for the built-ins, which
                                 models.Transformer applies itself)
 
-The built-ins (algoprog.models, algoprog.optim) register themselves the same way, so their
+The built-ins (algoprog.training.models, algoprog.training.optim) register themselves the same way, so their
 names are ordinary registered names. A plug-in is a Python module that calls `register` on
 import; a config lists such modules in `plugins` (comma-separated dotted module paths or
 .py files), and `config.resolve` imports them before validating, so a training process
@@ -19,7 +19,7 @@ started by a sweep sees the same registrations (docs/extending.md).
 
 FLOPs: an entry may carry `flops`, its training (forward + backward) FLOPs per token:
   model components: flops(model, vocab_size, sequence_length, width) -> {component: FLOPs}
-    replacing the built-in components of its kind (algoprog.flops.PLUGIN_COMPONENTS);
+    replacing the built-in components of its kind (algoprog.training.flops.PLUGIN_COMPONENTS);
   optimizers: FLOPs per parameter per optimizer step (a number).
 Without it, the trainer counts the compiled train step with XLA's cost analysis and records
 that (and a warning) in run.json.

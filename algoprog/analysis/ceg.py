@@ -7,7 +7,7 @@ Convention (the study's): the CEG of a `group` (new algorithm) over a `reference
 the compute the reference needs divided by the compute the group needs, both to reach the
 same validation loss. CEG > 1 means the group is more compute-efficient. "At compute C"
 means at the loss the group reaches with C: CEG(C) = C_reference(L_group(C)) / C
-(algoprog.laws.compute_equivalent_gain).
+(algoprog.analysis.laws.compute_equivalent_gain).
 
 Two measurements:
   * raw curves (`raw_ceg`, `raw_ceg_table`): each run's curve is interpolated linearly in
@@ -18,7 +18,7 @@ Two measurements:
     lower envelope of the curves) or at the geometric mean of its runs' crossings ("mean":
     seeds of one configuration; CI by resampling runs).
   * fitted laws (`ceg_band`, `ceg_at_loss_band`, `scale_dependence`, `ceg_table`): the closed
-    form on fitted PowerLaws, per bootstrap sample (algoprog.fit.PowerLawBootstrap pairs the
+    form on fitted PowerLaws, per bootstrap sample (algoprog.analysis.fit.PowerLawBootstrap pairs the
     samples of all groups), percentile bands. Scale dependence is tested on the exponent
     difference alpha_group - alpha_reference: its CI excluding 0 means the CEG changes with
     compute (d ln CEG / d ln C = alpha_group/alpha_reference - 1 for a shared E).
@@ -32,9 +32,9 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from algoprog import fit as fit_lib
-from algoprog import laws
-from algoprog.runs import RunTable
+from algoprog.analysis import fit as fit_lib
+from algoprog.analysis import laws
+from algoprog.analysis.runs import RunTable
 
 COMBINES = ("envelope", "mean")
 

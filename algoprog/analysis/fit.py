@@ -1,6 +1,6 @@
 """Scaling-law fits in JAX float64: frontiers, power laws, Chinchilla L(N, D), bootstrap.
 
-Pipeline: a RunTable (algoprog.runs) -> per-group fit points (the frontier) -> a fit.
+Pipeline: a RunTable (algoprog.analysis.runs) -> per-group fit points (the frontier) -> a fit.
 
 Frontier (which points a group's law is fitted to), `frontier=`:
   "envelope"  the lower envelope of loss vs cumulative compute over all runs of the group: a
@@ -17,7 +17,7 @@ Frontier (which points a group's law is fitted to), `frontier=`:
 points AFTER the envelope/final points are taken over all points (for "isoflop": the
 curves are cut to the eligible points first).
 
-Power law L(C) = E + a * C**alpha (algoprog.laws.PowerLaw), per group:
+Power law L(C) = E + a * C**alpha (algoprog.analysis.laws.PowerLaw), per group:
   * residuals are in log space, r = ln(E + a*C**alpha) - ln(L_observed), computed as
     logaddexp(ln E, ln a + alpha ln C) so E, a > 0 hold by construction;
   * the objective is the weighted SUM (not mean) of r**2 ("squares"), or of the Huber loss
@@ -33,7 +33,7 @@ Power law L(C) = E + a * C**alpha (algoprog.laws.PowerLaw), per group:
     (vmapped); starts come from log-log regressions of L - E0 on C for E0 at fractions of
     the smallest loss; the lowest objective wins.
 
-Chinchilla L(N, D) = E + A/N**alpha + B/D**beta (algoprog.laws.ChinchillaLaw, with its
+Chinchilla L(N, D) = E + A/N**alpha + B/D**beta (algoprog.analysis.laws.ChinchillaLaw, with its
 closed forms: loss, optimal allocation, frontier; Hoffmann et al. 2022, approach 3): Huber
 loss (delta 1e-3) of ln L through ln L_pred = logsumexp(a - alpha ln N, b - beta ln D, e)
 with A = e**a, B = e**b, E = e**e; minimised from every point of a grid of starts
@@ -49,7 +49,7 @@ Bootstrap (`resample=`):
             group.
 Every refit starts from the full-data optimum. Samples share the draw across groups (sample
 i of every group comes from one joint resample), so joint quantities such as CEG are
-computed per sample. Intervals are percentile intervals (algoprog.laws.interval).
+computed per sample. Intervals are percentile intervals (algoprog.analysis.laws.interval).
 
 All entry points switch JAX to float64 for their own computation only (a context manager),
 and return numpy float64 arrays.
@@ -69,8 +69,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from algoprog import laws
-from algoprog.runs import RunTable
+from algoprog.analysis import laws
+from algoprog.analysis.runs import RunTable
 
 FRONTIERS = ("envelope", "final", "all", "isoflop")
 RESAMPLES = ("runs", "points")
@@ -638,7 +638,7 @@ def fit_frontiers(table: RunTable, *, groups: Sequence[str] | None = None,
   """Fits L(C) = E + a*C**alpha to each group's frontier (jointly when E or alpha is shared).
 
   Args:
-    table: validated points (algoprog.runs).
+    table: validated points (algoprog.analysis.runs).
     groups: groups to fit, in order; default all.
     frontier: "envelope", "final", "all" or "isoflop" (module docstring).
     options: E fitted/shared/fixed, shared exponent, squares or Huber.
@@ -826,7 +826,7 @@ def failed_fraction(samples: np.ndarray) -> float:
 
 
 # The law type and its closed forms (loss, optimal allocation, frontier) are in
-# algoprog.laws; this section fits it.
+# algoprog.analysis.laws; this section fits it.
 
 
 def chinchilla_grid(alphas=np.arange(0.0, 2.01, 0.5), betas=np.arange(0.0, 2.01, 0.5),

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from algoprog import registry
+from algoprog.training import registry
 
 
 def warmup_steps(optim: ml_collections.ConfigDict, total_steps: int) -> int:

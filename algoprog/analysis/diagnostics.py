@@ -10,10 +10,10 @@ to reasons (short, one line each, naming what was seen):
                       shared E the lowest fit loss of all groups counts, and every group
                       gets the reason.
   iteration cap       the fit stopped at max_iter and continuing it moved this group's law
-                      (algoprog.fit names those groups).
+                      (algoprog.analysis.fit names those groups).
   frontier span       the fit points span less than `MIN_DECADES` decade(s) of compute: an
                       exponent fitted over less is mostly noise.
-  LR at grid edge     the group's LR sweep (lr_choices.json, algoprog.sweep) chose an end of
+  LR at grid edge     the group's LR sweep (lr_choices.json, algoprog.training.sweep) chose an end of
                       its grid at some width: the optimum may lie outside it.
   LR within noise     the chosen LR beat the next best by less than `NOISE_MULTIPLE` x the
                       seed noise: the sweep could not tell those LRs apart. The seed noise
@@ -42,8 +42,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from algoprog import fit as fit_lib
-from algoprog.runs import RunTable
+from algoprog.analysis import fit as fit_lib
+from algoprog.analysis.runs import RunTable
 
 E_LOWER_FRACTION = 1e-3
 E_UPPER_FRACTION = 0.99
@@ -126,7 +126,7 @@ def seed_noise(run_infos: Iterable[Mapping]) -> SeedNoise:
 
 def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
                ) -> dict[str, list[str]]:
-  """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.sweep)."""
+  """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.training.sweep)."""
   reasons: dict[str, list[str]] = {}
   for key, entry in sorted(lr_choices.items()):
     label = key.rsplit("/", 1)[0]
@@ -226,7 +226,7 @@ ZERO_WIDTH_MARK = "(zero-width CI)"
 
 
 def zero_width_warnings(law_rows: Sequence[Mapping], level: float) -> list[str]:
-  """One warning per law parameter (a, alpha, E rows of algoprog.fit.law_rows) whose
+  """One warning per law parameter (a, alpha, E rows of algoprog.analysis.fit.law_rows) whose
   bootstrap interval has zero width."""
   out = []
   for row in law_rows:

@@ -2,7 +2,7 @@
 
 `largest_runs` finds the biggest models a sweep or reproduce config will train (no data is
 read: the vocabulary follows from data.tokenizer); `compile_train_step` lowers the real
-train step (algoprog.train.Trainer.train_step, with its shardings) on abstract inputs over a
+train step (algoprog.training.train.Trainer.train_step, with its shardings) on abstract inputs over a
 device mesh and compiles it; `step_report` reads XLA's memory analysis and cost analysis of
 the compiled per-device program. launch/aot.py prints them as a table.
 """
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from algoprog import config as config_lib, models, sweep, train
+from algoprog.training import config as config_lib, models, sweep, train
 
 GPT2_VOCAB_SIZE = 50_257
 BYTE_VOCAB_SIZE = 257
@@ -48,12 +48,11 @@ def largest_runs(config: ml_collections.ConfigDict, count: int
   """The `count` runs of a sweep/reproduce config with the most parameters, as
   (label, resolved config) pairs, largest first: each group at its largest width with
   the sweep's and the group's overrides."""
-  from algoprog import reproduce  # Config-file loading lives there.
   section = sweep.sweep_section(config)
   common = sweep.flatten_overrides(section.overrides)
   candidates = []
   for label, group in section.groups.items():
-    c = reproduce.load_config_file(group.config)
+    c = config_lib.load_config_file(group.config)
     overrides = {**common, **sweep.flatten_overrides(group.get("overrides")),
                  "label": label, "model.width": int(max(group.widths))}
     for dotted, value in overrides.items():

@@ -26,10 +26,10 @@ The convention of `training_flops_per_token` (recorded with every run as CONVENT
   - LSTM: `sequence_length` is the truncated-BPTT window (tokens between stopped
     gradients); it only removes the recurrent input-gradient of each window's first step.
 
-Plug-in components (algoprog.registry) are counted by the FLOPs function they register,
+Plug-in components (algoprog.training.registry) are counted by the FLOPs function they register,
 which replaces the built-in components of their kind (PLUGIN_COMPONENTS); one without such
 a function raises FlopsUnavailable (the trainer then counts with XLA, see
-algoprog.compiled_flops). Closed-form parameter counts cover the built-ins only.
+algoprog.training.compiled_flops). Closed-form parameter counts cover the built-ins only.
 
 Other conventions, for conversion: `six_n_flops_per_token` (6*N, N total or
 non-embedding: Kaplan's C = 6ND), `kaplan_flops_per_token` (6*N_nonembedding plus the
@@ -46,11 +46,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from algoprog import registry
+from algoprog.training import registry
 
-HEAD_DIM = 16  # The zoo's width rule (algoprog.config.HEAD_DIM): layers = heads = width/16.
+HEAD_DIM = 16  # The zoo's width rule (algoprog.training.config.HEAD_DIM): layers = heads = width/16.
 
-CONVENTION = ("analytical fwd+bwd FLOPs/token (algoprog.flops): matmuls 2mnk with backward "
+CONVENTION = ("analytical fwd+bwd FLOPs/token (algoprog.training.flops): matmuls 2mnk with backward "
               "2x forward; causal attention counted full (L keys per query); tied "
               "unembedding 2dV, embedding lookup 0; norms/rotary/softmax/activations/"
               "cross-entropy elementwise ops exact fwd+bwd; optimizer update excluded "
@@ -88,7 +88,7 @@ ELEMENTWISE_FLOPS = {
 # Per-row (per token) extras of the norms: mean divide, +eps, rsqrt | the row reductions.
 NORM_ROW_FLOPS = {"rmsnorm": (2.0, 5.0), "layernorm": (3.0, 13.0)}
 
-# Optimizer update FLOPs per parameter per step (optax as algoprog.optim chains it),
+# Optimizer update FLOPs per parameter per step (optax as algoprog.training.optim chains it),
 # without weight decay / clipping; the extras below are added when enabled.
 OPTIMIZER_FLOPS_PER_PARAM = {
     "adamw": 14.0,  # mu: 3, nu: 4, bias corrections 2, sqrt + eps + divide 3, *lr, apply.
@@ -105,7 +105,7 @@ MEAN_GRADIENT_FLOPS_PER_PARAM = 1.0  # train_step divides the summed gradient by
 Width = Any  # A Python number or a (possibly traced) jax scalar.
 
 # The components the closed forms know, by model config field; any other value names a
-# plug-in (algoprog.registry).
+# plug-in (algoprog.training.registry).
 BUILTIN_COMPONENTS = {
     "kind": ("transformer", "lstm"), "attention": ("softmax",),
     "ffn": ("swiglu", "gelu", "relu"), "norm": ("rmsnorm", "layernorm"),
@@ -309,7 +309,7 @@ def training_flops_per_token_by_component(model: ml_collections.ConfigDict,
              if _registry_of(field).get(name).flops is None]
   if missing:
     raise FlopsUnavailable(f"{', '.join(missing)}: plug-in(s) registered no FLOPs function "
-                           "(algoprog.registry)")
+                           "(algoprog.training.registry)")
   functions = {field: _registry_of(field).get(name).flops for field, name in plugins.items()}
   if "kind" in functions:
     return dict(functions["kind"](model, vocab_size, sequence_length, width))
@@ -348,7 +348,7 @@ def optimizer_flops_per_step(optim: ml_collections.ConfigDict, params_total: Wid
     update = registry.OPTIMIZERS.get(optim.name).flops
     if update is None:
       raise FlopsUnavailable(f"optim.name: the plug-in optimizer {optim.name!r} registered "
-                             "no FLOPs per parameter (algoprog.registry)")
+                             "no FLOPs per parameter (algoprog.training.registry)")
   per_param = update + MEAN_GRADIENT_FLOPS_PER_PARAM
   per_param += microbatches - 1
   adam = optim.name in ("adam", "adamw")

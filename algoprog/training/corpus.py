@@ -31,7 +31,7 @@ import urllib.request
 import zipfile
 from typing import Callable
 
-from algoprog.data import DataError
+from algoprog.training.data import DataError
 
 SETUP_COMMAND = "python -m launch.corpus"
 CORPUS_FILE = "corpus.jsonl"

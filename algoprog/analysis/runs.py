@@ -16,7 +16,7 @@ dropped: they are listed in `RunTable.excluded` with the reason.
 
 Two sources (docs/fit.md):
   * a folder of training runs: any directory tree in which each run is a subdirectory with
-    `run.json` and `metrics.jsonl`, as written by `launch.train` (algoprog/metrics.py);
+    `run.json` and `metrics.jsonl`, as written by `launch.train` (algoprog/rundir.py);
   * a CSV or JSONL table with a user column mapping (`ColumnMapping`), e.g. published
     (compute, loss) points or final losses of an IsoFLOP sweep.
 
@@ -34,16 +34,18 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
+from algoprog import rundir
+
+RUN_FILE = rundir.RUN_FILE
+METRICS_FILE = rundir.METRICS_FILE
 # Run statuses whose points are used; "running" and "interrupted" (SIGTERM, resumable)
 # curves are valid so far (the envelope only needs the points that exist).
 USABLE_STATUSES = ("completed", "running", "interrupted")
-# Stages a sweep's runs record in run.json (algoprog.sweep): reduced-budget LR-sweep runs
+# Stages a sweep's runs record in run.json (algoprog.training.sweep): reduced-budget LR-sweep runs
 # and the full runs. "" is a run outside a sweep (or older than the field).
 STAGES = ("lr_sweep", "full", "")
 FULL_STAGES = ("full", "")
-MANIFEST_FILE = "manifest.json"  # algoprog.sweep's record of every planned run
+MANIFEST_FILE = "manifest.json"  # algoprog.training.sweep's record of every planned run
 
 
 class RunTableError(ValueError):
@@ -237,7 +239,7 @@ def load_run_folder(folder: str | pathlib.Path, *,
                     stages: Iterable[str] | None = None) -> RunTable:
   """Reads every run below `folder` (any depth) written by launch.train.
 
-  Each run is a directory holding run.json and metrics.jsonl (algoprog/metrics.py). The
+  Each run is a directory holding run.json and metrics.jsonl (algoprog/rundir.py). The
   point columns come from metrics.jsonl (flops -> compute, validation_loss -> loss, tokens)
   and run.json (params_total -> params, label -> group). A run whose run_id is also used
   by another directory is identified by its path relative to `folder` instead.

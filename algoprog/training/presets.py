@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from algoprog import config
+from algoprog.training import config
 
 
 def modern() -> ml_collections.ConfigDict:

@@ -10,7 +10,7 @@ and completed runs are skipped.
 
 Sweep directory:
   manifest.json         every planned run: id, stage, label, config file, overrides, command
-  runs/<run_id>/        one training run each (algoprog.metrics describes its files)
+  runs/<run_id>/        one training run each (algoprog.rundir describes its files)
   runs/<run_id>/launcher.log  the run's console output
   lr_choices.json       per (label, width): the sweep curve (lr -> final validation loss)
                         and the learning rate chosen for the full runs (a record: planning
@@ -35,8 +35,9 @@ from typing import Any, Iterable
 
 import ml_collections
 
-from algoprog import config as config_lib, metrics
-from algoprog.console import format_duration  # Progress lines; re-exported here.
+from algoprog import rundir
+from algoprog.training import config as config_lib
+from algoprog.training.console import format_duration  # Progress lines; re-exported here.
 
 MANIFEST_FILE = "manifest.json"
 LR_CHOICES_FILE = "lr_choices.json"
@@ -278,7 +279,7 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
 
 def run_status(sweep_dir: pathlib.Path, run: RunSpec) -> dict:
   """{"status": "completed"|"failed"|"running"|"pending", ...} from the run's run.json."""
-  info = metrics.read_json(sweep_dir / "runs" / run.run_id / metrics.RUN_FILE)
+  info = rundir.read_json(sweep_dir / "runs" / run.run_id / rundir.RUN_FILE)
   return {"status": "pending"} if info is None else info
 
 
@@ -318,7 +319,7 @@ def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> d
 
 
 def write_manifest(sweep_dir: pathlib.Path, runs: list[RunSpec]) -> None:
-  metrics.write_json(sweep_dir / MANIFEST_FILE, {"runs": [
+  rundir.write_json(sweep_dir / MANIFEST_FILE, {"runs": [
       {**dataclasses.asdict(r), "command": shlex.join(r.command(sweep_dir, "python"))}
       for r in runs]})
 
@@ -366,7 +367,7 @@ def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec],
   """
   sweep_dir = pathlib.Path(sweep_dir).resolve()
   python = python or str(pathlib.Path(sys.executable).absolute())
-  root = pathlib.Path(__file__).resolve().parents[1]
+  root = config_lib.REPOSITORY_ROOT
   commands = sweep_dir / "commands.txt"
   commands.write_text("".join(shlex.join(r.command(sweep_dir, python, distributed)) + "\n"
                               for r in runs))
@@ -388,7 +389,7 @@ def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec],
 def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
   """The fields of `run` that its finished run directory was trained with differently
   ("optim.learning_rate: ran 0.01, planned 0.03"); [] when it matches or has no config."""
-  path = sweep_dir / "runs" / run.run_id / metrics.CONFIG_FILE
+  path = sweep_dir / "runs" / run.run_id / rundir.CONFIG_FILE
   if not path.exists():
     return []
   recorded = json.loads(path.read_text())
@@ -396,7 +397,7 @@ def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
   stale = []
   for dotted, planned in run.overrides.items():
     if dotted == "stage" and "stage" not in recorded:
-      continue  # A run from before run.json recorded its stage; algoprog.runs infers it.
+      continue  # A run from before run.json recorded its stage; algoprog.analysis.runs infers it.
     node = ran
     for part in dotted.split("."):
       node = node.get(part) if isinstance(node, dict) else None
@@ -449,7 +450,7 @@ def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict, distributed: bool
       reason = f"killed by signal (exit {process.returncode}; out of memory?): {tail[0][:200]}"
     info = {"run_id": run.run_id, "label": run.label, **info, "status": "failed",
             "failure_reason": reason}
-    metrics.write_json(run_dir / metrics.RUN_FILE, info)
+    rundir.write_json(run_dir / rundir.RUN_FILE, info)
   return info
 
 
@@ -479,7 +480,7 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
   if distributed and workers != 1:
     raise SweepError(f"workers: expected 1 with --distributed (every host must start the "
                      f"same run at the same time); got {workers}")
-  root = pathlib.Path(__file__).resolve().parents[1]
+  root = config_lib.REPOSITORY_ROOT
   env = dict(os.environ, ALGOPROG_ROOT=str(root))
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
   # A finished run of an older plan (say, an LR choice that has since moved) must not
@@ -538,7 +539,7 @@ def record_failures(sweep_dir: pathlib.Path, results: dict[str, dict]) -> list[d
   failures = [{"run_id": run_id, "label": info.get("label"),
                "reason": info.get("failure_reason")}
               for run_id, info in sorted(results.items()) if info["status"] == "failed"]
-  metrics.write_json(sweep_dir / FAILURES_FILE, {"failures": failures})
+  rundir.write_json(sweep_dir / FAILURES_FILE, {"failures": failures})
   return failures
 
 
@@ -570,7 +571,7 @@ def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Pat
   LR-choice record."""
   runs = plan_runs(sweep, sweep_results(sweep_dir))
   write_manifest(sweep_dir, runs)
-  metrics.write_json(sweep_dir / LR_CHOICES_FILE, choose_learning_rates(sweep_dir, runs))
+  rundir.write_json(sweep_dir / LR_CHOICES_FILE, choose_learning_rates(sweep_dir, runs))
   return runs
 
 

@@ -1,8 +1,8 @@
 """FLOPs as the compiler counts them: XLA's cost analysis of the compiled train step.
 
-The cross-check of algoprog.flops's analytical count (launch/flops.py tabulates both), and
+The cross-check of algoprog.training.flops's analytical count (launch/flops.py tabulates both), and
 the trainer's fallback for plug-in components that register no FLOPs function
-(algoprog.registry). Nothing runs: shapes are abstract, only compilation happens.
+(algoprog.training.registry). Nothing runs: shapes are abstract, only compilation happens.
 
 Per token: FLOPs are linear in the batch from batch 2 on (batch 1 lets XLA squeeze a
 dimension and differs), so (FLOPs at batch 4 - at batch 2) / (2 * sequence length) is the
@@ -24,7 +24,7 @@ def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
                          batch_size: int) -> float:
   """XLA's cost analysis of one compiled train step (microbatches 1) of a resolved config:
   flops + transcendentals (FLOPs)."""
-  from algoprog import models, optim, train  # train imports this module.
+  from algoprog.training import models, optim, train  # train imports this module.
   model = models.build_model(config.model, vocab_size)
   optimizer = optim.make_optimizer(config.optim, 100)
   step = train.make_train_step(model, optimizer, 1)

@@ -167,7 +167,7 @@ def local_text_documents(path: str, cache_dir: pathlib.Path) -> list[str]:
   Each file is split into documents at blank-line-separated blocks of >= 1 KB, so a single
   large book still splits into many documents.
   """
-  from algoprog import tfds_text
+  from algoprog.training import tfds_text
   files = _text_files(path)
   return tfds_text.prepare_and_read(files, cache_dir / "tfds")
 
@@ -210,7 +210,7 @@ def read_documents(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> 
   """The documents of the configured source in their fixed order, read lazily up to
   data.max_documents documents and data.max_bytes bytes (`take_documents`)."""
   if data.source == "embedded":
-    from algoprog import corpus
+    from algoprog.training import corpus
     source = corpus.embedded_documents()
   elif data.source == "text":
     source = local_text_documents(data.path, cache_dir)
@@ -312,7 +312,7 @@ def split_documents(documents: list[str], holdout_bytes: int,
 
 def embedded_groups(data: ml_collections.ConfigDict, documents: list[str]) -> list[str]:
   """corpus.twin_group of each of `documents` (read_documents of the embedded corpus)."""
-  from algoprog import corpus
+  from algoprog.training import corpus
   records = corpus.embedded_records()
   if data.max_documents:
     records = records[: data.max_documents]
@@ -359,7 +359,7 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
       data.tokenizer]
   split_rule = ""
   if data.source == "embedded":
-    from algoprog import corpus
+    from algoprog.training import corpus
     split_rule = corpus.SPLIT_RULE
   key = hashlib.sha256(json.dumps(
       [source_digest.hexdigest(), tokenizer_key, data.validation_tokens,

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from algoprog import registry
+from algoprog.training import registry
 
 Initializer = Callable[..., jax.Array]
 
@@ -330,7 +330,7 @@ class TransformerLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-  """Decoder-only LM. `model` is the resolved `config.model` (see algoprog.config)."""
+  """Decoder-only LM. `model` is the resolved `config.model` (see algoprog.training.config)."""
   model: ml_collections.ConfigDict
   vocab_size: int
 
@@ -468,7 +468,7 @@ class LSTM(nn.Module):
 
   Called as (tokens [B, L], carry [B, N, 2, D] or None for zeros) -> (logits [B, L, V],
   carry after the last token). Truncation of backpropagation and state resets are the
-  caller's (algoprog.train): the module itself is a plain recurrence over its input.
+  caller's (algoprog.training.train): the module itself is a plain recurrence over its input.
   """
   model: ml_collections.ConfigDict
   vocab_size: int
@@ -525,8 +525,8 @@ def embedding_param_count(params) -> int:
   return int(total)
 
 
-# The built-in components, registered as plug-ins are (algoprog.registry): their names are
-# the registered config values. Their FLOPs are algoprog.flops's closed forms.
+# The built-in components, registered as plug-ins are (algoprog.training.registry): their names are
+# the registered config values. Their FLOPs are algoprog.training.flops's closed forms.
 registry.MODELS.register("transformer", Transformer, builtin=True)
 registry.MODELS.register("lstm", LSTM, builtin=True)
 registry.ATTENTION.register("softmax", lambda m, name: CausalSelfAttention(m, name=name),

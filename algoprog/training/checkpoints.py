@@ -1,6 +1,6 @@
 """Orbax checkpoints of the train state together with the data-stream state.
 
-The data stream is a pure function of the step (algoprog.data.TokenStream), so its state is a
+The data stream is a pure function of the step (algoprog.training.data.TokenStream), so its state is a
 small JSON record saved beside the model state in the same checkpoint: resuming restores
 parameters, optimizer state and stream position atomically.
 """

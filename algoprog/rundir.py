@@ -12,11 +12,12 @@ A run directory holds:
   .lock          fcntl-locked by the trainer while it runs; names its pid and host
 Writes are atomic (JSON files) or flushed row by row (metrics.jsonl), and readers drop a
 torn row or an empty file with a warning rather than fail.
-This is the format `algoprog.runs` reads (docs/fit.md).
+This is the format `algoprog.analysis.runs` reads (docs/fit.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,6 +30,99 @@ from absl import logging
 METRICS_FILE = "metrics.jsonl"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
+LAUNCHER_LOG = "launcher.log"  # A sweep's capture of the trainer's stdout/stderr.
+
+# run.json's status: "running" while a trainer holds the run (or it died without a word),
+# "interrupted" when a signal stopped it after a checkpoint (the same command resumes it),
+# "completed" once the final evaluation is recorded, "failed" with a failure_reason.
+STATUSES = ("running", "interrupted", "completed", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+  """run.json: one training run's identity, provenance and summary (the only schema of it).
+
+  Written by the trainer as the run progresses (algoprog.training.train) and, for a run whose
+  process died without recording why, by the sweep; read by sweeps (status, stale checks)
+  and by the analysis (algoprog.analysis.runs). Fields of a newer or older writer that this
+  version does not know are kept in `extra` and written back unchanged.
+  """
+  run_id: str
+  label: str
+  status: str  # One of STATUSES.
+  stage: str = ""  # "lr_sweep" | "full" | "" (a run outside a sweep).
+  failure_reason: str | None = None  # Why status is "failed" (one line).
+  seed: int | None = None
+  width: int | None = None
+  learning_rate: float | None = None  # Peak learning rate.
+  batch_size: int | None = None  # Sequences per step.
+  sequence_length: int | None = None  # Tokens per sequence.
+  params_total: int | None = None  # All parameters, embeddings included.
+  params_nonembedding: int | None = None
+  flops_per_token: float | None = None  # Training FLOPs per token (fwd + bwd).
+  flops_convention: str | None = None  # What flops_per_token counts (algoprog.training.flops).
+  flops_source: str | None = None  # "analytical" | "xla_cost_analysis".
+  flops_warning: str | None = None  # Why the analytical count was not used, if it was not.
+  tokens_planned: int | None = None
+  steps_planned: int | None = None
+  data_fingerprint: dict | None = None  # algoprog.training.data.Corpus.fingerprint.
+  final_validation_loss: float | None = None  # nats/token on the whole validation set.
+  wall_time_s: float | None = None
+  interrupted_at_step: int | None = None
+  extra: dict = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_dict(cls, payload: dict) -> "RunRecord":
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    known = {k: v for k, v in payload.items() if k in names}
+    extra = {k: v for k, v in payload.items() if k not in names}
+    return cls(**{"run_id": "", "label": "", "status": "running", **known}, extra=extra)
+
+  def to_dict(self) -> dict:
+    payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extra"}
+    return {**self.extra, **payload}
+
+  def replace(self, **changes) -> "RunRecord":
+    return dataclasses.replace(self, **changes)
+
+
+def read_record(run_dir: pathlib.Path) -> RunRecord | None:
+  """The run's run.json; None when there is none yet (or it is empty or garbled, with a
+  warning: a file torn by a full disk must not stop a sweep or a fit)."""
+  payload = read_json(pathlib.Path(run_dir) / RUN_FILE)
+  return None if payload is None else RunRecord.from_dict(payload)
+
+
+def write_record(run_dir: pathlib.Path, record: RunRecord) -> RunRecord:
+  """Writes run.json atomically and returns what was written. A completed run stays
+  completed: a later "failed" (say, another process's view of the run) is not written, with
+  a warning, and the completed record is returned."""
+  if record.status not in STATUSES:
+    raise ValueError(f"run.json status: expected one of {', '.join(STATUSES)}; got "
+                     f"{record.status!r}")
+  if record.status == "failed":
+    current = read_record(run_dir)
+    if current is not None and current.status == "completed":
+      logging.warning("%s: completed; not marking it failed (%s)", run_dir,
+                      record.failure_reason)
+      return current
+  write_json(pathlib.Path(run_dir) / RUN_FILE, record.to_dict())
+  return record
+
+
+def read_config(run_dir: pathlib.Path) -> dict | None:
+  """The run's recorded, fully resolved config.json (None when absent or garbled)."""
+  return read_json(pathlib.Path(run_dir) / CONFIG_FILE)
+
+
+def write_config(run_dir: pathlib.Path, config: dict) -> None:
+  write_json(pathlib.Path(run_dir) / CONFIG_FILE, config)
+
+
+def run_directories(folder: pathlib.Path) -> list[pathlib.Path]:
+  """Every run directory (one holding a run.json) at or below `folder`, sorted."""
+  return sorted(p.parent for p in pathlib.Path(folder).rglob(RUN_FILE))
 
 
 def _jsonable(value: Any) -> Any:

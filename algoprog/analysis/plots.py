@@ -25,7 +25,7 @@ def save_figure(figure: Figure, path_stem: str | pathlib.Path,
 
 
 # ----------------------------------------------------------------------------------------
-# Algorithmic-progress accounting figures (algoprog.account).
+# Algorithmic-progress accounting figures (algoprog.analysis.account).
 
 _DEPENDENT_COLOR = "#c0392b"
 _INVARIANT_COLOR = "#2c7fb8"
@@ -90,14 +90,14 @@ def gains_vs_compute(innovations, compute, marks: dict | None = None,
   """CEG of each innovation vs compute (log-log): flat lines are scale-invariant.
 
   Args:
-    innovations: algoprog.account.Innovation sequence (point estimates).
+    innovations: algoprog.analysis.account.Innovation sequence (point estimates).
     compute: FLOPs grid [T].
     marks: label -> FLOPs drawn as vertical lines (e.g. the 2023 frontier).
     sampled_innovations: the same innovations with [S] samples; adds `level` bands.
   """
   import jax
   import numpy as np
-  from algoprog import account
+  from algoprog.analysis import account
   figure = Figure(figsize=(8, 5))
   ax = figure.add_subplot()
   colors = _colors(len(innovations))
@@ -226,11 +226,11 @@ def kaplan_vs_chinchilla(law, allocation, compute, marks: dict | None = None) ->
   the Chinchilla law L(N, D); (right) the multiplier M(C) between them.
 
   Args:
-    law: algoprog.laws.ChinchillaLaw; allocation: account.KaplanAllocation.
+    law: algoprog.analysis.laws.ChinchillaLaw; allocation: account.KaplanAllocation.
     compute: FLOPs grid [T]; marks: label -> FLOPs marked on M(C).
   """
   import numpy as np
-  from algoprog import account, laws as laws_lib
+  from algoprog.analysis import account, laws as laws_lib
   figure = Figure(figsize=(12, 4.8), layout="constrained")
   losses, multiplier = figure.subplots(1, 2)
   compute = np.asarray(compute, dtype=float)
@@ -299,7 +299,7 @@ def tornado(rows, metric_label: str = "total CEG", log_scale: bool = True) -> Fi
 
 
 # ----------------------------------------------------------------------------------------
-# Scaling-law fit figures (algoprog.fit, algoprog.ceg).
+# Scaling-law fit figures (algoprog.analysis.fit, algoprog.analysis.ceg).
 
 
 def loss_vs_compute(table, fit=None, target_losses=(), raw_cegs=(), title: str = "") -> Figure:
@@ -307,8 +307,8 @@ def loss_vs_compute(table, fit=None, target_losses=(), raw_cegs=(), title: str =
 
   Draws every run's curve (thin), the fit points of each group's frontier (dots), the
   fitted law L(C) = E + a*C**alpha extended a decade past the data (dashed, `fit` an
-  algoprog.fit.PowerLawFit), horizontal lines at `target_losses` and, for each
-  algoprog.ceg.RawCeg in `raw_cegs`, the two crossings joined by an arrow labelled with the
+  algoprog.analysis.fit.PowerLawFit), horizontal lines at `target_losses` and, for each
+  algoprog.analysis.ceg.RawCeg in `raw_cegs`, the two crossings joined by an arrow labelled with the
   CEG (C_reference / C_group).
   """
   import numpy as np
@@ -353,7 +353,7 @@ def loss_vs_compute(table, fit=None, target_losses=(), raw_cegs=(), title: str =
 
 
 def ceg_vs_compute(bands, title: str = "") -> Figure:
-  """CEG(C) of groups over a reference with bootstrap bands (algoprog.ceg.CegBand list)."""
+  """CEG(C) of groups over a reference with bootstrap bands (algoprog.analysis.ceg.CegBand list)."""
   figure = Figure(figsize=(7, 4.5))
   ax = figure.add_subplot()
   for band, color in zip(bands, _colors(len(bands))):

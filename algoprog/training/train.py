@@ -46,8 +46,9 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from algoprog import checkpoints, config as config_lib, console, data, flops, metrics, models, optim
-from algoprog import compiled_flops
+from algoprog import rundir
+from algoprog.training import checkpoints, config as config_lib, console, data, flops, models, optim
+from algoprog.training import compiled_flops
 
 DATA_AXIS = "data"
 
@@ -318,7 +319,7 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def token_flops(config: ml_collections.ConfigDict, vocab_size: int
                 ) -> tuple[float, str, str | None]:
   """(training FLOPs per token, their convention, warning or None) of a resolved config:
-  analytical (algoprog.flops), or XLA's count of the compiled step when a plug-in component
+  analytical (algoprog.training.flops), or XLA's count of the compiled step when a plug-in component
   registered no FLOPs function (then the warning says so, and it is logged)."""
   try:
     return float(flops.training_flops_per_token(  # LSTM: per backprop window.
@@ -436,8 +437,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   or checkpoint step) and returns with status "interrupted" (rerunning resumes).
 
   Args:
-    config: an unresolved or resolved config (algoprog.config).
-    workdir: the run directory (algoprog.metrics describes its files).
+    config: an unresolved or resolved config (algoprog.training.config).
+    workdir: the run directory (algoprog.rundir describes its files).
     mesh: device mesh; default all devices.
     stop_after_steps: stop (with a checkpoint) after this many total steps, as if killed:
       for tests and for splitting a run across jobs.
@@ -505,14 +506,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 def _check_workdir(run_dir: pathlib.Path, config: ml_collections.ConfigDict,
                    fingerprint: dict) -> dict | None:
   """The workdir's previous run.json, after checking that it holds this run on this data."""
-  old_config = metrics.read_json(run_dir / metrics.CONFIG_FILE)
+  old_config = rundir.read_json(run_dir / rundir.CONFIG_FILE)
   if old_config is not None:
     diffs = _config_differences(config_lib.backfill(old_config), config.to_dict())
     if diffs:
       raise config_lib.ConfigError(
           f"workdir {run_dir} holds a run of a different config ({'; '.join(diffs[:5])}); "
           "use a new --workdir")
-  previous = metrics.read_json(run_dir / metrics.RUN_FILE)
+  previous = rundir.read_json(run_dir / rundir.RUN_FILE)
   old_fingerprint = (previous or {}).get("data_fingerprint")
   new_fingerprint = json.loads(json.dumps(fingerprint))  # As run.json stores it.
   if old_fingerprint is not None and old_fingerprint != new_fingerprint:
@@ -528,7 +529,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
   flops_per_token, flops_convention, flops_warning = token_flops_info
   total_steps = config.train.steps
   if writes:
-    metrics.write_json(run_dir / metrics.CONFIG_FILE, config.to_dict())
+    rundir.write_json(run_dir / rundir.CONFIG_FILE, config.to_dict())
   run_info = {
       "run_id": run_dir.name, "label": config.label, "stage": config.stage,
       "status": "running",
@@ -546,7 +547,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
   def record(**updates):
     run_info.update(updates)
     if writes:
-      metrics.write_json(run_dir / metrics.RUN_FILE, run_info)
+      rundir.write_json(run_dir / rundir.RUN_FILE, run_info)
 
   record()
   logging.info("run %s: %s params (%s non-embedding), %d steps x %d tokens, "
@@ -587,7 +588,7 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
   else:
     state, stream_state = restored
     logging.info("resumed %s at step %d", run_dir, stream_state["step"])
-  writer = metrics.MetricsWriter(run_dir, resume_step=stream_state["step"], enabled=writes)
+  writer = rundir.MetricsWriter(run_dir, resume_step=stream_state["step"], enabled=writes)
   rows = host_rows(config.data.batch_size)
   validation_loss = float("nan")
   start_time = time.time() - stream_state["wall_time_s"]

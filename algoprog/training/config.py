@@ -10,11 +10,13 @@ what a run records, so every number that shaped it is on disk.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import pathlib
 
 import ml_collections
 
-from algoprog import models, optim, registry  # noqa: F401 (models, optim: register the built-ins)
+from algoprog.training import models, optim, registry  # noqa: F401 (models, optim: register the built-ins)
 
 HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16 (model.head_dim default).
 LAYER_WIDTH = 16  # Layers = width / 16, rounded half up (at least 1) for other widths.
@@ -32,7 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Plug-in modules imported before validation (comma-separated dotted module paths
   # importable from the working directory / PYTHONPATH, or .py files). They register more
   # values of model.kind, model.attention, model.ffn, model.norm, model.positions and
-  # optim.name (algoprog.registry, docs/extending.md).
+  # optim.name (algoprog.training.registry, docs/extending.md).
   c.plugins = ""
   c.stage = ""  # Sweep stage, recorded in run.json: "" (not a sweep) | "lr_sweep" | "full".
 
@@ -106,7 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.tokens = 0  # Training tokens; 0 -> tokens_per_param * total parameters.
   c.train.tokens_per_param = 20.0  # 40 for the study's scaling runs, 20 for ablations.
   c.train.min_tokens = 0  # Budget floor: max(min_tokens, tokens_per_param * params).
-  c.train.flops = 0.0  # FLOP budget (algoprog.flops count); > 0 sets the tokens instead.
+  c.train.flops = 0.0  # FLOP budget (algoprog.training.flops count); > 0 sets the tokens instead.
   c.train.microbatches = 1  # Gradient accumulation: the global batch in this many slices.
   c.train.eval_every_steps = 100  # Validation loss every this many steps (and at the end).
   # Validation tokens scored at each evaluation before the last: B evenly spaced contiguous
@@ -138,7 +140,7 @@ _CHOICES = {
     "train.lstm_reset": ("window", "batch"),
     "stage": ("", "lr_sweep", "full"),
 }
-# Fields choosing from a registry (algoprog.registry): built-ins plus imported plug-ins.
+# Fields choosing from a registry (algoprog.training.registry): built-ins plus imported plug-ins.
 _REGISTERED = {
     "model.kind": registry.MODELS, "model.attention": registry.ATTENTION,
     "model.ffn": registry.FFNS, "model.norm": registry.NORMS,
@@ -315,3 +317,33 @@ def backfill(recorded: dict) -> dict:
   except (ConfigError, TypeError, ValueError, KeyError):
     return recorded
   return fill(recorded, filled, base)
+
+
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]  # Where configs/ lives.
+
+
+def load_config_file(path: str | pathlib.Path, field: str = "--config"
+                     ) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file: the one loader of every config file the code reads.
+
+  A relative path that does not exist from the working directory is taken from the
+  repository root (so configs/... works from anywhere). `field` names what gave the path
+  in the error.
+
+  Raises:
+    ConfigError: no such file, the file does not run, or it defines no get_config().
+  """
+  path = pathlib.Path(path)
+  if not path.is_absolute() and not path.exists():
+    path = REPOSITORY_ROOT / path
+  if not path.is_file():
+    raise ConfigError(f"{field}: no config file {path}")
+  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # A config file is user code: any failure is the file's fault.
+    raise ConfigError(f"{field}: {path} failed to load: {type(e).__name__}: {e}") from e
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"{field}: {path} defines no get_config()")
+  return module.get_config()

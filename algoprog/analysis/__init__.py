@@ -1,0 +1,1 @@
+"""Analysis: everything that only reads run directories (run tables, fits, CEGs, diagnostics, accounting, figures)."""
