@@ -645,6 +645,10 @@ def study_from_dict(config: Mapping) -> Study:
                 _number(trend_d.get("base_year"), "trend.base_year"),
                 _number(trend_d.get("growth_per_year"), "trend.growth_per_year",
                         positive=True))
+  if trend.growth_per_year <= 1:
+    # C(y) must grow: at growth <= 1 later years sit at the same or smaller compute.
+    raise AccountError(f"trend.growth_per_year: expected a growth factor > 1 (x/year), got "
+                       f"{trend.growth_per_year!r}")
   study_laws = {label: law_from_dict(v, f"laws.{label}")
                 for label, v in _mapping(config["laws"], "laws").items()}
   ch = _mapping(config["chinchilla"], "chinchilla")
