@@ -284,3 +284,12 @@ def test_data_fingerprints_group_runs_by_their_training_data(tmp_path):
   path = tmp_path / "t.csv"
   path.write_text("C,L\n1e15,4.0\n")
   assert runs.data_fingerprints(runs.load_runs(path, runs.ColumnMapping("C", "L"))) == {}
+
+
+def test_run_folder_value_that_is_not_a_number_is_an_error(tmp_path):
+  d = write_run(tmp_path, "w32", "modern", [(100, 6.0), (200, 5.0)])
+  rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+  rows[1]["tokens"] = "lots"
+  (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  _raises_one_line(tmp_path, None, f"{d / 'metrics.jsonl'} step 2: column tokens is 'lots'; "
+                   "expected a number")

@@ -11,6 +11,8 @@ Two layers:
     name laws and ablations, references), as in configs/account_study.py.
     `study_from_dict` validates one; `resolve` turns it into Innovations; `headline`,
     `sensitivity` and `with_samples` work on it.
+What launch.account computes and writes from a Study (its output settings, tables,
+figures, the printed table) is algoprog.analysis.account_report.
 
 Conventions:
   * CEG > 1 is a gain. Compute in FLOPs, loss in nats/token, years are calendar years.

@@ -10,17 +10,25 @@ points that passed validation:
   params   total parameter count of the run (optional; NaN where unknown)
   tokens   cumulative training tokens at the point (optional; NaN where unknown)
 
-Points of one run are kept in the order they were written (step order for training runs).
-Runs that cannot be used (status "failed", no metrics, a NaN loss) are never silently
-dropped: they are listed in `RunTable.excluded` with the reason.
+Points of one run are kept in the order they were written (step order for training runs),
+and along them compute never decreases (`check_run_points`: a point written twice is
+dropped with a warning; a decrease, or two losses at one compute, is an error naming the
+run and rows). Runs that cannot be used (status "failed", no metrics, a NaN loss) are never
+silently dropped: they are listed in `RunTable.excluded` with the reason.
+`data_fingerprints` says which data a folder's runs were trained on.
 
 Two sources (docs/fit.md):
   * a folder of training runs: any directory tree in which each run is a subdirectory with
-    `run.json` and `metrics.jsonl`, as written by `launch.train` (algoprog/rundir.py);
+    `run.json` and `metrics.jsonl`, as written by `launch.train`, read through
+    algoprog.rundir's checked readers (a torn last metrics row is dropped with a warning;
+    any other malformed row or run.json is an error naming the file and line);
   * a CSV or JSONL table with a user column mapping (`ColumnMapping`), e.g. published
-    (compute, loss) points or final losses of an IsoFLOP sweep.
+    (compute, loss) points or final losses of an IsoFLOP sweep; UTF-8 (a leading
+    byte-order mark is skipped), one JSON object per JSONL line.
 
-This module is the only one in the fit stack that touches files.
+This module is the only one in the fit stack that touches files (run directories only
+through algoprog.rundir). Bad input is a one-line RunTableError naming the file, the
+line or row and the column.
 """
 
 from __future__ import annotations
@@ -254,8 +262,11 @@ def load_run_folder(folder: str | pathlib.Path, *,
   with a non-finite validation loss or FLOPs at some step.
 
   Raises:
-    RunTableError: no run.json below `folder`, a run.json or metrics.jsonl line that is not
-      JSON or lacks a required field, or no usable run at all.
+    RunTableError: no run.json below `folder`; a run.json that is not a JSON object or
+      lacks run_id, label or status (params_total, for a run that is loaded); a
+      metrics.jsonl line, other than a torn last one, that is not a JSON object with step,
+      tokens, flops and validation_loss; compute that decreases along a run; no usable
+      run at all.
   """
   folder = pathlib.Path(folder)
   statuses = tuple(statuses)
@@ -306,13 +317,15 @@ def load_run_folder(folder: str | pathlib.Path, *,
           f"at step {bad['step']}"))
       continue
     for r in rows:
+      name = f"{run_dir / METRICS_FILE} step {r['step']}"
       points["run_id"].append(run_id)
       points["group"].append(group)
       points["compute"].append(float(r["flops"]))
       points["loss"].append(float(r["validation_loss"]))
-      points["params"].append(float(record.params_total))
-      points["tokens"].append(float(r["tokens"]))
-      row_names.append(f"{run_dir / METRICS_FILE} step {r['step']}")
+      points["params"].append(_as_number(record.params_total, f"{run_dir / RUN_FILE}",
+                                         "params_total"))
+      points["tokens"].append(_as_number(r["tokens"], name, "tokens"))
+      row_names.append(name)
   if not points["run_id"]:
     reasons = "; ".join(f"{e.run_id}: {e.reason}" for e in (excluded + other_stages)[:3])
     raise RunTableError(f"{folder}: no usable runs ({len(excluded)} excluded, "
@@ -436,6 +449,13 @@ def _row_tail(first: str, second: str) -> str:
   """`second` without the source it shares with `first` ("t.csv row 5" -> "row 5")."""
   head = first.rsplit(" ", 2)[0]  # Names end "<kind> <number>": row 5, step 300.
   return second[len(head) + 1:] if head != first and second.startswith(head + " ") else second
+
+
+def _as_number(value, place: str, column: str) -> float:
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    raise RunTableError(f"{place}: column {column} is {value!r}; expected a number") from None
 
 
 def _finite(value) -> bool:
