@@ -43,6 +43,14 @@ def test_figure_formats_take_comma_lists_and_repeats(config_dict, study, value, 
   assert settings.figure_formats == expected
 
 
+def test_numeric_fields_take_comma_lists(config_dict, study):
+  settings = account_report.settings_from_dict(
+      {**config_dict, "headline_years": ("2023, 2024", 2025), "fixed_compute": "1e18,1e20",
+       "compute_range": "1e12,1e26"}, study)
+  assert settings.headline_years == (2023, 2024, 2025)
+  assert settings.fixed_compute == (1e18, 1e20) and settings.compute_range == (1e12, 1e26)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("confidence_level", 0.0, "confidence_level: expected a coverage in (0, 1)"),
     ("confidence_level", 1.0, "confidence_level: expected a coverage in (0, 1)"),
@@ -61,6 +69,8 @@ def test_figure_formats_take_comma_lists_and_repeats(config_dict, study, value, 
     ("figure_formats", (".png",), "figure_formats: '.png' is not a format"),
     ("figure_formats", ("",), "figure_formats: expected at least one format"),
     ("headline_years", (), "headline_years: expected at least one year"),
+    ("headline_years", "2023,soon", "headline_years: expected an integer year in [2012, "
+     "2100], got 'soon'"),
     ("headline_years", (2023, 2005), "headline_years: expected an integer year in [2012, "),
     ("end_year", 2200, "end_year: expected an integer year in [2012, 2100]"),
     ("sensitivity", {"x": {"path": "laws.gru.alpha", "low": 0.0, "high": 1.0}},

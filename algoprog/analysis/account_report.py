@@ -63,10 +63,12 @@ def figure_formats_supported() -> dict[str, str]:
   return FigureCanvasBase.get_supported_filetypes()
 
 
-def listed(value: Any, field: str) -> tuple:
+def listed(value: Any, field: str, *, numbers: bool = False) -> tuple:
   """A multi-valued field as a tuple: a sequence, a single value, and comma-separated
   strings in either ("png,svg" or ("png,svg", "pdf") -> ("png", "svg", "pdf")), so a
-  flag may be given as a comma list as well as repeated."""
+  flag may be given as a comma list as well as repeated. With `numbers`, parts that spell
+  a number become one ("2023" -> 2023, "1e18" -> 1e18); others are left for the field's
+  check to name."""
   if isinstance(value, (str, int, float)) and not isinstance(value, bool):
     value = (value,)
   if not isinstance(value, (list, tuple)):
@@ -74,10 +76,20 @@ def listed(value: Any, field: str) -> tuple:
   items = []
   for item in value:
     if isinstance(item, str):
-      items += [part.strip() for part in item.split(",") if part.strip()]
+      parts = [part.strip() for part in item.split(",") if part.strip()]
+      items += [_number_or_text(part) for part in parts] if numbers else parts
     else:
       items.append(item)
   return tuple(items)
+
+
+def _number_or_text(text: str) -> Any:
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
 
 
 def _flops(value: Any, field: str) -> float:
@@ -104,17 +116,18 @@ def settings_from_dict(config: Mapping, study: account.Study,
     if key not in config:
       raise account.AccountError(f"{key}: missing from the accounting config")
   years = tuple(account.check_year(y, study.start_year, "headline_years")
-                for y in listed(config["headline_years"], "headline_years"))
+                for y in listed(config["headline_years"], "headline_years", numbers=True))
   if not years:
     raise account.AccountError("headline_years: expected at least one year")
   end_year = account.check_year(config["end_year"], study.start_year, "end_year")
   fixed = tuple(_flops(c, f"fixed_compute[{i}]")
-                for i, c in enumerate(listed(config["fixed_compute"], "fixed_compute")))
+                for i, c in enumerate(listed(config["fixed_compute"], "fixed_compute",
+                                            numbers=True)))
   level = config["confidence_level"]
   if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
     raise account.AccountError(f"confidence_level: expected a coverage in (0, 1), e.g. "
                                f"0.95, got {level!r}")
-  compute_range = listed(config["compute_range"], "compute_range")
+  compute_range = listed(config["compute_range"], "compute_range", numbers=True)
   if len(compute_range) != 2:
     raise account.AccountError(f"compute_range: expected (low, high) FLOPs, got "
                                f"{compute_range!r}")
