@@ -229,3 +229,81 @@ class MetricsWriter:
   def close(self) -> None:
     if self._file is not None:
       self._file.close()
+
+
+# ----------------------------------------------------------------------------------------
+# Checked readers: for the analysis, where a malformed file is the user's to fix (one line
+# naming the file and line) rather than something to skip as a sweep does.
+
+
+class RunFileError(ValueError):
+  """A run directory file that is not in its format; the message is one line naming the
+  file (and line)."""
+
+
+# What the analysis needs of every run.json (params_total only of runs it loads).
+RECORD_FIELDS = ("run_id", "label", "status")
+
+
+def read_record_checked(run_dir: pathlib.Path,
+                        required: tuple[str, ...] = RECORD_FIELDS) -> RunRecord:
+  """The run's run.json as a RunRecord, every field in `required` present.
+
+  Raises:
+    RunFileError: run.json missing, not valid JSON, not a JSON object, or lacking one of
+      `required` (naming the file and the fields).
+  """
+  path = pathlib.Path(run_dir) / RUN_FILE
+  try:
+    payload = json.loads(path.read_text(errors="replace"))
+  except OSError as e:
+    raise RunFileError(f"{path}: cannot read ({e.strerror})") from None
+  except ValueError as e:
+    where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+    message = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+    raise RunFileError(f"{path}: not valid JSON ({message}{where})") from None
+  if not isinstance(payload, dict):
+    raise RunFileError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+  missing = [f for f in required if f not in payload]
+  if missing:
+    raise RunFileError(f"{path}: missing field(s) {', '.join(missing)}; expected the "
+                       "launcher's run.json (docs/fit.md)")
+  return RunRecord.from_dict(payload)
+
+
+def read_metrics_checked(run_dir: pathlib.Path,
+                         required: tuple[str, ...] = ("step",)) -> list[dict]:
+  """metrics.jsonl's rows, each a JSON object holding every field in `required`.
+
+  The last line, when it is not JSON, is the row a killed writer tore: dropped with a
+  warning, as `read_metrics` does. Anything else malformed is an error: a row that parses
+  but is not what the trainer writes was not torn by a kill.
+
+  Raises:
+    RunFileError: naming the file and line: a line before the last that is not JSON, a
+      line that is JSON but not an object, or a row lacking one of `required`.
+  """
+  path = pathlib.Path(run_dir) / METRICS_FILE
+  if not path.exists():
+    return []
+  numbered = [(number, line) for number, line in
+              enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+  rows = []
+  for position, (number, line) in enumerate(numbered):
+    try:
+      row = json.loads(line)
+    except ValueError:
+      if position == len(numbered) - 1:
+        logging.warning("%s line %d: not a metrics row (torn by a kill?); dropped", path,
+                        number)
+        continue
+      raise RunFileError(f"{path} line {number}: not valid JSON (only a torn last row is "
+                         "dropped)") from None
+    if not isinstance(row, dict):
+      raise RunFileError(f"{path} line {number}: expected a JSON object, got "
+                         f"{type(row).__name__}")
+    missing = [f for f in required if f not in row]
+    if missing:
+      raise RunFileError(f"{path} line {number}: missing field(s) {', '.join(missing)}")
+    rows.append(row)
+  return rows

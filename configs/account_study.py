@@ -11,10 +11,12 @@ Fields (each documented once):
   start_year: baseline year before any innovation; annual growth of year y is
     total**(1/(y - start_year)) (the study: 2012, 6,926x over 2012-2023 = 2.23x/year).
   end_year: last year of the by-year tables and figures.
-  headline_years: years of the headline table, at the frontier compute of each year.
-  fixed_compute: FLOPs at which progress by year is also accounted (compute held fixed).
+  headline_years: years of the headline table, at the frontier compute of each year (at
+    least one; the first is also the year of the sensitivity table).
+  fixed_compute: FLOPs (> 0) at which progress by year is also accounted (compute held
+    fixed).
   trend: frontier training compute C(y) = compute_at_base_year *
-    growth_per_year**(y - base_year) FLOPs.
+    growth_per_year**(y - base_year) FLOPs (growth_per_year > 1: the frontier grows).
   laws: label -> frontier law L(C) = E + a*C**alpha (a > 0, alpha < 0, E nats/token), the
     study's fits with E fixed at 1.9: "lstm" (1-layer LSTM), "retro" (2017 Transformer,
     trained at ~Chinchilla token ratios), "modern" (modern dense Transformer).
@@ -46,9 +48,15 @@ Fields (each documented once):
   sensitivity.<name>: one tornado row: the input at dotted `path` (e.g. laws.lstm.alpha)
     set to `low` and to `high`, everything else at its value; the metric is the total of
     the first headline year.
-  confidence_level: coverage of the percentile intervals from bootstrap samples.
-  compute_range: (low, high) FLOPs of the CEG-vs-compute and loss-vs-compute figures.
-  figure_formats: file formats of the figures (matplotlib names: png, svg, pdf).
+  confidence_level: coverage of the percentile intervals from bootstrap samples, in (0, 1).
+  compute_range: (low, high) FLOPs of the CEG-vs-compute and loss-vs-compute figures,
+    0 < low < high.
+  figure_formats: file formats of the figures (ones matplotlib writes: png, svg, pdf, ...).
+
+Multi-valued fields (headline_years, fixed_compute, figure_formats) take a comma list or
+repeats on the command line: `--config.figure_formats=png,pdf`,
+`--config.headline_years=2023 --config.headline_years=2025`. Every field is checked before
+anything is computed (algoprog.analysis.account and account_report).
 """
 
 import ml_collections

@@ -1,6 +1,7 @@
 """Loading and validating tables of runs: run folders, CSV/JSONL with a column mapping."""
 
 import json
+import logging
 import re
 import pathlib
 
@@ -131,3 +132,164 @@ def test_stages_from_run_json_manifest_or_run_id(tmp_path):
   (sweep / "manifest.json").unlink()
   assert runs.load_runs(sweep, stages=runs.FULL_STAGES).run_ids == [
       "m_w32_s1", "new_full", "odd_name"]
+
+
+# ----------------------------------------------------------------------------------------
+# Bad input in tables: one line naming the file, the row and the column.
+
+
+def _raises_one_line(path, columns, message):
+  with pytest.raises(runs.RunTableError, match=re.escape(message)) as error:
+    runs.load_runs(path, columns)
+  assert "\n" not in str(error.value)
+  return str(error.value)
+
+
+@pytest.mark.parametrize("line, kind", [("[1e15, 4.0]", "list"), ("7", "int"),
+                                        ('"C"', "str"), ("null", "NoneType")])
+def test_jsonl_line_that_is_not_an_object_is_an_error(tmp_path, line, kind):
+  path = tmp_path / "points.jsonl"
+  path.write_text(f'{{"C": 1e15, "L": 4.0}}\n{line}\n')
+  _raises_one_line(path, runs.ColumnMapping(compute="C", loss="L"),
+                   f"{path} line 2: expected a JSON object")
+
+
+def test_csv_with_a_byte_order_mark_loads(tmp_path):
+  path = tmp_path / "excel.csv"
+  path.write_bytes("\ufeffC,L,run\n1e15,4.0,a\n2e15,3.9,a\n".encode("utf-8"))
+  table = runs.load_runs(path, runs.ColumnMapping(compute="C", loss="L", run="run"))
+  np.testing.assert_allclose(table.compute, [1e15, 2e15])
+  assert table.run_ids == ["a"]
+
+
+def test_table_that_is_not_utf8_is_an_error(tmp_path):
+  path = tmp_path / "latin.csv"
+  path.write_bytes("C,L,run\n1e15,4.0,caf\xe9\n".encode("latin-1"))
+  _raises_one_line(path, runs.ColumnMapping(compute="C", loss="L", run="run"),
+                   f"{path}: not UTF-8 text")
+
+
+def test_compute_that_decreases_along_a_run_is_an_error_naming_run_and_rows(tmp_path):
+  path = tmp_path / "t.csv"
+  # Runs interleaved: run a's points are rows 2, 4, 5 (row order is the run's order).
+  path.write_text("C,L,r\n1e15,4.0,a\n1e15,4.1,b\n3e15,3.8,a\n2e15,3.9,a\n")
+  _raises_one_line(path, runs.ColumnMapping(compute="C", loss="L", run="r"),
+                   f"run a: column C (compute) decreases from 3e+15 to 2e+15 ({path} row 4 "
+                   "and row 5)")
+
+
+def test_compute_that_decreases_in_a_run_folder_is_an_error(tmp_path):
+  d = write_run(tmp_path, "w32", "modern", [(100, 6.0), (300, 5.0), (200, 4.8)])
+  _raises_one_line(tmp_path, None, f"run w32: column flops (compute) decreases from "
+                   f"1.8e+06 to 1.2e+06 ({d / 'metrics.jsonl'} step 2 and step 3)")
+
+
+def test_exact_duplicate_rows_are_dropped_with_a_warning(tmp_path, caplog):
+  path = tmp_path / "t.csv"
+  path.write_text("C,L,r\n1e15,4.0,a\n2e15,3.9,a\n2e15,3.9,a\n2e15,3.9,a\n1e15,4.0,b\n")
+  with caplog.at_level(logging.WARNING):
+    table = runs.load_runs(path, runs.ColumnMapping(compute="C", loss="L", run="r"))
+  assert table.run_id.tolist() == ["a", "a", "b"]  # b's point equals a's: another run.
+  np.testing.assert_allclose(table.compute, [1e15, 2e15, 1e15])
+  assert f"{path}: dropped 2 duplicate row(s)" in caplog.text
+  assert f"{path} row 4" in caplog.text
+
+
+def test_duplicate_final_points_without_a_run_column_are_dropped(tmp_path, caplog):
+  path = tmp_path / "t.csv"
+  # Rows 2 and 4 are one point written twice; row 3 is another model at the same compute
+  # (an IsoFLOP sweep), which stays.
+  path.write_text("C,L\n1e15,4.0\n1e15,4.2\n1e15,4.0\n")
+  with caplog.at_level(logging.WARNING):
+    table = runs.load_runs(path, runs.ColumnMapping(compute="C", loss="L"))
+  assert table.run_ids == ["row2", "row3"]
+  assert "dropped 1 duplicate row(s)" in caplog.text
+
+
+def test_two_losses_at_one_compute_of_a_run_is_an_error(tmp_path):
+  path = tmp_path / "t.csv"
+  path.write_text("C,L,r\n1e15,4.0,a\n2e15,3.9,a\n2e15,3.7,a\n")
+  _raises_one_line(path, runs.ColumnMapping(compute="C", loss="L", run="r"),
+                   f"run a: two losses at column C (compute) = 2e+15 ({path} row 3 and row 4:")
+
+
+def test_empty_run_cell_is_an_error(tmp_path):
+  path = tmp_path / "t.csv"
+  path.write_text("C,L,r\n1e15,4.0,a\n2e15,3.9,\n")
+  _raises_one_line(path, runs.ColumnMapping(compute="C", loss="L", run="r"),
+                   f"{path} row 3: column r is empty")
+
+
+def test_jsonl_row_without_the_run_column_is_an_error(tmp_path):
+  path = tmp_path / "t.jsonl"
+  path.write_text('{"C": 1e15, "L": 4.0, "r": "a"}\n{"C": 2e15, "L": 3.9}\n')
+  _raises_one_line(path, runs.ColumnMapping(compute="C", loss="L", run="r"),
+                   f"{path} row 2: column r is empty")
+
+
+# ----------------------------------------------------------------------------------------
+# Run directories: read through algoprog.rundir; torn last rows dropped, the rest errors.
+
+
+def test_torn_last_metrics_row_is_dropped_with_a_warning(tmp_path, caplog):
+  d = write_run(tmp_path, "w32", "modern", [(100, 6.0), (200, 5.0)])
+  with open(d / "metrics.jsonl", "a") as f:
+    f.write('{"step": 3, "tokens": 300, "fl')  # A writer killed mid-row.
+  with caplog.at_level(logging.WARNING):
+    table = runs.load_runs(tmp_path)
+  assert table.loss.size == 2
+  assert "line 3: not a metrics row" in caplog.text
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ('{"step": 2, "tokens": 200, "flops": 1.2e6}', "line 2: missing field(s) validation_loss"),
+    ("[2, 200, 1.2e6, 5.0]", "line 2: expected a JSON object, got list"),
+    ('{"step": 2, "tok', "line 2: not valid JSON"),  # Not the last row: not torn by a kill.
+])
+def test_malformed_metrics_row_is_an_error_naming_file_and_line(tmp_path, bad_row, message):
+  d = write_run(tmp_path, "w32", "modern", [(100, 6.0), (300, 5.0), (400, 4.0)])
+  lines = (d / "metrics.jsonl").read_text().splitlines()
+  lines[1] = bad_row
+  (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+  _raises_one_line(tmp_path, None, f"{d / 'metrics.jsonl'} {message}")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"run_id": "r", "label"', "run.json: not valid JSON"),
+    ('["r", "modern"]', "run.json: expected a JSON object, got list"),
+    ('{"run_id": "r", "label": "m"}', "run.json: missing field(s) status"),
+])
+def test_malformed_run_json_is_an_error_naming_the_file(tmp_path, text, message):
+  (tmp_path / "r").mkdir()
+  (tmp_path / "r" / "run.json").write_text(text)
+  _raises_one_line(tmp_path, None, f"{tmp_path / 'r'}/{message}")
+
+
+def test_data_fingerprints_group_runs_by_their_training_data(tmp_path):
+  curve = [(100, 6.0), (200, 5.0)]
+  for name, fingerprint in [("a", {"source": "x", "vocab": 300}),
+                            ("b", {"vocab": 300, "source": "x"}),  # Key order is no difference.
+                            ("c", {"source": "x", "vocab": 600}), ("d", None)]:
+    d = write_run(tmp_path, name, "modern" if name != "d" else "retro", curve)
+    info = json.loads((d / "run.json").read_text())
+    if fingerprint is not None:
+      (d / "run.json").write_text(json.dumps({**info, "data_fingerprint": fingerprint}))
+  write_run(tmp_path, "e", "modern", curve, status="failed")  # Not loaded: not counted.
+  same = runs.fingerprint_key({"source": "x", "vocab": 300})
+  other = runs.fingerprint_key({"source": "x", "vocab": 600})
+  assert runs.data_fingerprints(tmp_path) == {same: ["a", "b"], other: ["c"], "null": ["d"]}
+  table = runs.load_runs(tmp_path)
+  assert runs.data_fingerprints(table, groups=["modern"]) == {same: ["a", "b"], other: ["c"]}
+  assert runs.data_fingerprints(table.only_groups(["retro"])) == {"null": ["d"]}
+  path = tmp_path / "t.csv"
+  path.write_text("C,L\n1e15,4.0\n")
+  assert runs.data_fingerprints(runs.load_runs(path, runs.ColumnMapping("C", "L"))) == {}
+
+
+def test_run_folder_value_that_is_not_a_number_is_an_error(tmp_path):
+  d = write_run(tmp_path, "w32", "modern", [(100, 6.0), (200, 5.0)])
+  rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+  rows[1]["tokens"] = "lots"
+  (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  _raises_one_line(tmp_path, None, f"{d / 'metrics.jsonl'} step 2: column tokens is 'lots'; "
+                   "expected a number")

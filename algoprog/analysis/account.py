@@ -11,6 +11,8 @@ Two layers:
     name laws and ablations, references), as in configs/account_study.py.
     `study_from_dict` validates one; `resolve` turns it into Innovations; `headline`,
     `sensitivity` and `with_samples` work on it.
+What launch.account computes and writes from a Study (its output settings, tables,
+figures, the printed table) is algoprog.analysis.account_report.
 
 Conventions:
   * CEG > 1 is a gain. Compute in FLOPs, loss in nats/token, years are calendar years.
@@ -645,6 +647,10 @@ def study_from_dict(config: Mapping) -> Study:
                 _number(trend_d.get("base_year"), "trend.base_year"),
                 _number(trend_d.get("growth_per_year"), "trend.growth_per_year",
                         positive=True))
+  if trend.growth_per_year <= 1:
+    # C(y) must grow: at growth <= 1 later years sit at the same or smaller compute.
+    raise AccountError(f"trend.growth_per_year: expected a growth factor > 1 (x/year), got "
+                       f"{trend.growth_per_year!r}")
   study_laws = {label: law_from_dict(v, f"laws.{label}")
                 for label, v in _mapping(config["laws"], "laws").items()}
   ch = _mapping(config["chinchilla"], "chinchilla")

@@ -10,29 +10,39 @@ points that passed validation:
   params   total parameter count of the run (optional; NaN where unknown)
   tokens   cumulative training tokens at the point (optional; NaN where unknown)
 
-Points of one run are kept in the order they were written (step order for training runs).
-Runs that cannot be used (status "failed", no metrics, a NaN loss) are never silently
-dropped: they are listed in `RunTable.excluded` with the reason.
+Points of one run are kept in the order they were written (step order for training runs),
+and along them compute never decreases (`check_run_points`: a point written twice is
+dropped with a warning; a decrease, or two losses at one compute, is an error naming the
+run and rows). Runs that cannot be used (status "failed", no metrics, a NaN loss) are never
+silently dropped: they are listed in `RunTable.excluded` with the reason.
+`data_fingerprints` says which data a folder's runs were trained on.
 
 Two sources (docs/fit.md):
   * a folder of training runs: any directory tree in which each run is a subdirectory with
-    `run.json` and `metrics.jsonl`, as written by `launch.train` (algoprog/rundir.py);
+    `run.json` and `metrics.jsonl`, as written by `launch.train`, read through
+    algoprog.rundir's checked readers (a torn last metrics row is dropped with a warning;
+    any other malformed row or run.json is an error naming the file and line);
   * a CSV or JSONL table with a user column mapping (`ColumnMapping`), e.g. published
-    (compute, loss) points or final losses of an IsoFLOP sweep.
+    (compute, loss) points or final losses of an IsoFLOP sweep; UTF-8 (a leading
+    byte-order mark is skipped), one JSON object per JSONL line.
 
-This module is the only one in the fit stack that touches files.
+This module is the only one in the fit stack that touches files (run directories only
+through algoprog.rundir). Bad input is a one-line RunTableError naming the file, the
+line or row and the column.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import pathlib
 from typing import Iterable, Mapping
 
 import numpy as np
+from absl import logging
 
 from algoprog import rundir
 
@@ -252,43 +262,47 @@ def load_run_folder(folder: str | pathlib.Path, *,
   with a non-finite validation loss or FLOPs at some step.
 
   Raises:
-    RunTableError: no run.json below `folder`, a run.json or metrics.jsonl line that is not
-      JSON or lacks a required field, or no usable run at all.
+    RunTableError: no run.json below `folder`; a run.json that is not a JSON object or
+      lacks run_id, label or status (params_total, for a run that is loaded); a
+      metrics.jsonl line, other than a torn last one, that is not a JSON object with step,
+      tokens, flops and validation_loss; compute that decreases along a run; no usable
+      run at all.
   """
   folder = pathlib.Path(folder)
   statuses = tuple(statuses)
-  run_dirs = sorted(p.parent for p in folder.rglob(RUN_FILE))
+  run_dirs = rundir.run_directories(folder)
   if not run_dirs:
     raise RunTableError(f"{folder}: no runs found (expected subdirectories holding "
                         f"{RUN_FILE} and {METRICS_FILE})")
-  infos = [_read_run_info(d) for d in run_dirs]
+  records = [_read_record(d) for d in run_dirs]
   stages = None if stages is None else tuple(stages)
   manifest = manifest_stages(folder)
   id_counts: dict[str, int] = {}
-  for info in infos:
-    id_counts[info["run_id"]] = id_counts.get(info["run_id"], 0) + 1
+  for record in records:
+    id_counts[record.run_id] = id_counts.get(record.run_id, 0) + 1
   points: dict[str, list] = {name: [] for name in _POINT_COLUMNS}
   row_names: list[str] = []
   excluded: list[ExcludedRun] = []
   other_stages: list[ExcludedRun] = []
   run_info: dict[str, dict] = {}
-  for run_dir, info in zip(run_dirs, infos):
-    run_id = info["run_id"]
+  for run_dir, record in zip(run_dirs, records):
+    run_id = record.run_id
     if id_counts[run_id] > 1:
       run_id = run_dir.relative_to(folder).as_posix()
-    group = str(info["label"])
+    group = str(record.label)
+    info = record.to_dict()
     stage = run_stage(info, manifest)
     if stages is not None and stage not in stages:
       other_stages.append(ExcludedRun(run_id, group, f"stage {stage or 'unknown'}"))
       continue
     run_info[run_id] = {**info, "stage": stage}
-    if info["status"] not in statuses:
-      reason = f"status {info['status']}"
-      if info.get("failure_reason"):
-        reason += f": {info['failure_reason']}"
+    if record.status not in statuses:
+      reason = f"status {record.status}"
+      if record.failure_reason:
+        reason += f": {record.failure_reason}"
       excluded.append(ExcludedRun(run_id, group, reason))
       continue
-    if "params_total" not in info:
+    if record.params_total is None:
       raise RunTableError(f"{run_dir / RUN_FILE}: missing field(s) params_total; expected "
                           "the launcher's run.json (docs/fit.md)")
     rows = _read_metrics(run_dir)
@@ -303,57 +317,145 @@ def load_run_folder(folder: str | pathlib.Path, *,
           f"at step {bad['step']}"))
       continue
     for r in rows:
+      name = f"{run_dir / METRICS_FILE} step {r['step']}"
       points["run_id"].append(run_id)
       points["group"].append(group)
       points["compute"].append(float(r["flops"]))
       points["loss"].append(float(r["validation_loss"]))
-      points["params"].append(float(info["params_total"]))
-      points["tokens"].append(float(r["tokens"]))
-      row_names.append(f"{run_dir / METRICS_FILE} step {r['step']}")
+      points["params"].append(_as_number(record.params_total, f"{run_dir / RUN_FILE}",
+                                         "params_total"))
+      points["tokens"].append(_as_number(r["tokens"], name, "tokens"))
+      row_names.append(name)
   if not points["run_id"]:
     reasons = "; ".join(f"{e.run_id}: {e.reason}" for e in (excluded + other_stages)[:3])
     raise RunTableError(f"{folder}: no usable runs ({len(excluded)} excluded, "
                         f"{len(other_stages)} of other stages: {reasons})")
   table = make_table(**points, excluded=excluded, source=str(folder), row_names=row_names)
+  table = check_run_points(table, row_names,
+                           column_names={"compute": "flops", "loss": "validation_loss"})
   return dataclasses.replace(table, other_stages=tuple(other_stages), run_info=run_info)
+
+
+def fingerprint_key(fingerprint: Mapping | None) -> str:
+  """A data fingerprint (run.json's data_fingerprint) as canonical JSON (sorted keys): two
+  runs trained on the same data have equal keys; "null" for a run that recorded none."""
+  return json.dumps(fingerprint, sort_keys=True)
+
+
+def data_fingerprints(source: "RunTable | str | pathlib.Path",
+                      groups: Iterable[str] | None = None) -> dict[str, list[str]]:
+  """Which data the loaded runs were trained on: {fingerprint_key: [run ids]}.
+
+  Args:
+    source: a RunTable, or a folder of runs (loaded with load_runs' defaults).
+    groups: only runs of these groups (default all).
+
+  Returns:
+    Keys in order of first appearance, run ids in table order; more than one key means
+    the runs were trained on different corpora, vocabularies or splits. Only runs with
+    points in the table count (excluded runs do not). {} for a CSV/JSONL table, which
+    records no data; the key "null" holds runs of a folder whose run.json has no
+    fingerprint (written before the field).
+  """
+  table = source if isinstance(source, RunTable) else load_runs(source)
+  wanted = None if groups is None else set(groups)
+  group_of = dict(zip(table.run_id.tolist(), table.group.tolist()))
+  keys: dict[str, list[str]] = {}
+  for run_id in table.run_ids:
+    if run_id not in table.run_info or (wanted is not None and group_of[run_id] not in wanted):
+      continue
+    key = fingerprint_key(table.run_info[run_id].get("data_fingerprint"))
+    keys.setdefault(key, []).append(run_id)
+  return keys
 
 
 # params_total is required only of runs that are loaded (a run that failed before it
 # counted its parameters, e.g. on a config error, is excluded with its reason).
-_RUN_FIELDS = ("run_id", "label", "status")
+_RUN_FIELDS = rundir.RECORD_FIELDS
 _METRIC_FIELDS = ("step", "tokens", "flops", "validation_loss")
 
 
-def _read_run_info(run_dir: pathlib.Path) -> dict:
-  path = run_dir / RUN_FILE
+def _read_record(run_dir: pathlib.Path) -> rundir.RunRecord:
   try:
-    info = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise RunTableError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-  missing = [f for f in _RUN_FIELDS if f not in info]
-  if missing:
-    raise RunTableError(f"{path}: missing field(s) {', '.join(missing)}; expected the "
-                        "launcher's run.json (docs/fit.md)")
-  return info
+    return rundir.read_record_checked(run_dir, _RUN_FIELDS)
+  except rundir.RunFileError as e:
+    raise RunTableError(str(e)) from None
 
 
 def _read_metrics(run_dir: pathlib.Path) -> list[dict]:
-  path = run_dir / METRICS_FILE
-  if not path.exists():
-    return []
-  rows = []
-  for number, line in enumerate(path.read_text().splitlines(), start=1):
-    if not line.strip():
-      continue
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError:
-      raise RunTableError(f"{path} line {number}: not valid JSON") from None
-    missing = [f for f in _METRIC_FIELDS if f not in row]
-    if missing:
-      raise RunTableError(f"{path} line {number}: missing field(s) {', '.join(missing)}")
-    rows.append(row)
-  return rows
+  """metrics.jsonl's rows (a torn last row dropped with a warning; any other malformed
+  row an error naming the file and line)."""
+  try:
+    return rundir.read_metrics_checked(run_dir, _METRIC_FIELDS)
+  except rundir.RunFileError as e:
+    raise RunTableError(str(e)) from None
+
+
+def check_run_points(table: RunTable, row_names: list[str], *,
+                     column_names: Mapping[str, str] | None = None,
+                     rows_are_runs: bool = False) -> RunTable:
+  """`table` with exact duplicate points dropped (with a warning), after checking that
+  compute never decreases along each run's points (their step/row order).
+
+  A duplicate is a point of the same run with the same compute and loss as the one before
+  it (a row written twice); with `rows_are_runs` (a table without a run column, one final
+  point per row) one with the same group, compute, loss, params and tokens as an earlier
+  row. `row_names` names each point of `table`; `column_names` (field -> the source's
+  column) names the columns in errors.
+
+  Raises:
+    RunTableError: naming the run, both rows and the column: compute that decreases along
+      a run, or one run with two different losses at the same compute.
+  """
+  column_names = column_names or {}
+  label = lambda field: (f"{column_names[field]} ({field})" if column_names.get(field)
+                         and column_names[field] != field else field)
+  keep = np.ones(table.compute.size, dtype=bool)
+  if rows_are_runs:
+    seen: set[tuple] = set()
+    for i in range(table.compute.size):
+      key = (table.group[i], table.compute[i], table.loss[i], str(table.params[i]),
+             str(table.tokens[i]))  # str: NaN (no such column) equals itself.
+      keep[i] = key not in seen
+      seen.add(key)
+  else:
+    for run in table.run_ids:
+      index = np.flatnonzero(table.run_id == run)
+      for previous, current in zip(index[:-1], index[1:]):
+        before, after = table.compute[previous], table.compute[current]
+        where = f"{row_names[previous]} and {_row_tail(row_names[previous], row_names[current])}"
+        if after < before:
+          raise RunTableError(
+              f"run {run}: column {label('compute')} decreases from {before:.6g} to "
+              f"{after:.6g} ({where}); expected compute that never decreases along a run's "
+              "points (step/row order)")
+        if after == before:
+          if table.loss[current] != table.loss[previous]:
+            raise RunTableError(
+                f"run {run}: two losses at column {label('compute')} = {after:.6g} "
+                f"({where}: {label('loss')} {table.loss[previous]:.6g} and "
+                f"{table.loss[current]:.6g}); expected one loss per compute of a run")
+          keep[current] = False
+  dropped = int((~keep).sum())
+  if dropped:
+    first = row_names[int(np.argmin(keep))]
+    logging.warning("%s: dropped %d duplicate row(s) (same run, compute and loss as another "
+                    "row; the first: %s)", table.source or "table", dropped, first)
+    return table.select(keep)
+  return table
+
+
+def _row_tail(first: str, second: str) -> str:
+  """`second` without the source it shares with `first` ("t.csv row 5" -> "row 5")."""
+  head = first.rsplit(" ", 2)[0]  # Names end "<kind> <number>": row 5, step 300.
+  return second[len(head) + 1:] if head != first and second.startswith(head + " ") else second
+
+
+def _as_number(value, place: str, column: str) -> float:
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    raise RunTableError(f"{place}: column {column} is {value!r}; expected a number") from None
 
 
 def _finite(value) -> bool:
@@ -365,28 +467,43 @@ def _finite(value) -> bool:
 
 
 def load_table_file(path: str | pathlib.Path, columns: ColumnMapping) -> RunTable:
-  """Reads a .csv (header row) or .jsonl (one object per line) table of points.
+  """Reads a .csv (header row) or .jsonl (one object per line) table of points, UTF-8 (a
+  byte-order mark, as spreadsheet programs write, is skipped).
 
   Raises:
-    RunTableError: an unknown extension, a mapped column absent from the file, or a value
-      that is not a number (naming the row and column), plus make_table's checks.
+    RunTableError: an unknown extension, text that is not UTF-8, a JSONL line that is not
+      a JSON object, a mapped column absent from the file, or a value that is not a number
+      (naming the row and column), plus make_table's and check_run_points' checks.
   """
   path = pathlib.Path(path)
-  if path.suffix.lower() == ".csv":
-    with open(path, newline="") as f:
-      records = list(csv.DictReader(f))
-    header = list(records[0].keys()) if records else []
-  elif path.suffix.lower() in (".jsonl", ".ndjson"):
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-      if line.strip():
-        try:
-          records.append(json.loads(line))
-        except json.JSONDecodeError:
-          raise RunTableError(f"{path} line {number}: not valid JSON") from None
-    header = sorted({k for r in records for k in r})
-  else:
+  suffix = path.suffix.lower()
+  if suffix not in (".csv", ".jsonl", ".ndjson"):
     raise RunTableError(f"{path}: expected a folder of runs, a .csv or a .jsonl file")
+  try:
+    # utf-8-sig: a BOM before the header would otherwise stick to the first column's name.
+    text = path.read_text(encoding="utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise RunTableError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); expected a "
+                        "UTF-8 .csv or .jsonl file") from None
+  except OSError as e:
+    raise RunTableError(f"{path}: cannot read ({e.strerror})") from None
+  if suffix == ".csv":
+    records = list(csv.DictReader(io.StringIO(text, newline="")))
+    header = list(records[0].keys()) if records else []
+  else:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        raise RunTableError(f"{path} line {number}: not valid JSON") from None
+      if not isinstance(record, dict):
+        raise RunTableError(f"{path} line {number}: expected a JSON object (one point, "
+                            f"{{\"column\": value, ...}}), got {type(record).__name__}")
+      records.append(record)
+    header = sorted({k for r in records for k in r})
   if not records:
     raise RunTableError(f"{path}: no rows")
   return table_from_records(records, columns, source=str(path), header=header)
@@ -420,14 +537,25 @@ def table_from_records(records: list[Mapping], columns: ColumnMapping, *, source
                             "expected a number") from None
     return values
 
+  def names(column: str) -> list[str]:
+    values = []
+    for i, record in enumerate(records):
+      raw = record.get(column)
+      if raw is None or raw == "":
+        raise RunTableError(f"{source} row {i + offset}: column {column} is empty; "
+                            "expected a name on every row")
+      values.append(raw)
+    return values
+
   params, tokens = numbers(columns.params), numbers(columns.tokens)
   compute = numbers(columns.compute)
   if compute is None:
     compute = [6.0 * n * d for n, d in zip(params, tokens)]
-  run_id = ([r[columns.run] for r in records] if columns.run
+  run_id = (names(columns.run) if columns.run
             else [f"row{i + offset}" for i in range(len(records))])
-  group = [r[columns.group] for r in records] if columns.group else ["all"] * len(records)
-  return make_table(run_id, group, compute, numbers(columns.loss), params, tokens,
-                    source=source,
-                    row_names=[f"{source} row {i + offset}" for i in range(len(records))],
-                    column_names=mapped)
+  group = names(columns.group) if columns.group else ["all"] * len(records)
+  row_names = [f"{source} row {i + offset}" for i in range(len(records))]
+  table = make_table(run_id, group, compute, numbers(columns.loss), params, tokens,
+                     source=source, row_names=row_names, column_names=mapped)
+  return check_run_points(table, row_names, column_names=mapped,
+                          rows_are_runs=columns.run is None)
