@@ -128,7 +128,9 @@ def row_spec(model: str, width: int, batch: int, sequence_length: int, vocab: in
 
 
 def jax_config(model: str, width: int, batch: int, sequence_length: int):
-  from algoprog.training import config as config_lib, presets  # pylint: disable=import-outside-toplevel
+  """The resolved preset ("modern" or "lstm") at this width and batch shape."""
+  # Imported here: the --side=torch subprocess must not import jax.
+  from algoprog.training import config as config_lib, presets  # pylint: disable=C0415
   c = {"modern": presets.modern, "lstm": presets.lstm}[model]()
   c.model.width = width
   c.data.batch_size = batch
@@ -315,6 +317,7 @@ class TorchSide:
 
 
 def synthetic_batch(spec: dict):
+  """(inputs, targets), int32 [batch, sequence_length], uniform over the vocabulary."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   shape = (spec["batch"], spec["sequence_length"])
@@ -323,6 +326,7 @@ def synthetic_batch(spec: dict):
 
 
 def timed(step) -> tuple[float, float]:
+  """(wall seconds, loss) of one call of `step`."""
   start = time.perf_counter()
   loss = step()
   return time.perf_counter() - start, loss
