@@ -1,0 +1,479 @@
+r"""algoprog's train step against the same models written in plain (eager) PyTorch.
+
+  pip install '.[bench]'   # torch; never needed by the library or its tests
+  python benchmarks/bench_vs_torch.py [--models=modern,lstm] [--widths=64,128,256]
+      [--steps=5] [--batch=32] [--sequence_length=128] [--vocab=50257] [--threads=0]
+
+The PyTorch side is written here from algoprog's resolved presets (configs/modern.py,
+configs/lstm.py), shape for shape, and its parameter count is asserted equal to the flax
+model's:
+  - modern: tied input/output embedding plus an output bias of V; pre-norm RMSNorm
+    (eps 1e-6); rotary positions on query and key (GPT-NeoX halves, base 10,000); causal
+    softmax attention (torch's scaled_dot_product_attention); SwiGLU FFN with hidden 4d
+    (gate, up, down); depth = heads = d/16; no matrix biases; final RMSNorm.
+  - lstm: one nn.LSTM layer of hidden d, tied embedding plus output bias, truncated BPTT
+    over windows of 32 tokens with the state carried across windows and steps, each row's
+    state zeroed before a window with probability 0.01. algoprog's LSTM has one gate bias
+    of 4d, nn.LSTM two: the torch LSTM is bias-free and reads [embedding, 1], so the last
+    input column of W_ih is the single gate bias (same parameter count, same function).
+Both sides run one full train step: forward, backward, global-norm clipping at 1.0 and an
+AdamW update with the preset's hyperparameters (torch.optim.AdamW's defaults otherwise;
+the torch learning rate is the constant peak, algoprog's follows its schedule in-step).
+Synthetic tokens, the same batch every step: the data pipeline is not what is timed.
+
+Timing: the two sides alternate step by step in one process (torch, ours, torch, ...),
+after warm-up steps, so machine load hits both alike; the table has the best and the
+median step of each side and the ratio torch time / our time. torch uses as many
+intra-op threads as XLA:CPU (the schedulable cores, unless --threads). Peak memory is each
+side's process RSS high-water mark (VmHWM), measured in a fresh subprocess
+per side and row that builds only that side (the other library never imported) and runs
+warm-up + 2 steps; the jax figure includes XLA's compilation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_MODELS = flags.DEFINE_list("models", ["modern", "lstm"], "Models: modern, lstm.")
+_WIDTHS = flags.DEFINE_list("widths", ["64", "128", "256"], "Widths d.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per side and row (after warm-up).")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per side first.")
+_BATCH = flags.DEFINE_integer("batch", 32, "Sequences per step.")
+_SEQUENCE_LENGTH = flags.DEFINE_integer("sequence_length", 128, "Tokens per sequence.")
+_VOCAB = flags.DEFINE_integer("vocab", 50_257, "Vocabulary size (GPT-2's).")
+_THREADS = flags.DEFINE_integer("threads", 0, "torch intra-op threads; 0 -> as XLA:CPU.")
+_MEMORY = flags.DEFINE_bool("memory", True, "Measure each side's peak RSS (subprocesses).")
+_PAUSE = flags.DEFINE_float(
+    "pause_s", 0.2, "Untimed sleep between steps, so one side's idle worker threads have "
+    "stopped spinning when the other side's step starts.")
+_SIDE = flags.DEFINE_enum("side", "", ["", "torch", "jax"],
+                          "Internal: measure one side's peak RSS for --spec and exit.")
+_SPEC = flags.DEFINE_string("spec", "", "Internal: the row's spec (JSON) for --side.")
+
+SKIP_MESSAGE = "bench_vs_torch: skipped: torch is not installed (pip install '.[bench]')"
+
+
+def import_torch():
+  """The torch module, or None when it cannot be imported (the benchmark then skips)."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  return torch
+
+
+def schedulable_cores() -> int:
+  """The cores this process may run on: the size of XLA:CPU's intra-op thread pool."""
+  return len(os.sched_getaffinity(0))
+
+
+def peak_rss_mib() -> float:
+  """This process's resident-set high-water mark in MiB: /proc/self/status VmHWM (Linux).
+
+  Not getrusage's ru_maxrss: Linux carries that across fork + exec, so a fresh subprocess
+  would report its parent's peak."""
+  try:
+    with open("/proc/self/status", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024  # kB.
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------
+# The row spec: everything both sides need, taken from algoprog's resolved preset.
+
+
+def row_spec(model: str, width: int, batch: int, sequence_length: int, vocab: int) -> dict:
+  """The resolved preset's shapes and optimizer for one row, as plain JSON values."""
+  c = jax_config(model, width, batch, sequence_length)
+  o = c.optim
+  if o.name != "adamw" or not o.decay_norms_and_biases:
+    raise ValueError(f"{model}: the torch side implements AdamW decaying every parameter; "
+                     f"the preset has optim.name={o.name!r}")
+  m = c.model
+  expected = dict(tie_embeddings=True, output_bias=True, matrix_biases=False)
+  if m.kind == "transformer":
+    expected.update(norm="rmsnorm", norm_placement="pre", final_norm="yes",
+                    positions="rotary", ffn="swiglu", attention="softmax", init="normal")
+  for field, value in expected.items():
+    if m.get(field) != value:
+      raise ValueError(f"model.{field}: the torch side implements {value!r}; the {model} "
+                       f"preset has {m.get(field)!r}")
+  return {
+      "model": model, "width": width, "batch": batch, "sequence_length": sequence_length,
+      "vocab": vocab, "num_layers": m.num_layers, "num_heads": m.num_heads,
+      "ffn_hidden": m.ffn_multiplier * width, "rotary_base": m.rotary_base,
+      "init_std": m.init_std, "forget_bias": m.lstm_forget_bias,
+      "window": c.train.lstm_window, "reset_probability": c.train.lstm_reset_probability,
+      "lr": o.learning_rate, "b1": o.b1, "b2": o.b2, "eps": o.eps,
+      "weight_decay": o.weight_decay, "clip": o.grad_clip_norm,
+  }
+
+
+# ---------------------------------------------------------------------------------------
+# The algoprog side: exactly the entry points benchmarks/bench_train.py uses.
+
+
+def jax_config(model: str, width: int, batch: int, sequence_length: int):
+  """The resolved preset ("modern" or "lstm") at this width and batch shape."""
+  # Imported here: the --side=torch subprocess must not import jax.
+  from algoprog.training import config as config_lib, presets  # pylint: disable=C0415
+  c = {"modern": presets.modern, "lstm": presets.lstm}[model]()
+  c.model.width = width
+  c.data.batch_size = batch
+  c.data.sequence_length = sequence_length
+  return config_lib.resolve(c)
+
+
+class JaxSide:
+  """algoprog's compiled train step on a fixed synthetic batch."""
+
+  def __init__(self, spec: dict, inputs, targets):
+    import jax  # pylint: disable=import-outside-toplevel
+    from algoprog.training import models, train  # pylint: disable=import-outside-toplevel
+    self._jax = jax
+    c = jax_config(spec["model"], spec["width"], spec["batch"], spec["sequence_length"])
+    trainer = train.build_trainer(c, spec["vocab"], total_steps=1000)
+    self.batch = trainer.shard_batch(inputs, targets)
+    self.state = trainer.init(jax.random.key(0))
+    self.params = models.count_params(self.state.params)
+    start = time.perf_counter()
+    self.compiled = trainer.train_step.lower(self.state, *self.batch).compile()
+    self.compile_s = time.perf_counter() - start
+
+  def step(self) -> float:
+    """One train step; returns its loss (the wait for it is part of the step)."""
+    self.state, loss = self.compiled(self.state, *self.batch)
+    return float(loss)
+
+
+# ---------------------------------------------------------------------------------------
+# The PyTorch side, written for this benchmark.
+
+
+def torch_model(torch, spec: dict):
+  """The plain PyTorch module of `spec` (module docstring), initialised as algoprog's."""
+  nn, functional = torch.nn, torch.nn.functional
+  d, vocab, std = spec["width"], spec["vocab"], spec["init_std"]
+
+  class RotaryAttention(nn.Module):
+    """Causal multi-head attention, rotary on q and k, 4 bias-free d x d matrices."""
+
+    def __init__(self):
+      super().__init__()
+      self.heads = spec["num_heads"]
+      self.query, self.key, self.value, self.out = (
+          nn.Linear(d, d, bias=False) for _ in range(4))
+      head_dim = d // self.heads
+      inv_freq = spec["rotary_base"] ** (
+          -torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+      angle = torch.arange(spec["sequence_length"], dtype=torch.float32)[:, None] * inv_freq
+      self.register_buffer("cos", torch.cos(angle), persistent=False)  # [L, K/2]
+      self.register_buffer("sin", torch.sin(angle), persistent=False)
+
+    def rotate(self, x):  # [B, H, L, K]: channel pairs (i, i + K/2).
+      half = x.shape[-1] // 2
+      first, second = x[..., :half], x[..., half:]
+      cos, sin = self.cos[: x.shape[2]], self.sin[: x.shape[2]]
+      return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+    def forward(self, x):
+      b, length, _ = x.shape
+      heads = lambda y: y.view(b, length, self.heads, -1).transpose(1, 2)
+      q = self.rotate(heads(self.query(x)))
+      k = self.rotate(heads(self.key(x)))
+      out = functional.scaled_dot_product_attention(q, k, heads(self.value(x)),
+                                                    is_causal=True)
+      return self.out(out.transpose(1, 2).reshape(b, length, d))
+
+  class SwiGLU(nn.Module):
+    def __init__(self):
+      super().__init__()
+      hidden = spec["ffn_hidden"]
+      self.gate = nn.Linear(d, hidden, bias=False)
+      self.up = nn.Linear(d, hidden, bias=False)
+      self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+      return self.down(functional.silu(self.gate(x)) * self.up(x))
+
+  class Layer(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.attention_norm = nn.RMSNorm(d, eps=1e-6)
+      self.attention = RotaryAttention()
+      self.ffn_norm = nn.RMSNorm(d, eps=1e-6)
+      self.ffn = SwiGLU()
+
+    def forward(self, x):
+      x = x + self.attention(self.attention_norm(x))
+      return x + self.ffn(self.ffn_norm(x))
+
+  class Transformer(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.embed = nn.Embedding(vocab, d)
+      self.layers = nn.ModuleList(Layer() for _ in range(spec["num_layers"]))
+      self.final_norm = nn.RMSNorm(d, eps=1e-6)
+      self.output_bias = nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, tokens):
+      x = self.embed(tokens)
+      for layer in self.layers:
+        x = layer(x)
+      return functional.linear(self.final_norm(x), self.embed.weight, self.output_bias)
+
+  class LSTM(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.embed = nn.Embedding(vocab, d)
+      # Input [embedding, 1]: W_ih's last column is the one gate bias (module docstring).
+      self.lstm = nn.LSTM(d + 1, d, batch_first=True, bias=False)
+      self.output_bias = nn.Parameter(torch.zeros(vocab))
+      with torch.no_grad():
+        self.lstm.weight_ih_l0[:, -1] = 0.0
+        self.lstm.weight_ih_l0[d:2 * d, -1] = spec["forget_bias"]  # Gates i, f, g, o.
+
+    def forward(self, tokens, state):
+      x = self.embed(tokens)
+      x = torch.cat([x, x.new_ones(x.shape[:-1] + (1,))], dim=-1)
+      hidden, state = self.lstm(x, state)
+      return functional.linear(hidden, self.embed.weight, self.output_bias), state
+
+  module = Transformer() if spec["model"] == "modern" else LSTM()
+  with torch.no_grad():
+    for name, p in module.named_parameters():
+      if p.ndim == 2 and not name.endswith("weight_ih_l0"):
+        p.normal_(0.0, std)  # algoprog: N(0, init_std) matrices and embedding.
+      elif name.endswith("weight_ih_l0"):
+        p[:, :-1].normal_(0.0, std)
+  return module
+
+
+class TorchSide:
+  """The PyTorch model's train step on the same fixed batch."""
+
+  def __init__(self, torch, spec: dict, inputs, targets):
+    self._torch = torch
+    self.spec = spec
+    self.model = torch_model(torch, spec)
+    self.params = sum(p.numel() for p in self.model.parameters())
+    self.inputs = torch.from_numpy(inputs).long()
+    self.targets = torch.from_numpy(targets).long()
+    self.optimizer = torch.optim.AdamW(
+        self.model.parameters(), lr=spec["lr"], betas=(spec["b1"], spec["b2"]),
+        eps=spec["eps"], weight_decay=spec["weight_decay"])
+    self.generator = torch.Generator().manual_seed(0)
+    d, b = spec["width"], spec["batch"]
+    self.state = (torch.zeros(1, b, d), torch.zeros(1, b, d))
+
+  def step(self) -> float:
+    """One train step (forward, backward, clip, AdamW); returns the mean token loss."""
+    torch, spec = self._torch, self.spec
+    functional = torch.nn.functional
+    self.optimizer.zero_grad(set_to_none=True)
+    vocab = spec["vocab"]
+    if spec["model"] == "modern":
+      logits = self.model(self.inputs)
+      loss = functional.cross_entropy(logits.view(-1, vocab), self.targets.view(-1))
+      loss.backward()
+      total = loss.item()
+    else:
+      tokens = self.inputs.numel()
+      h, c = self.state
+      total = 0.0
+      window = spec["window"]
+      for start in range(0, spec["sequence_length"], window):
+        keep = (torch.rand(spec["batch"], generator=self.generator)
+                >= spec["reset_probability"]).float()[None, :, None]
+        h, c = h.detach() * keep, c.detach() * keep  # Truncation, then the resets.
+        logits, (h, c) = self.model(self.inputs[:, start:start + window], (h, c))
+        loss = functional.cross_entropy(
+            logits.reshape(-1, vocab), self.targets[:, start:start + window].reshape(-1),
+            reduction="sum") / tokens
+        loss.backward()  # Gradients of the windows add up: one step per batch.
+        total += loss.item()
+      self.state = (h.detach(), c.detach())
+    torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec["clip"])
+    self.optimizer.step()
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# Measurement.
+
+
+def synthetic_batch(spec: dict):
+  """(inputs, targets), int32 [batch, sequence_length], uniform over the vocabulary."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  shape = (spec["batch"], spec["sequence_length"])
+  return (rng.integers(0, spec["vocab"], shape, dtype=np.int32),
+          rng.integers(0, spec["vocab"], shape, dtype=np.int32))
+
+
+def timed(step) -> tuple[float, float]:
+  """(wall seconds, loss) of one call of `step`."""
+  start = time.perf_counter()
+  loss = step()
+  return time.perf_counter() - start, loss
+
+
+def alternate(torch_side: TorchSide, jax_side: JaxSide, steps: int, warmup: int,
+              pause_s: float) -> dict:
+  """Step times of both sides, interleaved: torch, jax, torch, jax, ..."""
+  seconds = {"torch": [], "jax": []}
+  losses = {"torch": [], "jax": []}
+  for i in range(warmup + steps):
+    for name, side in (("torch", torch_side), ("jax", jax_side)):
+      time.sleep(pause_s)
+      elapsed, loss = timed(side.step)
+      losses[name].append(loss)
+      if i >= warmup:
+        seconds[name].append(elapsed)
+  for name, values in losses.items():
+    if not all(map(lambda v: v == v and abs(v) != float("inf"), values)):
+      raise RuntimeError(f"{name} side: non-finite loss {values}")
+  return {"seconds": seconds, "losses": losses}
+
+
+def measure_side_memory(side: str, spec: dict, warmup: int) -> dict:
+  """Runs this script with --side in a fresh process; its peak RSS (MiB) and baseline."""
+  command = [sys.executable, os.path.abspath(__file__), f"--side={side}",
+             f"--spec={json.dumps(spec)}", f"--warmup={warmup}",
+             f"--threads={_THREADS.value or schedulable_cores()}"]
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  if done.returncode:
+    raise RuntimeError(f"--side={side} failed: {done.stderr.strip().splitlines()[-1:]}")
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def side_memory_main(side: str, spec: dict, warmup: int, threads: int) -> None:
+  """The --side subprocess: build one side only, run warm-up + 2 steps, print RSS."""
+  inputs, targets = synthetic_batch(spec)
+  if side == "torch":
+    torch = import_torch()
+    torch.set_num_threads(threads)
+    baseline = peak_rss_mib()
+    runner = TorchSide(torch, spec, inputs, targets)
+  else:
+    import jax  # pylint: disable=import-outside-toplevel,unused-import
+    from algoprog.training import train  # pylint: disable=import-outside-toplevel,unused-import
+    baseline = peak_rss_mib()
+    runner = JaxSide(spec, inputs, targets)
+  for _ in range(warmup + 2):
+    runner.step()
+  print(json.dumps({"peak_rss_mib": peak_rss_mib(), "after_imports_mib": baseline}))
+
+
+def main(argv):
+  del argv
+  if _SIDE.value:
+    side_memory_main(_SIDE.value, json.loads(_SPEC.value), _WARMUP.value, _THREADS.value)
+    return
+  torch = import_torch()
+  if torch is None:
+    print(SKIP_MESSAGE)
+    return
+  import jax  # pylint: disable=import-outside-toplevel
+  threads = _THREADS.value or schedulable_cores()
+  torch.set_num_threads(threads)
+  load_before = os.getloadavg()
+  started = datetime.datetime.now(datetime.timezone.utc)
+  print(f"date: {started:%Y-%m-%d %H:%M} UTC; cores: {schedulable_cores()}; CPU: "
+        f"{cpu_model()}; torch {torch.__version__}, jax {jax.__version__}, "
+        f"python {platform.python_version()}")
+  print(f"torch intra-op threads: {torch.get_num_threads()} (= {threads}, the schedulable "
+        f"cores, XLA:CPU's intra-op pool size); jax devices: {jax.devices()}")
+  print(f"batch {_BATCH.value} x {_SEQUENCE_LENGTH.value}, vocab {_VOCAB.value:,}, f32; "
+        f"{_WARMUP.value} warm-up + {_STEPS.value} timed steps per side, alternating")
+  print(f"load average (1, 5, 15 min) before: {fmt_load(load_before)}", flush=True)
+  rows = []
+  for model in _MODELS.value:
+    for width in map(int, _WIDTHS.value):
+      spec = row_spec(model, width, _BATCH.value, _SEQUENCE_LENGTH.value, _VOCAB.value)
+      inputs, targets = synthetic_batch(spec)
+      torch_side = TorchSide(torch, spec, inputs, targets)
+      jax_side = JaxSide(spec, inputs, targets)
+      print(f"  {model} d={width}: params torch {torch_side.params:,}, algoprog "
+            f"{jax_side.params:,}; jax compile {jax_side.compile_s:.1f} s", flush=True)
+      if torch_side.params != jax_side.params:
+        raise AssertionError(f"{model} d={width}: parameter counts differ (torch "
+                             f"{torch_side.params:,}, algoprog {jax_side.params:,})")
+      row = {"model": model, "width": width, "params": jax_side.params,
+             **alternate(torch_side, jax_side, _STEPS.value, _WARMUP.value, _PAUSE.value)}
+      del torch_side, jax_side
+      if _MEMORY.value:
+        row["memory"] = {side: measure_side_memory(side, spec, _WARMUP.value)
+                         for side in ("torch", "jax")}
+      print("  " + format_row(row), flush=True)
+      rows.append(row)
+  print(f"load average (1, 5, 15 min) after: {fmt_load(os.getloadavg())}")
+  print()
+  print(markdown_table(rows, _BATCH.value * _SEQUENCE_LENGTH.value))
+
+
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def fmt_load(load) -> str:
+  return ", ".join(f"{x:.2f}" for x in load)
+
+
+def format_row(row: dict) -> str:
+  s = row["seconds"]
+  return (f"{row['model']} d={row['width']}: best torch {min(s['torch']) * 1e3:,.0f} ms, "
+          f"ours {min(s['jax']) * 1e3:,.0f} ms: ratio {min(s['torch']) / min(s['jax']):.2f}x")
+
+
+def markdown_table(rows: list[dict], tokens_per_step: int) -> str:
+  """One table: a row per model and width."""
+  lines = [
+      "| model | d | params | torch best / median ms | ours best / median ms "
+      "| torch tokens/s | ours tokens/s | torch / ours (best) | torch / ours (median) "
+      "| peak RSS torch / ours MiB (after imports) |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    t, j = r["seconds"]["torch"], r["seconds"]["jax"]
+    memory = "not measured"
+    if "memory" in r:
+      t_mem, j_mem = r["memory"]["torch"], r["memory"]["jax"]
+      memory = (f"{t_mem['peak_rss_mib']:,.0f} / {j_mem['peak_rss_mib']:,.0f} "
+                f"({t_mem['after_imports_mib']:,.0f} / {j_mem['after_imports_mib']:,.0f})")
+    lines.append(
+        f"| {r['model']} | {r['width']} | {r['params']:,} "
+        f"| {min(t) * 1e3:,.0f} / {statistics.median(t) * 1e3:,.0f} "
+        f"| {min(j) * 1e3:,.0f} / {statistics.median(j) * 1e3:,.0f} "
+        f"| {tokens_per_step / min(t):,.0f} | {tokens_per_step / min(j):,.0f} "
+        f"| {min(t) / min(j):.2f}x | {statistics.median(t) / statistics.median(j):.2f}x "
+        f"| {memory} |")
+  lines.append("")
+  lines.append("tokens/s from the best step. Peak RSS: VmHWM of a fresh process per side and "
+               "row that imports and builds only that side and runs warm-up + 2 steps (jax's "
+               "includes XLA compilation); in brackets, the high-water mark after the imports.")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main)
