@@ -186,7 +186,7 @@ def test_an_lr_choice_needs_every_grid_point(tmp_path, monkeypatch):
 
   FakeTrainer.started, FakeTrainer.behaviour = [], killed_once
   monkeypatch.setattr(sweep.subprocess, "Popen", FakeTrainer)
-  with pytest.raises(sweep.SweepError) as e:
+  with pytest.raises(sweep.LRSweepIncomplete) as e:
     sweep.run_sweep(c, tmp_path, 1, log=None)
   message = str(e.value)
   assert f"{grid[2].run_id} (killed by signal" in message and "\n" not in message

@@ -75,6 +75,11 @@ class SweepBusy(SweepError):
   """Another sweep holds the sweep directory; the message names its pid and host."""
 
 
+class LRSweepIncomplete(SweepError):
+  """LR-sweep grid points failed without a result (killed, crashed), so their group's
+  learning rate cannot be chosen; the message names the runs (a rerun retries them)."""
+
+
 class SweepInterrupted(SweepError):
   """A signal stopped the sweep after its running trainers checkpointed and recorded
   "interrupted"; rerunning the same command resumes them.
@@ -930,8 +935,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers
   Holds `sweep_lock` (SweepBusy if another sweep has the directory; not with `distributed`,
   where every host runs this same sweep on shared storage) and `stop_on_signals`
   (SweepInterrupted). An LR-sweep grid point that failed without a result (killed,
-  crashed) stops the sweep before the full runs with a SweepError naming those runs; a
-  rerun retries them. `devices_per_worker` and `distributed` as in `execute`.
+  crashed) stops the sweep before the full runs with LRSweepIncomplete naming those runs;
+  a rerun retries them. `devices_per_worker` and `distributed` as in `execute`.
   """
   options = dict(devices_per_worker=devices_per_worker, distributed=distributed)
   sweep_dir = pathlib.Path(sweep_dir)
@@ -950,7 +955,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers
     failed = failed_grid_runs(sweep_dir, runs)
     if failed:
       record_failures(sweep_dir, results)
-      raise SweepError(
+      raise LRSweepIncomplete(
           f"{len(failed)} LR-sweep run(s) failed, so their group's learning rate cannot be "
           f"chosen: {'; '.join(f'{k} ({v})' for k, v in sorted(failed.items()))}; rerun "
           "the same command to retry them (launcher.log in each run directory says why)")
