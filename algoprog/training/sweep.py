@@ -707,16 +707,16 @@ def _check_not_stopping(sweep_dir: pathlib.Path, interrupted: list[str],
 
 
 def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict, distributed: bool = False
-             ) -> dict:
-  """Runs (or resumes) one run in its own process; returns its final run.json status
-  ({"status": "pending"} when the sweep is stopping and it was not started)."""
+             ) -> dict | None:
+  """Runs (or resumes) one run in its own process; returns its final run.json status, or
+  None when the sweep is stopping and it was not started."""
   run_dir = run_directory(sweep_dir, run)
   run_dir.mkdir(parents=True, exist_ok=True)
   with open(run_dir / rundir.LAUNCHER_LOG, "a") as log:
     process = _TRAINERS.start(run.command(sweep_dir, distributed=distributed), stdout=log,
                               stderr=subprocess.STDOUT, env=env, cwd=env.get("ALGOPROG_ROOT"))
     if process is None:
-      return run_status(sweep_dir, run)
+      return None
     try:
       returncode = process.wait()
     finally:
@@ -806,8 +806,8 @@ def _execute_all(sweep_dir, todo, workers, env, log, devices_per_worker, distrib
   for slot in range(workers):
     slots.put(slot)
 
-  def execute_on_a_slot(run: RunSpec) -> tuple[dict, float]:
-    """(run.json, wall seconds) of one run on a free device slot."""
+  def execute_on_a_slot(run: RunSpec) -> tuple[dict | None, float]:
+    """(run.json or None if not started, wall seconds) of one run on a free device slot."""
     slot = slots.get()
     start = time.monotonic()
     try:
@@ -835,11 +835,11 @@ def _execute_all(sweep_dir, todo, workers, env, log, devices_per_worker, distrib
           continue
         run = futures[future]
         info, seconds = future.result()
-        if info["status"] in ("pending", "interrupted") and _TRAINERS.stop_signal is not None:
-          if info["status"] == "interrupted":
-            interrupted.append(run.run_id)
-          else:
-            not_started += 1
+        if info is None:  # Not started: the sweep is stopping.
+          not_started += 1
+          continue
+        if info["status"] == "interrupted" and _TRAINERS.stop_signal is not None:
+          interrupted.append(run.run_id)
           continue
         results[run.run_id] = info
         durations.append(seconds)
