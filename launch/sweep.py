@@ -2,7 +2,10 @@ r"""Runs a sweep: `python -m launch.sweep --config=configs/reproduce_tiny.py --w
 
 LR sweeps first, then the full runs at the chosen learning rates, each run in its own
 process (--workers at a time; --devices_per_worker pins each to its own accelerators).
-Rerunning the same command skips finished runs and resumes interrupted ones. `--config`
+Rerunning the same command skips finished runs and resumes interrupted ones. Ctrl-C or
+SIGTERM stops it: the running runs checkpoint and are recorded interrupted, one line says
+which, and it exits 130 / 143 (rerun to resume). A second sweep on the same --workdir is
+refused, naming the first one's pid and host. `--config`
 takes a sweep config or a reproduce config (its `sweep` part). `--export` writes
 commands.txt and slurm_array.sh instead of running (--slurm_* set the array's resources;
 for LR-swept groups, export again once the sweep runs are done: the grid extensions past a
@@ -59,6 +62,9 @@ def main(argv):
                               retry_failed=_RETRY.value,
                               devices_per_worker=_DEVICES_PER_WORKER.value,
                               distributed=_DISTRIBUTED.value)
+  except sweep.SweepInterrupted as e:  # Ctrl-C / SIGTERM: checkpointed, resumable.
+    print(e, file=sys.stderr)
+    sys.exit(e.exit_code)
   except sweep.SweepError as e:
     sys.exit(f"error: {e}")
   except OSError as e:  # Read-only or full disk: finished runs stay finished.

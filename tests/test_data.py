@@ -1,5 +1,7 @@
 """Data: the split, the stream, tokenizers and the caches."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,105 @@ def test_tfds_reads_are_bounded_and_lazy(small_corpus, tmp_path, monkeypatch):
   corpus = data.load_corpus(c.data)
   assert corpus.validation_tokens.size == 100 and corpus.fingerprint["documents_train"] == 10
   assert max(reads) < 10
+
+
+def gpt2_files_from_bpe(small_corpus, folder, vocab_size):
+  """GPT-2-format vocab.json + merges.txt of a BPE trained on the small corpus."""
+  documents = [f.read_text() for f in sorted(small_corpus.iterdir())]
+  folder.mkdir(parents=True, exist_ok=True)
+  data.train_bpe(documents, vocab_size)._tokenizer.model.save(str(folder))
+  assert {p.name for p in folder.iterdir()} >= {"vocab.json", "merges.txt"}
+  return folder
+
+
+def test_token_cache_is_keyed_on_the_gpt2_vocabulary_files(small_corpus, tmp_path):
+  small = gpt2_files_from_bpe(small_corpus, tmp_path / "v300", 300)
+  large = gpt2_files_from_bpe(small_corpus, tmp_path / "v600", 600)
+  config = text_config(small_corpus, tmp_path / "cache", tokenizer="gpt2")
+  config.gpt2_vocab_dir = str(small)
+  first = data.load_corpus(config)
+  config.gpt2_vocab_dir = str(large)
+  second = data.load_corpus(config)  # Same cache folder, other vocabulary: not reused.
+  assert (first.vocab_size, second.vocab_size) == (300, 600)
+  assert first.fingerprint["train_sha256"] != second.fingerprint["train_sha256"]
+  assert (first.fingerprint["tokenizer_settings"]["vocab_sha256"]
+          != second.fingerprint["tokenizer_settings"]["vocab_sha256"])
+  assert data.fingerprint_differences(first.fingerprint, second.fingerprint)
+  # The 300 folder rewritten in place with the 600 files: its tokens follow the content.
+  for name in ("vocab.json", "merges.txt"):
+    (small / name).write_bytes((large / name).read_bytes())
+  config.gpt2_vocab_dir = str(small)
+  rewritten = data.load_corpus(config)
+  assert rewritten.vocab_size == 600
+  np.testing.assert_array_equal(rewritten.train_tokens, second.train_tokens)
+  assert rewritten.fingerprint == second.fingerprint  # Content, not the folder, is the key.
+
+
+def test_a_text_rewrite_with_the_same_size_and_mtime_is_noticed(small_corpus, tmp_path):
+  folder = tmp_path / "text"
+  folder.mkdir()
+  file = folder / "a.txt"
+  original = (sorted(small_corpus.iterdir())[0]).read_text()
+  file.write_text(original)
+  stat = file.stat()
+  config = text_config(folder, tmp_path / "cache")
+  before = data.load_corpus(config)
+  changed = original.replace("the", "THE")  # Same length in bytes.
+  assert changed != original and len(changed.encode()) == len(original.encode())
+  file.write_text(changed)
+  os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  assert (file.stat().st_size, file.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+  after = data.load_corpus(config)
+  assert after.fingerprint["source_sha256"] != before.fingerprint["source_sha256"]
+  assert after.fingerprint["train_sha256"] != before.fingerprint["train_sha256"]
+  text = after.tokenizer.decode(after.train_tokens[:5000])
+  assert " THE " in text and " the " not in text  # The new text, not the prepared old one.
+
+
+def test_broken_gpt2_vocab_json_names_the_file_and_the_format(small_corpus, tmp_path):
+  folder = gpt2_files_from_bpe(small_corpus, tmp_path / "v", 300)
+  vocab = folder / "vocab.json"
+  for content, what in (("{not json", "not valid UTF-8 JSON"),
+                        ('["a", "b"]', "holds a JSON list"),
+                        ('{"a": "zero"}', "maps to 'zero'")):
+    vocab.write_text(content)
+    with pytest.raises(data.DataError) as e:
+      data.gpt2_tokenizer(str(folder))
+    message = str(e.value)
+    assert message.startswith(f"data.gpt2_vocab_dir: {vocab}") and what in message
+    assert "a JSON object mapping each token to its integer id" in message
+    assert "\n" not in message
+
+
+def test_latin1_text_names_the_file_and_the_byte_offset(tmp_path):
+  folder = tmp_path / "text"
+  folder.mkdir()
+  good = folder / "a.txt"
+  # A two-byte character across the 1 MB read boundary is fine...
+  good.write_bytes(b"x" * ((1 << 20) - 1) + "é".encode() + b" fine\n")
+  assert data.text_file_sha256(good)
+  bad = folder / "b.txt"
+  prefix = b"Plain prose. " * 100_000  # Past the first 1 MB block.
+  bad.write_bytes(prefix + "Café au lait.\n".encode("latin-1"))
+  with pytest.raises(data.DataError) as e:
+    data.load_corpus(text_config(folder, tmp_path / "cache"))
+  offset = len(prefix) + len("Caf")
+  assert str(e.value).startswith(f"data.path: expected UTF-8 text; {bad} has a byte that is "
+                                 f"not UTF-8 at byte offset {offset} (0xe9")
+  bad.write_bytes(b"ends inside a character \xc3")
+  with pytest.raises(data.DataError, match="at byte offset 24 "):
+    data.text_file_sha256(bad)
+
+
+def test_data_and_corpus_import_no_cycle():
+  import ast
+  import pathlib
+  package = pathlib.Path(data.__file__).parent
+  for module in ("corpus", "tfds_text", "data_error"):
+    tree = ast.parse((package / f"{module}.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names if node.module == "algoprog.training"}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "data" not in imported and "algoprog.training.data" not in imported, module
+  from algoprog.training import corpus
+  assert corpus.DataError is data.DataError

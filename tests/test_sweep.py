@@ -115,11 +115,12 @@ def test_bad_sweep_configs_name_the_field(tmp_path):
     sweep.plan_runs(sweep_config(tmp_path, tmp_path, widths=()))
 
 
-def write_run(sweep_dir, run, status, loss=None):
+def write_run(sweep_dir, run, status, loss=None, reason=None):
   run_dir = sweep_dir / "runs" / run.run_id
-  run_dir.mkdir(parents=True)
-  rundir.write_json(run_dir / rundir.RUN_FILE, {"status": status,
-                                                  "final_validation_loss": loss})
+  run_dir.mkdir(parents=True, exist_ok=True)
+  rundir.write_record(run_dir, rundir.RunRecord(run.run_id, run.label, status,
+                                                final_validation_loss=loss,
+                                                failure_reason=reason))
 
 
 def test_lr_choice_is_the_best_completed_final_loss(tmp_path):
@@ -127,7 +128,8 @@ def test_lr_choice_is_the_best_completed_final_loss(tmp_path):
   runs = sweep.plan_runs(c)
   write_run(tmp_path, runs[0], "completed", 3.0)
   write_run(tmp_path, runs[1], "completed", 2.5)
-  write_run(tmp_path, runs[2], "failed")
+  # A diverged grid point is a result of its rate (inf): the choice is among the rest.
+  write_run(tmp_path, runs[2], "failed", reason="diverged: mean train loss 9.1 nats/token")
   curves = sweep.choose_learning_rates(tmp_path, runs)
   entry = curves["modern/16"]
   assert entry["chosen_learning_rate"] == runs[1].overrides["optim.learning_rate"]
@@ -310,18 +312,21 @@ def test_concurrent_workers_run_on_disjoint_devices(tmp_path, monkeypatch):
   lock = threading.Lock()
   running, overlaps, seen = {}, [], []
 
-  def fake_run(command, env, **kwargs):  # Stands in for one launch.train process.
-    devices = set(env["CUDA_VISIBLE_DEVICES"].split(","))
-    with lock:
-      overlaps.extend(d for other in running.values() for d in devices & other)
-      running[id(devices)] = devices
-      seen.append((devices, "--distributed" in command))
-    time.sleep(0.05)
-    with lock:
-      del running[id(devices)]
-    return subprocess.CompletedProcess(command, 1)
+  class FakeTrainer:  # Stands in for one launch.train process.
+    def __init__(self, command, env, **kwargs):
+      self.devices = set(env["CUDA_VISIBLE_DEVICES"].split(","))
+      with lock:
+        overlaps.extend(d for other in running.values() for d in self.devices & other)
+        running[id(self)] = self.devices
+        seen.append((self.devices, "--distributed" in command))
 
-  monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    def wait(self):
+      time.sleep(0.05)
+      with lock:
+        del running[id(self)]
+      return 1
+
+  monkeypatch.setattr(sweep.subprocess, "Popen", FakeTrainer)
   sweep.execute(tmp_path, runs, workers=3, log=lambda *_: None, devices_per_worker=2)
   assert len(seen) == len(runs) == 8 and not overlaps
   assert {d for devices, _ in seen for d in devices} <= {str(i) for i in range(6)}

@@ -31,7 +31,7 @@ import urllib.request
 import zipfile
 from typing import Callable
 
-from algoprog.training.data import DataError
+from algoprog.training.data_error import DataError
 
 SETUP_COMMAND = "python -m launch.corpus"
 CORPUS_FILE = "corpus.jsonl"
@@ -243,7 +243,8 @@ def order_key(source: str, index: int) -> str:
   return hashlib.sha256(f"{ORDER_SEED}/{source}/{index}".encode()).hexdigest()
 
 
-def _sha256_file(path: pathlib.Path) -> str:
+def file_sha256(path: pathlib.Path) -> str:
+  """SHA-256 of a file's bytes, read 1 MB at a time."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -269,9 +270,9 @@ def _artifact(source: Source, downloads: pathlib.Path, artifacts: pathlib.Path |
   path = artifacts / source.filename if artifacts else None
   if path is None or not path.exists():
     path = downloads / source.filename
-    if not (path.exists() and _sha256_file(path) == source.sha256):
+    if not (path.exists() and file_sha256(path) == source.sha256):
       _download(source, path, opener)
-  got = _sha256_file(path)
+  got = file_sha256(path)
   if got != source.sha256:
     raise DataError(f"corpus source {source.name}: sha256 mismatch for {path.name} from "
                     f"{source.url}: expected {source.sha256}, got {got}")
@@ -285,7 +286,7 @@ def _manifest_is_current(directory: pathlib.Path, sources, expected_sha256) -> b
             and [(s["url"], s["sha256"]) for s in manifest["sources"]]
             == [(s.url, s.sha256) for s in sources]
             and expected_sha256 in (None, manifest["sha256"])
-            and _sha256_file(directory / CORPUS_FILE) == manifest["sha256"])
+            and file_sha256(directory / CORPUS_FILE) == manifest["sha256"])
   except (OSError, ValueError, KeyError, TypeError):
     return False
 

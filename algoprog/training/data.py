@@ -17,6 +17,7 @@ separate array; the stream cannot index into it (asserted).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import fcntl
 import hashlib
@@ -28,12 +29,17 @@ from typing import Iterable, Iterator, Protocol
 import ml_collections
 import numpy as np
 
+from algoprog.training import corpus
+from algoprog.training.data_error import DataError  # Re-exported: data.DataError.
+
 END_OF_TEXT = "<|endoftext|>"
 _BYTES_PER_TOKEN_BOUND = 8  # Generous bound for English BPE, to size the held-out tail.
-
-
-class DataError(ValueError):
-  """Bad data input; the message names the config field or file and what was expected."""
+# Part of every token-cache key: a cache written under another format is never read.
+TOKEN_CACHE_FORMAT = "tokens-v2"
+# What the trained BPE is, beyond its vocabulary size (part of the cache key and fingerprint).
+BPE_RECIPE = ("byte-level BPE: GPT-2 pre-tokenisation without prefix space, byte alphabet, "
+              f"{END_OF_TEXT} special; tokenizers BpeTrainer on the training documents")
+BYTE_RECIPE = f"UTF-8 bytes 0-255, {END_OF_TEXT} = 256"
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,19 +114,51 @@ def train_bpe(documents: list[str], vocab_size: int) -> HFTokenizer:
   return HFTokenizer(tok, f"bpe{vocab_size}")
 
 
-def gpt2_tokenizer(vocab_dir: str) -> HFTokenizer:
-  """GPT-2's BPE (vocab 50,257) from local vocab.json (or encoder.json) + merges.txt
-  (or vocab.bpe). Nothing is downloaded."""
-  from tokenizers import models
-  folder = pathlib.Path(vocab_dir)
+def gpt2_files(vocab_dir: str) -> tuple[pathlib.Path, pathlib.Path]:
+  """(vocab.json or encoder.json, merges.txt or vocab.bpe) in `vocab_dir`; DataError if
+  either is missing."""
+  folder = pathlib.Path(vocab_dir).expanduser()
   vocab = next((folder / n for n in ("vocab.json", "encoder.json") if (folder / n).exists()),
                None)
   merges = next((folder / n for n in ("merges.txt", "vocab.bpe") if (folder / n).exists()),
                 None)
   if vocab is None or merges is None:
     raise DataError(f"data.gpt2_vocab_dir: expected vocab.json and merges.txt in {folder}")
+  return vocab, merges
+
+
+def _check_gpt2_vocab(vocab: pathlib.Path) -> None:
+  """DataError naming `vocab` unless it is a JSON object mapping tokens to integer ids."""
+  expected = "expected GPT-2's vocab.json: a JSON object mapping each token to its integer id"
+  try:
+    payload = json.loads(vocab.read_bytes().decode("utf-8"))
+  except (UnicodeDecodeError, ValueError) as e:
+    raise DataError(f"data.gpt2_vocab_dir: {vocab} is not valid UTF-8 JSON "
+                    f"({str(e).splitlines()[0][:120]}); {expected}") from None
+  if not isinstance(payload, dict) or not payload:
+    raise DataError(f"data.gpt2_vocab_dir: {vocab} holds a JSON "
+                    f"{type(payload).__name__}; {expected}")
+  bad = next(((k, v) for k, v in payload.items()
+              if isinstance(v, bool) or not isinstance(v, int) or v < 0), None)
+  if bad is not None:
+    raise DataError(f"data.gpt2_vocab_dir: {vocab}: token {bad[0][:40]!r} maps to "
+                    f"{bad[1]!r}; {expected} (>= 0)")
+
+
+def gpt2_tokenizer(vocab_dir: str) -> HFTokenizer:
+  """GPT-2's BPE (vocab 50,257) from local vocab.json (or encoder.json) + merges.txt
+  (or vocab.bpe). Nothing is downloaded. A file that is not in GPT-2's format is a
+  DataError naming it and what was expected."""
+  from tokenizers import models
+  vocab, merges = gpt2_files(vocab_dir)
+  _check_gpt2_vocab(vocab)
   tok = _byte_level_bpe()
-  tok.model = models.BPE.from_file(str(vocab), str(merges))
+  try:
+    tok.model = models.BPE.from_file(str(vocab), str(merges))
+  except Exception as e:  # The tokenizers library raises plain Exceptions for bad files.
+    raise DataError(f"data.gpt2_vocab_dir: {merges} cannot be read as GPT-2's merges "
+                    f"({str(e).splitlines()[0][:120]}); expected one merge, two tokens of "
+                    f"{vocab.name} separated by a space, per line") from None
   if tok.token_to_id(END_OF_TEXT) is None:
     tok.add_special_tokens([END_OF_TEXT])
   return HFTokenizer(tok, "gpt2")
@@ -149,6 +187,36 @@ def _check_is_text(file: pathlib.Path) -> pathlib.Path:
   return file
 
 
+def text_file_sha256(file: pathlib.Path) -> str:
+  """SHA-256 of the file's bytes, which must be UTF-8 all through: a DataError names the
+  file and the byte offset of the first byte that is not (latin-1 text, say), rather than
+  training on U+FFFD replacements."""
+  digest = hashlib.sha256()
+  decoder = codecs.getincrementaldecoder("utf-8")()
+  offset = 0  # Bytes of the file given to the decoder so far.
+  with open(file, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+      pending = len(decoder.getstate()[0])  # An unfinished character from the last block.
+      try:
+        decoder.decode(block)
+      except UnicodeDecodeError as e:
+        raise DataError(_not_utf8(file, offset - pending + e.start, e.object[e.start])) from None
+      offset += len(block)
+    pending = len(decoder.getstate()[0])
+    try:
+      decoder.decode(b"", final=True)
+    except UnicodeDecodeError as e:  # The file ends inside a character.
+      raise DataError(_not_utf8(file, offset - pending, e.object[e.start])) from None
+  return digest.hexdigest()
+
+
+def _not_utf8(file: pathlib.Path, offset: int, byte: int) -> str:
+  return (f"data.path: expected UTF-8 text; {file} has a byte that is not UTF-8 at byte "
+          f"offset {offset} (0x{byte:02x}; latin-1 or another encoding? convert the file, "
+          "e.g. iconv -f latin1 -t utf-8)")
+
+
 def _text_files(path: str) -> list[pathlib.Path]:
   root = pathlib.Path(path).expanduser()
   if root.is_file():
@@ -169,7 +237,8 @@ def local_text_documents(path: str, cache_dir: pathlib.Path) -> list[str]:
   """
   from algoprog.training import tfds_text
   files = _text_files(path)
-  return tfds_text.prepare_and_read(files, cache_dir / "tfds")
+  digests = [text_file_sha256(f) for f in files]  # Checks the encoding, keys the cache.
+  return tfds_text.prepare_and_read(files, cache_dir / "tfds", digests)
 
 
 def tfds_documents(data: ml_collections.ConfigDict, split: str) -> Iterator[str]:
@@ -210,7 +279,6 @@ def read_documents(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> 
   """The documents of the configured source in their fixed order, read lazily up to
   data.max_documents documents and data.max_bytes bytes (`take_documents`)."""
   if data.source == "embedded":
-    from algoprog.training import corpus
     source = corpus.embedded_documents()
   elif data.source == "text":
     source = local_text_documents(data.path, cache_dir)
@@ -312,7 +380,6 @@ def split_documents(documents: list[str], holdout_bytes: int,
 
 def embedded_groups(data: ml_collections.ConfigDict, documents: list[str]) -> list[str]:
   """corpus.twin_group of each of `documents` (read_documents of the embedded corpus)."""
-  from algoprog.training import corpus
   records = corpus.embedded_records()
   if data.max_documents:
     records = records[: data.max_documents]
@@ -349,23 +416,54 @@ def load_corpus(data: ml_collections.ConfigDict) -> Corpus:
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def tokenizer_settings(data: ml_collections.ConfigDict) -> dict:
+  """Everything that decides the tokenizer, by content: its kind and recipe, the BPE's
+  vocabulary size, or the SHA-256 of GPT-2's vocab and merges files (not their path: the
+  same files anywhere give the same tokens, other files in the same folder do not)."""
+  if data.tokenizer == "byte":
+    return {"name": "byte", "recipe": BYTE_RECIPE}
+  if data.tokenizer == "bpe":
+    return {"name": "bpe", "recipe": BPE_RECIPE, "vocab_size": int(data.bpe_vocab_size)}
+  vocab, merges = gpt2_files(data.gpt2_vocab_dir)
+  return {"name": "gpt2", "vocab_sha256": corpus.file_sha256(vocab),
+          "merges_sha256": corpus.file_sha256(merges)}
+
+
+def split_rule(data: ml_collections.ConfigDict) -> str:
+  """How the validation tokens are chosen (part of the cache key and the fingerprint)."""
+  if data.source == "tfds" and data.tfds_validation_split:
+    return (f"tfds-split-v1: the first data.validation_tokens tokens of split "
+            f"{data.tfds_validation_split!r}")
+  bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND
+  rule = (f"tail-v1: the first data.validation_tokens tokens of the last documents holding "
+          f">= {bytes_per_token} bytes per validation token, at most half the corpus")
+  return f"{rule}; {corpus.SPLIT_RULE}" if data.source == "embedded" else rule
+
+
+def fingerprint_differences(recorded: dict, planned: dict) -> list[str]:
+  """The data-fingerprint fields that differ ("train_sha256: ran 'ab..', planned 'cd..'"),
+  over the fields both record: a fingerprint written before a field existed is compared
+  on the rest (the token arrays' SHA-256 always among them)."""
+  planned = json.loads(json.dumps(planned))  # As run.json stores it.
+  return [f"data_fingerprint.{key}: ran {recorded[key]!r}, planned {planned[key]!r}"
+          for key in sorted(set(recorded) & set(planned)) if recorded[key] != planned[key]]
+
+
 def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Corpus:
   documents = read_documents(data, cache_dir)
   source_digest = hashlib.sha256()
   for d in documents:
     source_digest.update(d.encode("utf-8"))
     source_digest.update(b"\0")
-  tokenizer_key = {"byte": "byte", "bpe": f"bpe{data.bpe_vocab_size}", "gpt2": "gpt2"}[
-      data.tokenizer]
-  split_rule = ""
-  if data.source == "embedded":
-    from algoprog.training import corpus
-    split_rule = corpus.SPLIT_RULE
-  key = hashlib.sha256(json.dumps(
-      [source_digest.hexdigest(), tokenizer_key, data.validation_tokens,
-       data.tfds_validation_split if data.source == "tfds" else ""]
-      + ([split_rule] if split_rule else [])).encode()).hexdigest()[:16]
-  folder = cache_dir / "tokens" / key
+  settings = tokenizer_settings(data)
+  rule = split_rule(data)
+  # Every input of the token arrays, by content: the documents, the tokenizer (its files'
+  # bytes for GPT-2), the validation size and the split rule.
+  cache_key = hashlib.sha256(json.dumps(
+      {"format": TOKEN_CACHE_FORMAT, "documents_sha256": source_digest.hexdigest(),
+       "tokenizer": settings, "validation_tokens": int(data.validation_tokens),
+       "split_rule": rule}, sort_keys=True).encode()).hexdigest()
+  folder = cache_dir / "tokens" / cache_key[:16]
   meta_path = folder / "meta.json"
   if meta_path.exists():
     fingerprint = json.loads(meta_path.read_text())
@@ -379,7 +477,7 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
     holdout_docs = take_documents(tfds_documents(data, data.tfds_validation_split),
                                   max_bytes=data.validation_tokens * _BYTES_PER_TOKEN_BOUND)
   else:
-    bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND
+    bytes_per_token = 1 if data.tokenizer == "byte" else _BYTES_PER_TOKEN_BOUND  # split_rule.
     train_docs, holdout_docs = split_documents(
         documents, data.validation_tokens * bytes_per_token,
         embedded_groups(data, documents) if data.source == "embedded" else None)
@@ -406,10 +504,13 @@ def _load_corpus(data: ml_collections.ConfigDict, cache_dir: pathlib.Path) -> Co
       "validation_tokens_requested": int(data.validation_tokens),
       "train_sha256": _sha256(train_tokens),
       "validation_sha256": _sha256(validation_tokens),
+      "tokenizer_settings": settings,
+      "split_rule": rule,
+      "cache_key": cache_key,
   }
   if data.source == "embedded":
     fingerprint["embedded"] = corpus.DESCRIPTION
-    fingerprint["split"] = split_rule
+    fingerprint["split"] = corpus.SPLIT_RULE
   folder.mkdir(parents=True, exist_ok=True)
   tmp = folder.with_name(folder.name + ".tmp")
   tmp.mkdir(parents=True, exist_ok=True)

@@ -16,20 +16,37 @@ Sweep directory:
                         and the learning rate chosen for the full runs (a record: planning
                         reads the runs themselves, through the manifest)
   failures.json         every failed run with its reason (never silently dropped)
+  .sweep.lock           fcntl-locked by the sweep while it runs; names its pid and host
+
+Identity: a run already in the directory stands for the planned one only if its recorded
+config.json is the planned run's fully resolved config (its preset file loaded now, plus
+its overrides) and its data fingerprint matches the planned data's (`stale_runs`);
+otherwise the sweep stops with StaleRunError naming the runs and the fields.
+
+Interruptions: SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the sweep: no new run starts, the
+running trainers (each in its own session, so a terminal's Ctrl-C reaches only the sweep)
+get SIGTERM, checkpoint and record "interrupted", and `run_sweep` raises SweepInterrupted
+once they have exited; the same command resumes them. A second signal kills the trainers
+without waiting for their checkpoints (they resume from their last one).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
 import pathlib
 import queue
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Iterable
 
@@ -42,6 +59,7 @@ from algoprog.training.console import format_duration  # Progress lines; re-expo
 MANIFEST_FILE = "manifest.json"
 LR_CHOICES_FILE = "lr_choices.json"
 FAILURES_FILE = "failures.json"
+LOCK_FILE = ".sweep.lock"
 
 
 class SweepError(ValueError):
@@ -51,6 +69,30 @@ class SweepError(ValueError):
 class StaleRunError(SweepError):
   """A finished run in the sweep directory was trained with a config the sweep no longer
   plans; the message names the run directory and the fields."""
+
+
+class SweepBusy(SweepError):
+  """Another sweep holds the sweep directory; the message names its pid and host."""
+
+
+class LRSweepIncomplete(SweepError):
+  """LR-sweep grid points failed without a result (killed, crashed), so their group's
+  learning rate cannot be chosen; the message names the runs (a rerun retries them)."""
+
+
+class SweepInterrupted(SweepError):
+  """A signal stopped the sweep after its running trainers checkpointed and recorded
+  "interrupted"; rerunning the same command resumes them.
+
+  Attributes:
+    signal_number: the signal (signal.SIGINT, SIGTERM or SIGHUP).
+    exit_code: 128 + signal_number, what a launcher exits with (130 for Ctrl-C).
+  """
+
+  def __init__(self, message: str, signal_number: int):
+    super().__init__(message)
+    self.signal_number = signal_number
+    self.exit_code = 128 + signal_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,20 +319,53 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
   return runs
 
 
+def run_directory(sweep_dir: pathlib.Path, run: RunSpec) -> pathlib.Path:
+  return pathlib.Path(sweep_dir) / "runs" / run.run_id
+
+
 def run_status(sweep_dir: pathlib.Path, run: RunSpec) -> dict:
-  """{"status": "completed"|"failed"|"running"|"pending", ...} from the run's run.json."""
-  info = rundir.read_json(sweep_dir / "runs" / run.run_id / rundir.RUN_FILE)
-  return {"status": "pending"} if info is None else info
+  """{"status": "completed"|"failed"|"running"|"interrupted"|"pending", ...}: the run's
+  run.json (algoprog.rundir.RunRecord) as a dict, or {"status": "pending"} if none."""
+  record = rundir.read_record(run_directory(sweep_dir, run))
+  return {"status": "pending"} if record is None else record.to_dict()
+
+
+# The reasons the trainer records when training itself failed (algoprog.training.train
+# raises TrainingFailed with them): a diverging or non-finite loss is a result of that
+# learning rate. Any other failure (killed, out of memory, bad input, a crash) says nothing
+# about the rate, so an LR choice waits for that grid point to be rerun.
+_TRAINING_FAILURES = ("train loss is", "diverged:")
+
+
+def lr_sweep_result(info: dict) -> float | None:
+  """A grid point's final validation loss for the LR choice: its loss if completed (inf if
+  not finite), inf if its training diverged, None while it has no result (pending, running,
+  interrupted, or failed for a reason other than the loss)."""
+  if info["status"] == "completed":
+    loss = info.get("final_validation_loss")
+    ok = isinstance(loss, (int, float)) and math.isfinite(loss)
+    return float(loss) if ok else math.inf
+  if info["status"] == "failed" and str(info.get("failure_reason") or "").startswith(
+      _TRAINING_FAILURES):
+    return math.inf
+  return None
+
+
+def failed_without_result(info: dict) -> bool:
+  """A failed run whose failure is not a training outcome (`lr_sweep_result`)."""
+  return info["status"] == "failed" and lr_sweep_result(info) is None
 
 
 def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict:
   """Per (label, width): the LR-sweep curve and the LR with the best final validation loss,
   whether it lies at an end of the grid, and its margin (nats) over the next best LR.
 
-  Only completed sweep runs count; a group whose sweep runs all failed gets no choice (its
-  full runs are not planned, and the failures are reported).
+  A choice needs every grid point's result (`lr_sweep_result`: completed, or diverged);
+  until then the entry has no chosen_learning_rate, and `failed_grid_runs` lists the points
+  that failed without one (killed, crashed), which a rerun retries.
   """
   curves: dict[str, dict] = {}
+  results: dict[str, list[float | None]] = {}
   for run in runs:
     if run.stage != "lr_sweep":
       continue
@@ -300,7 +375,12 @@ def choose_learning_rates(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> d
     curve["curve"].append({"learning_rate": run.overrides["optim.learning_rate"],
                            "status": info["status"],
                            "final_validation_loss": info.get("final_validation_loss")})
+    results.setdefault(key, []).append(lr_sweep_result(info))
+    if failed_without_result(info):
+      curve.setdefault("failed_grid_runs", []).append(run.run_id)
   for key, entry in curves.items():
+    if any(result is None for result in results[key]):
+      continue
     done = [p for p in entry["curve"] if p["status"] == "completed"
             and p["final_validation_loss"] is not None
             and math.isfinite(p["final_validation_loss"])]
@@ -386,25 +466,136 @@ def export_commands(sweep_dir: pathlib.Path, runs: list[RunSpec],
   return commands, slurm
 
 
-def stale_fields(sweep_dir: pathlib.Path, run: RunSpec) -> list[str]:
-  """The fields of `run` that its finished run directory was trained with differently
-  ("optim.learning_rate: ran 0.01, planned 0.03"); [] when it matches or has no config."""
-  path = sweep_dir / "runs" / run.run_id / rundir.CONFIG_FILE
-  if not path.exists():
+def _set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+  *parents, leaf = dotted.split(".")
+  node = config
+  for part in parents:
+    node = node[part]
+  if leaf not in node:
+    raise KeyError(dotted)
+  node[leaf] = value  # ConfigDict's type rules, as --config.FIELD=VALUE parsing applies them.
+
+
+def planned_config(run: RunSpec, presets: dict | None = None) -> dict:
+  """The fully resolved config `run` trains with, as its config.json records it before
+  the trainer adds the data-dependent fields: the preset file loaded now
+  (config.load_config_file), the run's overrides applied, config.resolve'd.
+
+  Args:
+    presets: a cache {config file: loaded preset}, so each file is read once per check.
+  Raises:
+    SweepError: the preset does not load, an override names no field, or the result does
+      not resolve (the trainer would refuse it too); the message names the run.
+  """
+  presets = {} if presets is None else presets
+  try:
+    if run.config_file not in presets:
+      presets[run.config_file] = config_lib.load_config_file(run.config_file,
+                                                             f"groups.{run.label}.config")
+    config = presets[run.config_file].copy_and_resolve_references()
+    for dotted, value in sorted(run.overrides.items()):
+      _set_field(config, dotted, value)
+    resolved = config_lib.resolve(config)
+  except KeyError as e:
+    raise SweepError(f"run {run.run_id}: override {e.args[0]}: no such field in "
+                     f"{run.config_file}") from None
+  except (config_lib.ConfigError, TypeError, ValueError) as e:
+    raise SweepError(f"run {run.run_id} ({run.config_file}): {e}") from None
+  return json.loads(json.dumps(resolved.to_dict()))  # As config.json stores it.
+
+
+# config.json fields only the trainer fills in (from the corpus and the parameter count):
+# data.vocab_size and train.steps; train.tokens is the planned budget rounded to whole
+# steps (`_recorded_tokens`). The data they depend on is compared through the fingerprint.
+_TRAINER_DERIVED = ("data.vocab_size", "train.steps", "train.tokens")
+# How a run is watched and saved, not what it computes: the trainer lets these change
+# between a run and its resume, so a finished run stands whatever they are now.
+_BOOKKEEPING = ("train.log_every_steps", "train.checkpoint_every_steps",
+                "train.keep_checkpoints")
+
+
+def _recorded_tokens(planned: dict) -> int:
+  """train.tokens as the trainer records it for a planned train.tokens > 0."""
+  per_step = planned["data"]["batch_size"] * planned["data"]["sequence_length"]
+  return max(1, round(planned["train"]["tokens"] / per_step)) * per_step
+
+
+def config_differences(recorded: dict, planned: dict) -> list[str]:
+  """The fields in which a run's recorded config.json differs from `planned_config`
+  ("model.ffn: ran 'gelu', planned 'swiglu'"), after config.backfill of the record (fields
+  newer than the run, as they resolve for it); trainer-derived and bookkeeping fields as
+  described above."""
+  ran = config_lib.backfill(recorded)
+  diffs = []
+
+  def walk(old: Any, new: Any, prefix: str) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+      for key in sorted(set(old) | set(new)):
+        walk(old.get(key, "<missing>"), new.get(key, "<missing>"), f"{prefix}{key}.")
+      return
+    field = prefix[:-1]
+    if field in _BOOKKEEPING or (field == "stage" and "stage" not in recorded):
+      return  # (A run from before config.json recorded its stage: analysis infers it.)
+    if field in _TRAINER_DERIVED:
+      if field != "train.tokens" or not new or new == "<missing>":
+        return
+      new = _recorded_tokens(planned)
+    if old != new:
+      diffs.append(f"{field}: ran {old!r}, planned {new!r}")
+
+  walk(ran, planned, "")
+  return diffs
+
+
+def stale_fields(sweep_dir: pathlib.Path, run: RunSpec, presets: dict | None = None
+                 ) -> list[str]:
+  """The fields of `run`'s resolved config that its run directory was trained with
+  differently ("optim.learning_rate: ran 0.01, planned 0.03"); [] when it matches or has no
+  config.json. The data fingerprint is compared by `stale_runs`."""
+  recorded = rundir.read_config(run_directory(sweep_dir, run))
+  if recorded is None:
     return []
-  recorded = json.loads(path.read_text())
-  ran = config_lib.backfill(recorded)  # Fields newer than the run, as they resolve for it.
-  stale = []
-  for dotted, planned in run.overrides.items():
-    if dotted == "stage" and "stage" not in recorded:
-      continue  # A run from before run.json recorded its stage; algoprog.analysis.runs infers it.
-    node = ran
-    for part in dotted.split("."):
-      node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(planned, tuple):
-      planned = list(planned)
-    if node != planned:
-      stale.append(f"{dotted}: ran {node!r}, planned {planned!r}")
+  return config_differences(recorded, planned_config(run, presets))
+
+
+def _planned_fingerprint(data_config: dict, fingerprints: dict) -> dict:
+  """data.load_corpus(...).fingerprint of a resolved data section, once per distinct one."""
+  key = json.dumps(data_config, sort_keys=True)
+  if key not in fingerprints:
+    from algoprog.training import data  # numpy and the tokenizers: only when needed.
+    try:
+      fingerprints[key] = data.load_corpus(ml_collections.ConfigDict(data_config)).fingerprint
+    except data.DataError as e:
+      raise SweepError(f"cannot check the data of the runs already in the sweep "
+                       f"directory: {e}") from None
+  return fingerprints[key]
+
+
+def stale_runs(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> list[str]:
+  """One entry per run directory of `runs` holding a run (any status) that is not the
+  planned one: "DIR (field: ran X, planned Y; ...)", naming its config fields that differ
+  (`stale_fields`) and the data-fingerprint fields (data.fingerprint_differences against
+  the corpus the planned run would load now; text, vocabulary files and tokenizer settings
+  are hashed by content). [] when every recorded run is the planned one."""
+  from algoprog.training import data
+  presets, fingerprints, stale = {}, {}, []
+  # Relative preset, plug-in and data paths resolve as for the trainer, which runs in the
+  # repository root (execute's cwd).
+  sweep_dir = pathlib.Path(sweep_dir).absolute()
+  with contextlib.chdir(config_lib.REPOSITORY_ROOT):
+    for run in runs:
+      record = rundir.read_record(run_directory(sweep_dir, run))
+      recorded = rundir.read_config(run_directory(sweep_dir, run))
+      if record is None and recorded is None:
+        continue
+      planned = planned_config(run, presets)
+      fields = [] if recorded is None else config_differences(recorded, planned)
+      if record is not None and record.data_fingerprint and not fields:
+        fields = data.fingerprint_differences(
+            record.data_fingerprint, _planned_fingerprint(planned["data"], fingerprints))
+      if fields:
+        shown = fields[:6] + ([f"and {len(fields) - 6} more"] if len(fields) > 6 else [])
+        stale.append(f"{run_directory(sweep_dir, run)} ({'; '.join(shown)})")
   return stale
 
 
@@ -434,24 +625,120 @@ def worker_device_env(slot: int, devices_per_worker: int) -> dict[str, str]:
   return env
 
 
+class _Trainers:
+  """The launch.train processes this process has running, and whether a signal asked the
+  sweep to stop: then no new one starts and the running ones are told to checkpoint."""
+
+  def __init__(self):
+    self._lock = threading.RLock()  # Re-entrant: the signal handler runs in the main thread.
+    self._running: set[subprocess.Popen] = set()
+    self.stop_signal: int | None = None
+    self.signals = 0  # Signals received since the stop began.
+
+  def start(self, command: list[str], **kwargs) -> subprocess.Popen | None:
+    """Popen(command) in its own session (a terminal's Ctrl-C reaches the sweep, which
+    forwards SIGTERM, not the trainers directly); None once the sweep is stopping."""
+    with self._lock:
+      if self.stop_signal is not None:
+        return None
+      process = subprocess.Popen(command, start_new_session=True, **kwargs)
+      self._running.add(process)
+      return process
+
+  def finished(self, process: subprocess.Popen) -> None:
+    with self._lock:
+      self._running.discard(process)
+
+  def stop(self, signal_number: int) -> None:
+    """First signal: SIGTERM to every running trainer (each checkpoints and exits);
+    another: SIGKILL (they resume from their last checkpoint)."""
+    with self._lock:
+      self.stop_signal = self.stop_signal or signal_number
+      self.signals += 1
+      for process in list(self._running):
+        with contextlib.suppress(ProcessLookupError):
+          process.send_signal(signal.SIGTERM if self.signals == 1 else signal.SIGKILL)
+
+  def reset(self) -> None:
+    with self._lock:
+      self.stop_signal, self.signals = None, 0
+
+
+_TRAINERS = _Trainers()
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+  """Within the block, SIGINT, SIGTERM and SIGHUP stop the sweep (`_Trainers.stop`)
+  instead of killing this process. Re-entrant (run_sweep holds it across its `execute`
+  calls); a no-op outside the main thread, where handlers cannot be set."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) == _on_signal):
+    yield
+    return
+  _TRAINERS.reset()
+  previous = {s: signal.signal(s, _on_signal) for s in _STOP_SIGNALS}
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
+def _on_signal(signal_number, frame) -> None:
+  del frame
+  _TRAINERS.stop(signal_number)
+
+
+def _check_not_stopping(sweep_dir: pathlib.Path, interrupted: list[str],
+                        not_started: int) -> None:
+  """Raises SweepInterrupted if a signal stopped the sweep."""
+  signal_number = _TRAINERS.stop_signal
+  if signal_number is None:
+    return
+  name = signal.Signals(signal_number).name
+  runs = (f"{len(interrupted)} run(s) checkpointed and recorded interrupted "
+          f"({', '.join(interrupted)})" if interrupted else "no run was training")
+  raise SweepInterrupted(
+      f"sweep {sweep_dir} stopped by {name}: {runs}"
+      + (f", {not_started} not started" if not_started else "")
+      + "; rerun the same command to resume", signal_number)
+
+
 def _execute(sweep_dir: pathlib.Path, run: RunSpec, env: dict, distributed: bool = False
-             ) -> dict:
-  """Runs (or resumes) one run in its own process; returns its final run.json status."""
-  run_dir = sweep_dir / "runs" / run.run_id
+             ) -> dict | None:
+  """Runs (or resumes) one run in its own process; returns its final run.json status, or
+  None when the sweep is stopping and it was not started."""
+  run_dir = run_directory(sweep_dir, run)
   run_dir.mkdir(parents=True, exist_ok=True)
-  with open(run_dir / "launcher.log", "a") as log:
-    process = subprocess.run(run.command(sweep_dir, distributed=distributed), stdout=log,
-                             stderr=subprocess.STDOUT, env=env, cwd=env.get("ALGOPROG_ROOT"))
-  info = run_status(sweep_dir, run)
-  if process.returncode != 0 and info.get("status") not in ("failed", "interrupted"):
-    tail = (run_dir / "launcher.log").read_text().strip().splitlines()[-1:] or [""]
-    reason = f"exit code {process.returncode}: {tail[0][:300]}"
-    if process.returncode < 0 or process.returncode == 137:
-      reason = f"killed by signal (exit {process.returncode}; out of memory?): {tail[0][:200]}"
-    info = {"run_id": run.run_id, "label": run.label, **info, "status": "failed",
-            "failure_reason": reason}
-    rundir.write_json(run_dir / rundir.RUN_FILE, info)
-  return info
+  with open(run_dir / rundir.LAUNCHER_LOG, "a") as log:
+    process = _TRAINERS.start(run.command(sweep_dir, distributed=distributed), stdout=log,
+                              stderr=subprocess.STDOUT, env=env, cwd=env.get("ALGOPROG_ROOT"))
+    if process is None:
+      return None
+    try:
+      returncode = process.wait()
+    finally:
+      _TRAINERS.finished(process)
+  record = rundir.read_record(run_dir)
+  status = record.status if record is not None else "pending"
+  if status in ("completed", "failed", "interrupted") or returncode == 0:
+    return run_status(sweep_dir, run)
+  if _TRAINERS.stop_signal is not None:
+    # Stopped by the sweep before it recorded anything itself (SIGTERM during start-up, or
+    # a second signal's SIGKILL): nothing failed, and the next sweep resumes it.
+    record = record or rundir.RunRecord(run.run_id, run.label, "interrupted", stage=run.stage)
+    return rundir.write_record(run_dir, record.replace(status="interrupted")).to_dict()
+  tail = (run_dir / rundir.LAUNCHER_LOG).read_text(errors="replace").strip().splitlines()[-1:]
+  tail = tail or [""]
+  reason = f"exit code {returncode}: {tail[0][:300]}"
+  if returncode < 0 or returncode == 137:
+    reason = f"killed by signal (exit {returncode}; out of memory?): {tail[0][:200]}"
+  record = record or rundir.RunRecord(run.run_id, run.label, "failed", stage=run.stage)
+  # write_record keeps a run that another process completed meanwhile completed.
+  return rundir.write_record(run_dir, record.replace(status="failed",
+                                                     failure_reason=reason)).to_dict()
 
 
 def eta_seconds(durations: list[float], remaining: int, workers: int) -> float | None:
@@ -469,45 +756,58 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
             distributed: bool = False) -> dict[str, dict]:
   """Runs every run not yet completed with `workers` processes; returns id -> run.json.
 
-  Completed runs are skipped; failed runs are skipped unless `retry_failed`; pending and
-  interrupted runs are (re)started, resuming from their checkpoints. With
-  `devices_per_worker` > 0, each of the `workers` slots owns its own devices
-  (`worker_device_env`) and a run uses the slot's. `distributed`: runs are launched with
-  --distributed (multi-host: every host runs this sweep; needs workers == 1). One line per
-  finished run: done/total of this call, the run's wall time and the ETA of the rest
-  (eta_seconds).
+  Completed runs are skipped; failed runs are skipped unless `retry_failed` (LR-sweep runs
+  that failed without a result, `failed_without_result`, are always retried: the LR choice
+  needs them); pending and interrupted runs are (re)started, resuming from their
+  checkpoints. Runs already in the directory must be the planned ones (`stale_runs`, else
+  StaleRunError). With `devices_per_worker` > 0, each of the `workers` slots owns its own
+  devices (`worker_device_env`) and a run uses the slot's. `distributed`: runs are launched
+  with --distributed (multi-host: every host runs this sweep; needs workers == 1). One line
+  per finished run: done/total of this call, the run's wall time and the ETA of the rest
+  (eta_seconds). A signal stops it (`stop_on_signals`): SweepInterrupted once the running
+  trainers have checkpointed.
   """
   if distributed and workers != 1:
     raise SweepError(f"workers: expected 1 with --distributed (every host must start the "
                      f"same run at the same time); got {workers}")
+  log = log or (lambda *_: None)
   root = config_lib.REPOSITORY_ROOT
   env = dict(os.environ, ALGOPROG_ROOT=str(root))
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-  # A finished run of an older plan (say, an LR choice that has since moved) must not
-  # stand in for the planned one.
-  stale = [f"{sweep_dir / 'runs' / run.run_id} ({'; '.join(fields)})" for run in runs
-           if run_status(sweep_dir, run)["status"] in ("completed", "failed")
-           and (fields := stale_fields(sweep_dir, run))]
-  if stale:
-    raise StaleRunError(f"{len(stale)} finished run(s) were trained with a different config "
-                        f"than the sweep now plans: {', '.join(stale)}; move them away to "
-                        "rerun them, or use a new workdir")
-  results, todo = {}, []
-  for run in runs:
-    info = run_status(sweep_dir, run)
-    if info["status"] == "completed" or (info["status"] == "failed" and not retry_failed):
-      results[run.run_id] = info
-    else:
-      todo.append(run)
-  if todo:
-    log(f"sweep {sweep_dir}: {len(todo)} runs to do, {len(results)} already finished, "
-        f"{workers} worker(s)")
+  with stop_on_signals():
+    # A run of an older plan (an LR choice that has since moved, an edited or swapped
+    # preset, other data) must not stand in for the planned one.
+    stale = stale_runs(sweep_dir, runs)
+    if stale:
+      raise StaleRunError(f"{len(stale)} run(s) in the sweep directory were trained with a "
+                          f"different config or data than the sweep now plans: "
+                          f"{', '.join(stale)}; move them away to rerun them, or use a new "
+                          "workdir")
+    results, todo = {}, []
+    for run in runs:
+      info = run_status(sweep_dir, run)
+      retry = retry_failed or (run.stage == "lr_sweep" and failed_without_result(info))
+      if info["status"] == "completed" or (info["status"] == "failed" and not retry):
+        results[run.run_id] = info
+      else:
+        todo.append(run)
+    _check_not_stopping(sweep_dir, [], len(todo))
+    if todo:
+      log(f"sweep {sweep_dir}: {len(todo)} runs to do, {len(results)} already finished, "
+          f"{workers} worker(s)")
+    _execute_all(sweep_dir, todo, workers, env, log, devices_per_worker, distributed, results)
+  return results
+
+
+def _execute_all(sweep_dir, todo, workers, env, log, devices_per_worker, distributed,
+                 results) -> None:
+  """`execute`'s pool: fills `results`; SweepInterrupted once a signal's stop is done."""
   slots = queue.SimpleQueue()  # Free device slots; each running run holds one.
   for slot in range(workers):
     slots.put(slot)
 
-  def execute_on_a_slot(run: RunSpec) -> tuple[dict, float]:
-    """(run.json, wall seconds) of one run on a free device slot."""
+  def execute_on_a_slot(run: RunSpec) -> tuple[dict | None, float]:
+    """(run.json or None if not started, wall seconds) of one run on a free device slot."""
     slot = slots.get()
     start = time.monotonic()
     try:
@@ -518,21 +818,38 @@ def execute(sweep_dir: pathlib.Path, runs: list[RunSpec], workers: int,
     finally:
       slots.put(slot)
 
-  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+  interrupted, not_started = [], 0
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
     futures = {pool.submit(execute_on_a_slot, run): run for run in todo}
-    durations = []
-    for future in concurrent.futures.as_completed(futures):
-      run = futures[future]
-      info, seconds = future.result()
-      results[run.run_id] = info
-      durations.append(seconds)
-      eta = eta_seconds(durations, len(todo) - len(durations), workers)
-      loss = info.get("final_validation_loss")
-      log(f"  [{len(durations)}/{len(todo)}] {info['status']:9s} {run.run_id}"
-          + (f"  validation {loss:.4f}" if isinstance(loss, float) else "")
-          + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else "")
-          + f"  took {format_duration(seconds)}, ETA {format_duration(eta)}")
-  return results
+    pending, durations = set(futures), []
+    while pending:
+      # Polled, so that a signal's handler runs promptly in this (the main) thread.
+      done, pending = concurrent.futures.wait(
+          pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED)
+      if _TRAINERS.stop_signal is not None:
+        for future in pending:
+          if not future.cancelled() and future.cancel():
+            not_started += 1
+      for future in done:
+        if future.cancelled():
+          continue
+        run = futures[future]
+        info, seconds = future.result()
+        if info is None:  # Not started: the sweep is stopping.
+          not_started += 1
+          continue
+        if info["status"] == "interrupted" and _TRAINERS.stop_signal is not None:
+          interrupted.append(run.run_id)
+          continue
+        results[run.run_id] = info
+        durations.append(seconds)
+        eta = eta_seconds(durations, len(todo) - len(durations), workers)
+        loss = info.get("final_validation_loss")
+        log(f"  [{len(durations)}/{len(todo)}] {info['status']:9s} {run.run_id}"
+            + (f"  validation {loss:.4f}" if isinstance(loss, float) else "")
+            + (f"  ({info.get('failure_reason')})" if info["status"] == "failed" else "")
+            + f"  took {format_duration(seconds)}, ETA {format_duration(eta)}")
+  _check_not_stopping(sweep_dir, sorted(interrupted), not_started)
 
 
 def record_failures(sweep_dir: pathlib.Path, results: dict[str, dict]) -> list[dict]:
@@ -543,26 +860,38 @@ def record_failures(sweep_dir: pathlib.Path, results: dict[str, dict]) -> list[d
   return failures
 
 
+def _manifest_runs(sweep_dir: pathlib.Path) -> list[RunSpec]:
+  payload = rundir.read_json(pathlib.Path(sweep_dir) / MANIFEST_FILE)
+  return [RunSpec(**{f.name: entry[f.name] for f in dataclasses.fields(RunSpec)})
+          for entry in (payload or {}).get("runs", [])]
+
+
 def sweep_results(sweep_dir: pathlib.Path) -> dict[str, dict[float, float]]:
-  """{"label/width": {lr: final validation loss}} of the finished LR-sweep runs in the
-  manifest (inf for a failed run or a non-finite loss; unfinished runs are left out)."""
-  path = sweep_dir / MANIFEST_FILE
-  if not path.exists():
-    return {}
+  """{"label/width": {lr: final validation loss}} of the LR-sweep runs in the manifest that
+  have a result (`lr_sweep_result`: inf for a diverged run or a non-finite loss); runs
+  without one (unfinished, or failed by a kill or a crash) are left out, so the grid point
+  stays open and no LR is chosen without it."""
   results: dict[str, dict[float, float]] = {}
-  for entry in json.loads(path.read_text())["runs"]:
-    if entry["stage"] != "lr_sweep":
+  for run in _manifest_runs(sweep_dir):
+    if run.stage != "lr_sweep":
       continue
-    run = RunSpec(**{f.name: entry[f.name] for f in dataclasses.fields(RunSpec)})
-    info = run_status(sweep_dir, run)
-    if info["status"] not in ("completed", "failed"):
+    result = lr_sweep_result(run_status(sweep_dir, run))
+    if result is None:
       continue
-    loss = info.get("final_validation_loss")
-    ok = info["status"] == "completed" and isinstance(loss, (int, float)) and math.isfinite(loss)
     key = f"{run.label}/{run.overrides['model.width']}"
-    results.setdefault(key, {})[run.overrides["optim.learning_rate"]] = (
-        float(loss) if ok else math.inf)
+    results.setdefault(key, {})[run.overrides["optim.learning_rate"]] = result
   return results
+
+
+def failed_grid_runs(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict[str, str]:
+  """{run_id: failure reason} of the LR-sweep runs among `runs` that failed without a
+  result (`failed_without_result`): their group's LR cannot be chosen yet."""
+  failed = {}
+  for run in runs:
+    info = run_status(sweep_dir, run)
+    if run.stage == "lr_sweep" and failed_without_result(info):
+      failed[run.run_id] = str(info.get("failure_reason"))
+  return failed
 
 
 def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path
@@ -575,24 +904,62 @@ def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Pat
   return runs
 
 
+@contextlib.contextmanager
+def sweep_lock(sweep_dir: pathlib.Path):
+  """Holds an exclusive fcntl lock on sweep_dir/.sweep.lock (which names the holder) for
+  the block: a second sweep on the same directory gets SweepBusy instead of racing the
+  first (starting its runs a second time, rewriting their records)."""
+  sweep_dir = pathlib.Path(sweep_dir)
+  fd = os.open(sweep_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+  with os.fdopen(fd, "r+") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = f.read().strip() or "another process"
+      raise SweepBusy(f"workdir {sweep_dir} is in use by another sweep ({holder}); wait for "
+                      "it to finish or use another --workdir") from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers: int,
               retry_failed: bool = False, log=print, devices_per_worker: int = 0,
               distributed: bool = False) -> dict[str, dict]:
   """LR sweeps, then the full runs with the chosen LRs; resumable at any point.
 
-  `devices_per_worker` and `distributed` as in `execute`.
+  Holds `sweep_lock` (SweepBusy if another sweep has the directory; not with `distributed`,
+  where every host runs this same sweep on shared storage) and `stop_on_signals`
+  (SweepInterrupted). An LR-sweep grid point that failed without a result (killed,
+  crashed) stops the sweep before the full runs with LRSweepIncomplete naming those runs;
+  a rerun retries them. `devices_per_worker` and `distributed` as in `execute`.
   """
   options = dict(devices_per_worker=devices_per_worker, distributed=distributed)
   sweep_dir = pathlib.Path(sweep_dir)
   sweep_dir.mkdir(parents=True, exist_ok=True)
   results: dict[str, dict] = {}
-  while True:  # LR sweeps, in rounds while a grid extends past a winning edge.
-    runs = plan_from_directory(sweep, sweep_dir)
-    todo = [r for r in runs if r.stage == "lr_sweep" and r.run_id not in results]
-    if not todo:
-      break
-    results.update(execute(sweep_dir, todo, workers, retry_failed, log, **options))
-  results.update(execute(sweep_dir, [r for r in runs if r.stage == "full"], workers,
-                         retry_failed, log, **options))
-  record_failures(sweep_dir, results)
+  with contextlib.ExitStack() as held:
+    if not distributed:
+      held.enter_context(sweep_lock(sweep_dir))
+    held.enter_context(stop_on_signals())
+    while True:  # LR sweeps, in rounds while a grid extends past a winning edge.
+      runs = plan_from_directory(sweep, sweep_dir)
+      todo = [r for r in runs if r.stage == "lr_sweep" and r.run_id not in results]
+      if not todo:
+        break
+      results.update(execute(sweep_dir, todo, workers, retry_failed, log, **options))
+    failed = failed_grid_runs(sweep_dir, runs)
+    if failed:
+      record_failures(sweep_dir, results)
+      raise LRSweepIncomplete(
+          f"{len(failed)} LR-sweep run(s) failed, so their group's learning rate cannot be "
+          f"chosen: {'; '.join(f'{k} ({v})' for k, v in sorted(failed.items()))}; rerun "
+          "the same command to retry them (launcher.log in each run directory says why)")
+    results.update(execute(sweep_dir, [r for r in runs if r.stage == "full"], workers,
+                           retry_failed, log, **options))
+    record_failures(sweep_dir, results)
   return results

@@ -1,8 +1,9 @@
 """A tensorflow-datasets builder for local text, so prepared text is cached as array_record.
 
-`prepare_and_read(files, data_dir)` builds the dataset once per distinct set of files (the
-builder config is named by a hash of the paths, sizes and modification times) and reads it
-back through tfds' array_record data source: no TensorFlow needed either way. Document order
+`prepare_and_read(files, data_dir)` builds the dataset once per distinct text (the builder
+config is named by a hash of the files' contents, in order, and the document rule; a file
+rewritten with the same size and modification time is new text) and reads it back through
+tfds' array_record data source: no TensorFlow needed either way. Document order
 is the files' sorted order, and tfds' shuffling is disabled so the stream is in order.
 """
 
@@ -14,7 +15,11 @@ import re
 
 import tensorflow_datasets as tfds
 
+from algoprog.training import corpus
+
 _MIN_DOCUMENT_CHARS = 1024
+# Part of every builder config's name: documents cut by another rule are another dataset.
+DOCUMENT_RULE = f"blank-line blocks merged to >= {_MIN_DOCUMENT_CHARS} chars, v1"
 
 
 def split_into_documents(text: str) -> list[str]:
@@ -36,11 +41,12 @@ def split_into_documents(text: str) -> list[str]:
 
 class LocalTextConfig(tfds.core.BuilderConfig):
 
-  def __init__(self, *, files: list[pathlib.Path], **kwargs):
-    digest = hashlib.sha256()
-    for f in files:
-      stat = f.stat()
-      digest.update(f"{f.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+  def __init__(self, *, files: list[pathlib.Path], digests: list[str] | None = None,
+               **kwargs):
+    """`digests`: the files' SHA-256 if the caller has them (else they are computed)."""
+    digest = hashlib.sha256(DOCUMENT_RULE.encode())
+    for sha256 in digests if digests is not None else [corpus.file_sha256(f) for f in files]:
+      digest.update(f"|{sha256}".encode())
     super().__init__(name="files_" + digest.hexdigest()[:16], **kwargs)
     self.files = files
 
@@ -63,15 +69,18 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self):
     index = 0
     for path in self.builder_config.files:
-      text = path.read_text(encoding="utf-8", errors="replace")
+      text = path.read_text(encoding="utf-8")  # Strict: data.text_file_sha256 checked it.
       for document in split_into_documents(text):
         yield index, {"text": document}
         index += 1
 
 
-def prepare_and_read(files: list[pathlib.Path], data_dir: pathlib.Path) -> list[str]:
-  """Builds (first call) and reads the documents of `files` via array_record."""
-  builder = LocalText(config=LocalTextConfig(files=files), data_dir=str(data_dir),
+def prepare_and_read(files: list[pathlib.Path], data_dir: pathlib.Path,
+                     digests: list[str] | None = None) -> list[str]:
+  """Builds (first call) and reads the documents of `files` via array_record; `digests`
+  are the files' SHA-256 if known (they name the prepared dataset)."""
+  builder = LocalText(config=LocalTextConfig(files=files, digests=digests),
+                      data_dir=str(data_dir),
                       file_format="array_record")
   try:
     builder.download_and_prepare()
