@@ -293,3 +293,14 @@ def test_run_folder_value_that_is_not_a_number_is_an_error(tmp_path):
   (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   _raises_one_line(tmp_path, None, f"{d / 'metrics.jsonl'} step 2: column tokens is 'lots'; "
                    "expected a number")
+
+
+def test_fingerprint_key_is_the_tokens_not_the_bookkeeping():
+  """A run recorded before the fingerprint gained cache_key/tokenizer_settings and a run
+  recorded after, on the same tokens, are the same data; other tokens are not."""
+  old = {"train_sha256": "ab", "validation_sha256": "cd", "tokenizer": "byte",
+         "vocab_size": 257, "documents_train": 10}
+  new = {**old, "cache_key": "k1", "tokenizer_settings": {"kind": "byte"}, "documents_train": 11}
+  assert runs.fingerprint_key(old) == runs.fingerprint_key(new)
+  assert runs.fingerprint_key(old) != runs.fingerprint_key({**old, "train_sha256": "ef"})
+  assert runs.fingerprint_key(old) != runs.fingerprint_key({**old, "vocab_size": 600})

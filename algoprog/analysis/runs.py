@@ -336,10 +336,21 @@ def load_run_folder(folder: str | pathlib.Path, *,
   return dataclasses.replace(table, other_stages=tuple(other_stages), run_info=run_info)
 
 
+# What identifies the data a run saw: the token arrays themselves (their SHA-256) and how
+# they were made. Bookkeeping fields (cache keys, document counts, fields added to the
+# fingerprint by later versions) are left out, so an older run and a newer run on the same
+# tokens agree.
+DATA_IDENTITY_FIELDS = ("train_sha256", "validation_sha256", "tokenizer", "vocab_size")
+
+
 def fingerprint_key(fingerprint: Mapping | None) -> str:
-  """A data fingerprint (run.json's data_fingerprint) as canonical JSON (sorted keys): two
-  runs trained on the same data have equal keys; "null" for a run that recorded none."""
-  return json.dumps(fingerprint, sort_keys=True)
+  """A data fingerprint (run.json's data_fingerprint) reduced to DATA_IDENTITY_FIELDS, as
+  canonical JSON (sorted keys): two runs trained on the same tokens have equal keys; "null"
+  for a run that recorded none (a fingerprint without any of those fields counts whole)."""
+  if not isinstance(fingerprint, Mapping):
+    return json.dumps(fingerprint, sort_keys=True)
+  identity = {k: fingerprint[k] for k in DATA_IDENTITY_FIELDS if k in fingerprint}
+  return json.dumps(identity or dict(fingerprint), sort_keys=True)
 
 
 def data_fingerprints(source: "RunTable | str | pathlib.Path",
