@@ -91,8 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball momentum) | "rmsprop".
   c.optim.learning_rate = 5.79e-3  # Peak learning rate (study's tuned 64d modern value).
-  c.optim.b1 = 0.9  # Adam(W) first-moment decay.
-  c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay.
+  c.optim.b1 = 0.9  # Adam(W) first-moment decay, in [0, 1).
+  c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay, in [0, 1).
   c.optim.eps = 1e-8
   c.optim.weight_decay = 0.01  # Decoupled (AdamW) or L2 added to the gradient (adam, sgd).
   c.optim.decay_norms_and_biases = True  # False: no weight decay on norm scales or biases.
@@ -104,7 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
 
   c.train = ml_collections.ConfigDict()
-  c.train.tokens = 0  # Training tokens; 0 -> tokens_per_param * total parameters.
+  # Training tokens (at least one step, batch_size x sequence_length); 0 ->
+  # tokens_per_param * total parameters.
+  c.train.tokens = 0
   c.train.tokens_per_param = 20.0  # 40 for the study's scaling runs, 20 for ablations.
   c.train.min_tokens = 0  # Budget floor: max(min_tokens, tokens_per_param * params).
   c.train.flops = 0.0  # FLOP budget (algoprog.training.flops count); > 0 sets the tokens instead.
