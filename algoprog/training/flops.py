@@ -27,8 +27,8 @@ The convention of `training_flops_per_token` (recorded with every run as CONVENT
   - Elementwise work (norms, rotary, softmax, activations, residual adds, output bias,
     matrix biases, cross-entropy) is counted exactly, forward and backward, as one FLOP per
     arithmetic op per element of the implementation in models.py/train.py; transcendentals
-    count 1 each except erf, which XLA expands into a ~60-op polynomial (GELU), counted as executed.
-    The per-element constants are in ELEMENTWISE_FLOPS with the ops they stand for.
+    count 1 each except erf, which XLA expands into a ~60-op polynomial (GELU), counted as
+    executed. The per-element constants are in ELEMENTWISE_FLOPS with the ops they stand for.
   - Optimizer update FLOPs are per step, not per token: `optimizer_flops_per_step`.
   - LSTM: `sequence_length` is the truncated-BPTT window (tokens between stopped
     gradients); it only removes the recurrent input-gradient of each window's first step.

@@ -18,8 +18,9 @@ The built-ins (algoprog.training.models, algoprog.training.optim) register thems
 same way, so their names are ordinary registered names; `ensure_builtins` imports those
 modules on the first lookup or registration, so importing the config (or loading a preset)
 pulls in no flax. A plug-in is a Python module that calls `register` on import; a config
-lists such modules in `plugins` (comma-separated dotted module paths or .py files), and `config.resolve` imports them before validating, so a training process
-started by a sweep sees the same registrations (docs/extending.md).
+lists such modules in `plugins` (comma-separated dotted module paths or .py files), and
+`config.resolve` imports them before validating, so a training process started by a sweep
+sees the same registrations (docs/extending.md).
 
 FLOPs: an entry may carry `flops`, its training (forward + backward) FLOPs per token:
   model components: flops(model, vocab_size, sequence_length, width) -> {component: FLOPs}
