@@ -12,13 +12,19 @@ so the difference of the two is the per-token cost (independent of the batch) an
 intercept is the per-step cost: the optimizer update, which the analytical count lists
 separately. Recurrent presets are skipped: XLA counts a scan body once (see
 tests/test_flops.py for the unrolled LSTM cross-check).
+
+The plan uses the trainer's own model: depth and heads by its width rule (where the preset
+derives them), a width the trainer would refuse is refused (one `error:` line naming the
+flag), and the printed plan is that of the resolved config at the planned width.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
+import sys
 
 import ml_collections
 from absl import app, flags
@@ -146,39 +152,97 @@ def print_table(rows: list[Comparison]) -> None:
         f"{worst.ratio:.4f} ({100 * (worst.ratio - 1):+.2f}%)")
 
 
-def print_plan(config: ml_collections.ConfigDict, vocab_size: int, length: int) -> None:
-  model = config.model
-  if _WIDTH.value is not None:
-    if _TOKENS.value is None:
-      plan = flops.plan_for_width(model, vocab_size, length, _WIDTH.value,
-                                  tokens_per_param=_TPP.value)
-    else:
-      plan = flops.plan_for_width(model, vocab_size, length, _WIDTH.value,
-                                  tokens=_TOKENS.value)
-  elif _BUDGET.value is not None:
-    snap = model.get("head_dim", config_lib.HEAD_DIM) if model.kind != "lstm" else 1
-    exact = flops.plan_for_budget(model, vocab_size, length, _BUDGET.value, _TPP.value)
-    print(f"continuous width at {_TPP.value:g} tokens/param: {float(exact['width']):.2f}")
-    plan = flops.plan_for_budget(model, vocab_size, length, _BUDGET.value, _TPP.value,
-                                 snap_to=snap)
+class PlanError(ValueError):
+  """A plan flag cannot give a plan the trainer would run; the message names the flag."""
+
+
+def _positive(flag: str, value: float | None, what: str) -> None:
+  if value is not None and not (math.isfinite(value) and value > 0):
+    raise PlanError(f"{flag}: expected a positive {what}; got {value:g}")
+
+
+def plan(config: ml_collections.ConfigDict, vocab_size: int, length: int, *,
+         width: int | None = None, tokens: float | None = None,
+         budget: float | None = None, tokens_per_param: float = 20.0
+         ) -> tuple[dict[str, float], float | None]:
+  """(plan, continuous width or None) of a preset: at `width` (trained on `tokens`, or
+  tokens_per_param x its parameters), or the width spending `budget` FLOPs at
+  tokens_per_param (rounded to a multiple of model.head_dim; LSTM: a whole width).
+
+  The width is resolved as the trainer resolves it (config.resolve at that width), so the
+  depth, heads and parameters are the run's.
+
+  Raises:
+    PlanError: a non-positive or missing budget/width/tokens/vocabulary, both --width and
+      --budget, or a width the trainer would not build (the config error, naming --width).
+  """
+  if (width is None) == (budget is None):
+    raise PlanError("--width, --budget: --mode=plan needs exactly one of them")
+  _positive("--budget", budget, "number of FLOPs")
+  _positive("--tokens", tokens, "number of training tokens")
+  if tokens is None:  # Used for the budget's width, or for the tokens at --width.
+    _positive("--tokens_per_param", tokens_per_param, "number of tokens per parameter")
+  _positive("--vocab_size", vocab_size, "vocabulary size")
+  _positive("--sequence_length", length, "number of tokens per sequence")
+  if width is not None and width <= 0:
+    raise PlanError(f"--width: expected a positive width; got {width}")
+  if budget is not None and tokens is not None:
+    raise PlanError("--tokens: only with --width (a --budget plan derives the tokens)")
+  continuous = None
+  if budget is not None:
+    family = config_lib.model_spec(_at_length(config, length))  # Depth follows the width.
+    continuous = float(flops.width_for_budget(family, vocab_size, length, budget,
+                                              tokens_per_param))
+    snap = family.head_dim if family.kind != "lstm" else 1
+    width = max(snap, round(continuous / snap) * snap)
+  try:
+    resolved = with_width(config, width, length)
+  except config_lib.ConfigError as e:
+    raise PlanError(f"--width={width}: the trainer would not build it: {e}") from e
+  model = config_lib.model_spec(resolved)
+  if budget is not None:
+    tokens = budget / flops.training_flops_per_token(model, vocab_size, length)
+  if tokens is None:
+    result = flops.plan_for_width(model, vocab_size, length, width,
+                                  tokens_per_param=tokens_per_param)
   else:
-    raise app.UsageError("--mode=plan needs --budget or --width")
-  for key, value in plan.items():
-    print(f"{key:20s} {float(value):.6g}")
+    result = flops.plan_for_width(model, vocab_size, length, width, tokens=tokens)
+  return {key: float(value) for key, value in result.items()}, continuous
+
+
+def _at_length(config: ml_collections.ConfigDict, length: int) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.data.sequence_length = length
+  c.model.max_sequence_length = 0
+  return c
+
+
+def print_plan(config: ml_collections.ConfigDict, vocab_size: int, length: int) -> None:
+  result, continuous = plan(config, vocab_size, length, width=_WIDTH.value,
+                            tokens=_TOKENS.value, budget=_BUDGET.value,
+                            tokens_per_param=_TPP.value)
+  if continuous is not None:
+    print(f"continuous width at {_TPP.value:g} tokens/param: {continuous:.2f}")
+  for key, value in result.items():
+    print(f"{key:20s} {value:.6g}")
 
 
 def main(argv):
   del argv
-  presets = load_presets(_CONFIGS.value)
+  try:
+    presets = load_presets(_CONFIGS.value)
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: {e}")
   if _ONLY.value and _MODE.value == "table":
     presets = {n: c for n, c in presets.items() if n in _ONLY.value}
   length = _LENGTH.value
   if _MODE.value == "plan":
     if _PRESET.value not in presets:
-      raise app.UsageError(f"--preset: expected one of {', '.join(presets)}")
-    c = ml_collections.ConfigDict(presets[_PRESET.value].to_dict())
-    c.model.num_layers = c.model.num_heads = 0  # Depth follows the planned width.
-    print_plan(c, _VOCAB.value, length)
+      sys.exit(f"error: --preset: expected one of {', '.join(presets)}; got {_PRESET.value!r}")
+    try:  # Depth and heads as the preset sets them: derived ones follow the planned width.
+      print_plan(presets[_PRESET.value], _VOCAB.value, length)
+    except PlanError as e:
+      sys.exit(f"error: {e}")
     return
   skipped = [n for n, c in presets.items() if c.model.kind != "transformer"]
   if skipped:

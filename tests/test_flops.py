@@ -1,6 +1,7 @@
 """Closed-form FLOPs: hand counts, vectorisation, agreement with XLA, the planner."""
 
 import pathlib
+import subprocess
 import sys
 
 import jax
@@ -296,3 +297,58 @@ def test_planner_round_trips(name, tokens_per_param):
 def test_planner_needs_exactly_one_of_tokens():
   with pytest.raises(ValueError, match="exactly one"):
     flops.plan_for_width(model_config().model, V, L, 64.0)
+
+
+def test_param_counts_are_exact_ints_above_float32_precision():
+  """d=256, V=50,257: 29,701,713 parameters (float32 rounds it to ...712)."""
+  c = resolved(presets()["modern"], 256)
+  total, nonembedding = flops.param_counts(c.model, 50_257)
+  assert type(total) is int and type(nonembedding) is int
+  d, layers, vocab = 256, 16, 50_257
+  body = layers * (4 * d * d + 12 * d * d + 2 * d) + d  # docs/models.md; final RMSNorm.
+  assert (total, nonembedding) == (vocab * d + vocab + body, body) == (29_701_713, 16_785_664)
+  model = models.build_model(c.model, vocab)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+                          )["params"]
+  assert models.count_params(params) == total
+  assert total - models.embedding_param_count(params) == nonembedding
+  # FLOPs at a concrete width are float64 Python numbers; a jax width gives float32 arrays
+  # that agree to float32 precision.
+  per_step = flops.training_flops_per_step(c, vocab)
+  assert type(per_step) is float
+  assert type(flops.optimizer_flops_per_step(c.optim, total)) is float
+  traced = jax.jit(lambda w: flops.param_counts(c.model, vocab, w)[0])(256.0)
+  assert traced.dtype == jnp.float32 and abs(float(traced) - total) <= 2
+
+
+def test_plan_uses_the_trainers_depth_and_refuses_what_it_would_not_build():
+  modern, lstm2 = presets()["modern"], presets()["lstm2"]
+  plan, continuous = flops_launch.plan(modern, 50_257, L, budget=1e16, tokens_per_param=20)
+  width = int(plan["width"])
+  assert width % 16 == 0 and abs(width - continuous) <= 8
+  trainer = resolved(modern, width).model
+  assert plan["layers"] == trainer.num_layers
+  assert plan["params_total"] == flops.param_counts(trainer, 50_257)[0]
+  np.testing.assert_allclose(plan["budget_flops"], 1e16, rtol=1e-9)
+  # lstm2 pins two layers at every width (the plan used to drop to one).
+  plan, _ = flops_launch.plan(lstm2, 50_257, L, budget=1e15, tokens_per_param=20)
+  assert plan["layers"] == 2
+  for kwargs, flag in (({"budget": 0.0}, "--budget"), ({"budget": -1e15}, "--budget"),
+                       ({"budget": float("nan")}, "--budget"),
+                       ({"width": 64, "tokens": -5.0}, "--tokens"),
+                       ({"width": 64, "tokens_per_param": 0.0}, "--tokens_per_param"),
+                       ({"width": -64}, "--width"), ({}, "--width, --budget"),
+                       ({"width": 64, "budget": 1e15}, "--width, --budget"),
+                       ({"width": 100}, "--width=100: the trainer would not build it: "
+                                        "model.width: expected a multiple of model.head_dim")):
+    with pytest.raises(flops_launch.PlanError, match="^" + flag.replace(".", r"\.")):
+      flops_launch.plan(modern, 50_257, L, **kwargs)
+
+
+def test_launch_flops_plan_errors_are_one_line_without_traceback():
+  out = subprocess.run([sys.executable, "-m", "launch.flops", "--mode=plan", "--budget=-1"],
+                       capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1])
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      "error: --budget: expected a positive number of FLOPs; got -1")
+  assert "Traceback" not in out.stderr

@@ -5,17 +5,17 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from algoprog.training import config as config_lib, data, models, train
+from algoprog.training.model_spec import ModelSpec
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 VOCAB = 61
 
 
-def model_config(**fields) -> ml_collections.FrozenConfigDict:
+def model_config(**fields) -> ModelSpec:
   c = config_lib.base_config()
   c.data.sequence_length = 16
   c.train.lstm_window = 8
@@ -23,7 +23,7 @@ def model_config(**fields) -> ml_collections.FrozenConfigDict:
   for dotted, value in fields.items():
     section, key = dotted.split("__")
     c[section][key] = value
-  return ml_collections.FrozenConfigDict(config_lib.resolve(c).model)
+  return config_lib.model_spec(config_lib.resolve(c))
 
 
 def init(module, *args):
@@ -460,6 +460,7 @@ def closed_form(m, vocab: int) -> tuple[int, int]:
   + d V (untied) + Lmax d (learned positions); model.matrix_biases adds each matrix's output
   width, model.final_norm one more norm.
   """
+  m = ModelSpec.from_config(m)
   d, n_layers = m.width, m.num_layers
   embedding = vocab * d + (vocab if m.output_bias else 0)
   embedding += 0 if m.tie_embeddings else d * vocab
@@ -473,7 +474,7 @@ def closed_form(m, vocab: int) -> tuple[int, int]:
   body = n_layers * (4 * d * d + (3 if m.ffn == "swiglu" else 2) * d * f + 2 * norm)
   if m.matrix_biases:  # Every matrix's output width: 4 d + (gate) + up + down.
     body += n_layers * (4 * d + (2 if m.ffn == "swiglu" else 1) * f + d)
-  body += norm if m.final_norm == "yes" else 0
+  body += norm if m.final_norm else 0
   return embedding + body, body
 
 

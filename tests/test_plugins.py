@@ -79,6 +79,29 @@ def test_registering_a_taken_name_fails_and_builtins_cannot_be_replaced():
   assert "test_only_norm" not in registry.NORMS.names()
 
 
+def test_two_plugins_registering_one_name_fail_naming_both_modules(tmp_path):
+  body = ("from algoprog.training import models, registry\n"
+          "registry.NORMS.register('test_clash_norm', lambda m, name: models.{}(name=name))\n")
+  first, second = tmp_path / "first_norms.py", tmp_path / "second_norms.py"
+  first.write_text(body.format("RMSNorm"))
+  second.write_text(body.format("LayerNorm"))
+  c = config_lib.base_config()
+  c.plugins = f"{first},{second}"
+  try:
+    with pytest.raises(config_lib.ConfigError) as e:
+      config_lib.resolve(c)
+  finally:
+    registry.NORMS.unregister("test_clash_norm")
+  message = str(e.value)
+  assert "\n" not in message
+  assert message.startswith("model.norm: 'test_clash_norm' is already registered by ")
+  assert f"by {first}; {second} registers it again" in message
+  # A built-in's name: the message names the built-in's module and the newcomer.
+  with pytest.raises(registry.RegistryError, match=r"'rmsnorm' is already registered \(built "
+                     r"in, by algoprog\.training\.models\); \S*test_plugins registers it again$"):
+    registry.NORMS.register("rmsnorm", lambda m, name: None)
+
+
 def test_head_dim_allows_widths_not_a_multiple_of_16():
   c = config_lib.base_config()
   c.model.width = 24

@@ -16,10 +16,8 @@ import pathlib
 
 import ml_collections
 
-from algoprog.training import models, optim, registry  # noqa: F401 (models, optim: register the built-ins)
-
-HEAD_DIM = 16  # The study's width rule: heads = layers = width / 16 (model.head_dim default).
-LAYER_WIDTH = 16  # Layers = width / 16, rounded half up (at least 1) for other widths.
+from algoprog.training import registry
+from algoprog.training.model_spec import HEAD_DIM, ModelSpec
 
 
 class ConfigError(ValueError):
@@ -61,7 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.kind = "transformer"  # "transformer" | "lstm".
   c.model.width = 64  # d: residual width (Transformer) or hidden size (LSTM).
-  c.model.num_layers = 0  # 0 -> width / 16 (rounded half up, >= 1) for the Transformer, 1 LSTM.
+  # 0 -> width / 16 (rounded half up, >= 1) for the Transformer, 1 for the LSTM.
+  c.model.num_layers = 0
   c.model.num_heads = 0  # 0 -> width / head_dim.
   c.model.head_dim = HEAD_DIM  # Channels per head when num_heads = 0 (e.g. 8 for width 24).
   c.model.attention = "softmax"  # "softmax" (multi-head causal) | a registered plug-in.
@@ -92,8 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"  # "adamw" | "adam" | "sgd" (heavy-ball momentum) | "rmsprop".
   c.optim.learning_rate = 5.79e-3  # Peak learning rate (study's tuned 64d modern value).
-  c.optim.b1 = 0.9  # Adam(W) first-moment decay.
-  c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay.
+  c.optim.b1 = 0.9  # Adam(W) first-moment decay, in [0, 1).
+  c.optim.b2 = 0.999  # Adam(W)/RMSProp second-moment decay, in [0, 1).
   c.optim.eps = 1e-8
   c.optim.weight_decay = 0.01  # Decoupled (AdamW) or L2 added to the gradient (adam, sgd).
   c.optim.decay_norms_and_biases = True  # False: no weight decay on norm scales or biases.
@@ -105,7 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
 
   c.train = ml_collections.ConfigDict()
-  c.train.tokens = 0  # Training tokens; 0 -> tokens_per_param * total parameters.
+  # Training tokens (at least one step, batch_size x sequence_length); 0 ->
+  # tokens_per_param * total parameters.
+  c.train.tokens = 0
   c.train.tokens_per_param = 20.0  # 40 for the study's scaling runs, 20 for ablations.
   c.train.min_tokens = 0  # Budget floor: max(min_tokens, tokens_per_param * params).
   c.train.flops = 0.0  # FLOP budget (algoprog.training.flops count); > 0 sets the tokens instead.
@@ -169,20 +170,24 @@ def import_plugins(c: ml_collections.ConfigDict) -> None:
   """Imports the modules in `c.plugins` (they register components); ConfigError if one
   cannot be imported."""
   try:
-    registry.import_plugins(c.get("plugins", ""))
+    registry.import_plugins(c.plugins)
   except registry.RegistryError as e:
     raise ConfigError(str(e)) from e
-
-
-def default_num_layers(width: int) -> int:
-  """The study's depth rule, width / 16, rounded half up to a whole layer (at least 1)."""
-  return max(1, int(width / LAYER_WIDTH + 0.5))
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot run (plug-ins in
   `c.plugins` are imported first, so their names are valid values)."""
   import_plugins(c)
+  model_fields = set(base_config().model)
+  unknown = sorted(set(c.model) - model_fields)
+  if unknown:  # A typo would otherwise be ignored: the models read only known fields.
+    raise ConfigError(f"model.{unknown[0]}: not a model field (the fields are "
+                      "config.base_config()'s, documented there)")
+  missing = sorted(model_fields - set(c.model))
+  if missing:
+    raise ConfigError(f"model.{missing[0]}: missing (start from config.base_config(); "
+                      "config.backfill completes configs recorded by older versions)")
   non_finite = _non_finite_field(c)  # First: inf passes the range checks below.
   if non_finite:
     raise ConfigError(non_finite)
@@ -217,6 +222,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
                       "train.flops are 0")
   if c.train.tokens and c.train.flops:
     raise ConfigError("train.flops: expected 0 when train.tokens is set (one budget)")
+  for field in ("optim.b1", "optim.b2"):
+    if not 0 <= _get(c, field) < 1:
+      raise ConfigError(f"{field}: expected a moment decay in [0, 1); got {_get(c, field)!r}")
+  tokens_per_step = c.data.batch_size * c.data.sequence_length
+  if 0 < c.train.tokens < tokens_per_step:
+    raise ConfigError(
+        f"train.tokens: expected at least one step of data.batch_size x "
+        f"data.sequence_length = {c.data.batch_size} x {c.data.sequence_length} = "
+        f"{tokens_per_step:,} tokens (runs train whole steps: this would train "
+        f"{tokens_per_step:,}); got {c.train.tokens:,}")
   if not 0 <= c.optim.warmup_fraction < 1:
     raise ConfigError(f"optim.warmup_fraction: expected in [0, 1); got {c.optim.warmup_fraction}")
   if not 0 <= c.optim.final_lr_fraction <= 1:
@@ -236,22 +251,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"train.microbatches: expected a divisor of data.batch_size="
                       f"{c.data.batch_size}; got {c.train.microbatches}")
   if c.model.kind != "lstm":  # The Transformer, and plug-in models alike.
-    head_dim_field = c.model.get("head_dim", HEAD_DIM)
-    if c.model.num_heads == 0 and c.model.width % head_dim_field:
-      raise ConfigError(f"model.width: expected a multiple of model.head_dim={head_dim_field} "
+    if c.model.num_heads == 0 and c.model.width % c.model.head_dim:
+      raise ConfigError(f"model.width: expected a multiple of model.head_dim={c.model.head_dim} "
                         f"(heads = width / head_dim); got {c.model.width} (set model.head_dim "
                         "to a divisor of the width, or model.num_heads)")
     if c.model.num_heads and c.model.width % c.model.num_heads:
       raise ConfigError(f"model.num_heads: expected a divisor of model.width="
                         f"{c.model.width}; got {c.model.num_heads}")
-    head_dim = c.model.width // (c.model.num_heads or c.model.width // head_dim_field)
-    if c.model.positions == "rotary" and head_dim % 2:
+    spec = ModelSpec.from_config(c.model, c.data.sequence_length)
+    if c.model.positions == "rotary" and spec.channels_per_head % 2:
       raise ConfigError(f"model.{'num_heads' if c.model.num_heads else 'head_dim'}: rotary "
-                        f"needs an even head dim; got {head_dim}")
-    max_len = c.model.max_sequence_length or c.data.sequence_length
-    if c.data.sequence_length > max_len:
+                        f"needs an even head dim; got {spec.channels_per_head}")
+    if c.data.sequence_length > spec.max_sequence_length:
       raise ConfigError(f"data.sequence_length: expected <= model.max_sequence_length="
-                        f"{max_len}; got {c.data.sequence_length}")
+                        f"{spec.max_sequence_length}; got {c.data.sequence_length}")
   else:
     if c.model.lstm_bias_sets not in (1, 2):
       raise ConfigError(
@@ -262,7 +275,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 
 def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A validated copy with every derived (0 / "") model field filled in.
+  """A validated copy with every derived (0 / "") model field filled in, as
+  `ModelSpec.from_config` derives them (`model_spec(resolved)` is that spec).
 
   Data-dependent fields (vocabulary, token budget) are filled by the trainer once the
   corpus and the parameter count are known. Plug-ins in `plugins` are imported first.
@@ -271,15 +285,13 @@ def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   r = ml_collections.ConfigDict(c.to_dict())
   if not r.label:
     r.label = r.model.kind
-  if r.model.kind != "lstm":
-    r.model.num_layers = r.model.num_layers or default_num_layers(r.model.width)
-    r.model.num_heads = r.model.num_heads or r.model.width // r.model.get("head_dim", HEAD_DIM)
-  else:
-    r.model.num_layers = r.model.num_layers or 1
-  r.model.max_sequence_length = r.model.max_sequence_length or r.data.sequence_length
-  r.model.final_norm = r.model.final_norm or ("yes" if r.model.norm_placement == "pre" else "no")
-  r.model.positions_init_std = r.model.positions_init_std or r.model.init_std
+  r.model.update(ModelSpec.from_config(r.model, r.data.sequence_length).to_config())
   return r
+
+
+def model_spec(c: ml_collections.ConfigDict) -> ModelSpec:
+  """The typed model of a resolved config (what models and flops read)."""
+  return ModelSpec.from_config(c.model, c.data.sequence_length)
 
 
 def backfill(recorded: dict) -> dict:

@@ -1,10 +1,17 @@
 """Analytical training FLOPs, per component, per token and per step; the planner.
 
-Everything here is pure jax.numpy over a width that may be traced: jit it, vmap it over a
-grid of widths (one call gives a table), differentiate it in width. Static choices
-(positions, norm, FFN, kind, ...) come from a `config.model`; depth and heads follow the
-width (width / 16) when `num_layers` / `num_heads` are 0 there, so pass an *unresolved*
-model config to scale depth with a traced width (a resolved one pins them).
+Every function here is plain arithmetic over a width that may be traced: jit it, vmap it
+over a grid of widths (one call gives a table), differentiate it in width. Static choices
+(positions, norm, FFN, kind, ...) come from a model: a `model_spec.ModelSpec` or a
+`config.model` (converted by `ModelSpec.from_config`). At another `width` than the model's,
+depth and heads follow the trainer's own width rule (model_spec.num_layers_for_width:
+width / 16 rounded half up; heads width / head_dim) when the config derived them (left
+`num_layers` / `num_heads` 0), so pass an *unresolved* config (or a spec made from one) to
+scale depth with the width; a resolved one pins them.
+
+Numbers: at a concrete width (None, a Python or numpy number) parameter counts are exact
+Python ints and FLOPs Python floats (float64); a jax array width (traced or not) gives
+float32 jax arrays (parameter counts above 2^24 then round).
 
 Units: FLOPs (one multiply or add or transcendental = 1 FLOP), per token or per step.
 
@@ -19,9 +26,9 @@ The convention of `training_flops_per_token` (recorded with every run as CONVENT
     per token. The tied unembedding is a matmul, 2*d*V forward.
   - Elementwise work (norms, rotary, softmax, activations, residual adds, output bias,
     matrix biases, cross-entropy) is counted exactly, forward and backward, as one FLOP per
-    arithmetic op per element of the implementation in models.py/train.py; transcendentals count 1 each
-    except erf, which XLA expands into a ~60-op polynomial (GELU), counted as executed.
-    The per-element constants are in ELEMENTWISE_FLOPS with the ops they stand for.
+    arithmetic op per element of the implementation in models.py/train.py; transcendentals
+    count 1 each except erf, which XLA expands into a ~60-op polynomial (GELU), counted as
+    executed. The per-element constants are in ELEMENTWISE_FLOPS with the ops they stand for.
   - Optimizer update FLOPs are per step, not per token: `optimizer_flops_per_step`.
   - LSTM: `sequence_length` is the truncated-BPTT window (tokens between stopped
     gradients); it only removes the recurrent input-gradient of each window's first step.
@@ -40,6 +47,8 @@ per score, backward 2x forward). docs/flops.md tabulates all of them.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -47,8 +56,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from algoprog.training import registry
+from algoprog.training.model_spec import ModelSpec, Width, is_concrete_number
 
-HEAD_DIM = 16  # The zoo's width rule (algoprog.training.config.HEAD_DIM): layers = heads = width/16.
+Model = ModelSpec | ml_collections.ConfigDict  # A spec, or a config.model to convert.
 
 CONVENTION = ("analytical fwd+bwd FLOPs/token (algoprog.training.flops): matmuls 2mnk with backward "
               "2x forward; causal attention counted full (L keys per query); tied "
@@ -102,8 +112,6 @@ CLIP_FLOPS_PER_PARAM = 4.0  # g*g, sum into the norm, scale factor select, *fact
 # it before (the clip's *factor: 1 FLOP; coupled L2 for adam: 2) in both fusions.
 MEAN_GRADIENT_FLOPS_PER_PARAM = 1.0  # train_step divides the summed gradient by the count.
 
-Width = Any  # A Python number or a (possibly traced) jax scalar.
-
 # The components the closed forms know, by model config field; any other value names a
 # plug-in (algoprog.training.registry).
 BUILTIN_COMPONENTS = {
@@ -126,30 +134,34 @@ class FlopsUnavailable(ValueError):
   """A plug-in component registered no FLOPs function; the message names it."""
 
 
-def plugin_components(model: ml_collections.ConfigDict) -> dict[str, str]:
+def _spec(model: Model) -> ModelSpec:
+  return ModelSpec.from_config(model)
+
+
+def plugin_components(model: Model) -> dict[str, str]:
   """{config field under `model`: value} of the fields naming a plug-in, not a built-in."""
-  return {field: model.get(field, names[0]) for field, names in BUILTIN_COMPONENTS.items()
-          if model.get(field, names[0]) not in names}
+  model = _spec(model)
+  return {field: getattr(model, field) for field, names in BUILTIN_COMPONENTS.items()
+          if getattr(model, field) not in names}
 
 
 def _registry_of(field: str) -> registry.Registry:
   return registry.MODELS if field == "kind" else registry.MODEL_COMPONENTS[field]
 
 
-def with_builtin_stand_ins(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `model` with each plug-in component replaced by the built-in whose FLOPs
+def with_builtin_stand_ins(model: Model) -> ModelSpec:
+  """The spec of `model` with each plug-in component replaced by the built-in whose FLOPs
   entries it replaces (attention -> softmax, ffn -> swiglu, norm -> rmsnorm, positions ->
   none): what a plug-in's FLOPs function can reuse for the parts it shares."""
-  out = ml_collections.ConfigDict(model.to_dict())
-  for field in plugin_components(model):
-    if field != "kind":
-      out[field] = _BUILTIN_STAND_IN[field]
-  return out
+  model = _spec(model)
+  return dataclasses.replace(model, **{field: _BUILTIN_STAND_IN[field]
+                                       for field in plugin_components(model)
+                                       if field != "kind"})
 
 
-def builtin_component_flops(model: ml_collections.ConfigDict, vocab_size: int,
+def builtin_component_flops(model: Model, vocab_size: int,
                             sequence_length: int, field: str, width: Width | None = None,
-                            attention: str = "full") -> dict[str, jax.Array]:
+                            attention: str = "full") -> dict[str, Width]:
   """Training FLOPs per token of the built-in (or stand-in) component selected by
   `model.<field>` ("attention", "ffn", "norm"): the entries a plug-in of that kind
   replaces, e.g. for a QK-norm attention to add its norms to."""
@@ -158,22 +170,26 @@ def builtin_component_flops(model: ml_collections.ConfigDict, vocab_size: int,
   return {k: parts[k] for k in PLUGIN_COMPONENTS[field] if k in parts}
 
 
-def depth_and_heads(model: ml_collections.ConfigDict, width: Width) -> tuple[Any, Any]:
-  """(layers, heads) at `width`: the config's if set, else width/16 and width/head_dim
-  (continuous in width, for the planner; LSTM: 1 layer)."""
-  if model.kind == "lstm":
-    return model.num_layers or 1, 0
-  return (model.num_layers or width / HEAD_DIM), (
-      model.num_heads or width / model.get("head_dim", HEAD_DIM))
+def depth_and_heads(model: Model, width: Width) -> tuple[Any, Any]:
+  """(layers, heads) at `width`: the config's if it set them, else the trainer's width
+  rule (ModelSpec.layers_at / heads_at); heads 0 for the LSTM."""
+  model = _spec(model)
+  return model.layers_at(width), model.heads_at(width)
 
 
-def _width(model: ml_collections.ConfigDict, width: Width | None):
-  return jnp.asarray(model.width if width is None else width, jnp.float32)
+def _width(model: ModelSpec, width: Width | None) -> Width:
+  """The width to count at: a Python number stays one (exact counts, float64 FLOPs); any
+  other (a jax array, maybe traced) becomes a float32 jax scalar."""
+  width = model.width if width is None else width
+  if is_concrete_number(width):
+    return int(width) if float(width).is_integer() else float(width)
+  return jnp.asarray(width, jnp.float32)
 
 
-def param_counts(model: ml_collections.ConfigDict, vocab_size: int,
-                 width: Width | None = None) -> tuple[jax.Array, jax.Array]:
-  """(total, non-embedding) parameters, as models.count_params/embedding_param_count.
+def param_counts(model: Model, vocab_size: int, width: Width | None = None
+                 ) -> tuple[Any, Any]:
+  """(total, non-embedding) parameters, as models.count_params/embedding_param_count:
+  exact Python ints at a concrete integer width, float32 jax arrays at a jax one.
 
   Embedding part: V*d table (+ d*V untied unembedding) + V output bias + Lmax*d learned
   positions. Transformer layer: 4d^2 attention + 3dF (SwiGLU) or 2dF FFN + norms (d, or
@@ -181,41 +197,33 @@ def param_counts(model: ml_collections.ConfigDict, vocab_size: int,
   model.matrix_biases a bias per matrix output: 4d + 2F + d (SwiGLU) or F + d. LSTM layer:
   4H(in+H) + 4H per bias set (model.lstm_bias_sets).
   """
+  model = _spec(model)
   if plugin_components(model):
     raise FlopsUnavailable(f"model: closed-form parameter counts cover the built-in "
                            f"components only; {plugin_components(model)} are plug-ins (count "
                            "a built model with models.count_params)")
   d = _width(model, width)
-  layers, _ = depth_and_heads(model, d)
-  v = float(vocab_size)
-  embedding = v * d + (0.0 if model.tie_embeddings else v * d) + (
-      v if model.output_bias else 0.0)
+  layers = model.layers_at(d)
+  v = int(vocab_size)
+  embedding = v * d + (0 if model.tie_embeddings else v * d) + (v if model.output_bias else 0)
   if model.kind == "lstm":
-    body = layers * (4 * d * (2 * d) + 4 * d * model.get("lstm_bias_sets", 1))
+    body = layers * (4 * d * (2 * d) + 4 * d * model.lstm_bias_sets)
     return embedding + body, body
   if model.positions == "learned":
     embedding = embedding + model.max_sequence_length * d
-  f = model.ffn_multiplier * d
-  ffn = (3.0 if model.ffn == "swiglu" else 2.0) * d * f
-  norm = (1.0 if model.norm == "rmsnorm" else 2.0) * d
-  norms = 2 * layers * norm + (norm if _has_final_norm(model) else 0.0)
+  ffn = (3 if model.ffn == "swiglu" else 2) * d * model.ffn_hidden_at(d)
+  norm = (1 if model.norm == "rmsnorm" else 2) * d
+  norms = 2 * layers * norm + (norm if model.final_norm else 0)
   body = layers * (4 * d * d + ffn + _matrix_bias_units(model, d)) + norms
   return embedding + body, body
 
 
-def _has_final_norm(model: ml_collections.ConfigDict) -> bool:
-  """As models.has_final_norm: model.final_norm, "" -> pre-norm only."""
-  final_norm = model.get("final_norm", "")
-  return final_norm == "yes" or (not final_norm and model.norm_placement == "pre")
-
-
-def _matrix_bias_units(model: ml_collections.ConfigDict, d: Width):
+def _matrix_bias_units(model: ModelSpec, d: Width):
   """Bias entries per Transformer layer: the output widths of its matrices (0 without
   model.matrix_biases): 4 d attention + 2F + d (SwiGLU: gate, up, down) or F + d."""
-  if not model.get("matrix_biases", False):
-    return 0.0 * d
-  f = model.ffn_multiplier * d
-  return 4 * d + (2 if model.ffn == "swiglu" else 1) * f + d
+  if not model.matrix_biases:
+    return 0 * d
+  return 4 * d + (2 if model.ffn == "swiglu" else 1) * model.ffn_hidden_at(d) + d
 
 
 def _attended_keys(sequence_length: int, attention: str) -> float:
@@ -229,13 +237,13 @@ def _attended_keys(sequence_length: int, attention: str) -> float:
 def _matmul_flops_per_token(model, vocab_size, sequence_length, width, attention):
   """Forward matmul FLOPs per token, by component (backward is 2x each)."""
   d = _width(model, width)
-  layers, _ = depth_and_heads(model, d)
+  layers = model.layers_at(d)
   out = {"unembedding": 2.0 * d * vocab_size}
   if model.kind == "lstm":
     out["lstm_gates"] = layers * 2.0 * 4 * (d + d) * d  # [x, h] (2H) x 4H per layer.
     return out
   keys = _attended_keys(sequence_length, attention)
-  f = model.ffn_multiplier * d
+  f = model.ffn_hidden_at(d)
   out["attention_projections"] = layers * 2.0 * 4 * d * d
   out["attention_scores"] = layers * 2.0 * keys * d  # QK^T: heads * keys * head_dim.
   out["attention_values"] = layers * 2.0 * keys * d  # PV.
@@ -249,7 +257,7 @@ def _elementwise_flops_per_token(model, vocab_size, sequence_length, width, atte
   side = int(backward)
   ew = lambda name: ELEMENTWISE_FLOPS[name][side]
   d = _width(model, width)
-  layers, heads = depth_and_heads(model, d)
+  layers, heads = model.layers_at(d), model.heads_at(d)
   # Embedding: the lookup is free; its gradient is a scatter-add (0 * d keeps an array).
   out = {"logits_loss": ew("logits_loss") * vocab_size, "embedding": d if backward else 0.0 * d}
   if model.kind == "lstm":
@@ -257,53 +265,57 @@ def _elementwise_flops_per_token(model, vocab_size, sequence_length, width, atte
     return out
   keys = _attended_keys(sequence_length, attention)
   norm_elem, norm_row = ELEMENTWISE_FLOPS[model.norm][side], NORM_ROW_FLOPS[model.norm][side]
-  num_norms = 2 * layers + (1 if _has_final_norm(model) else 0)
+  num_norms = 2 * layers + (1 if model.final_norm else 0)
   out["norms"] = num_norms * (norm_elem * d + norm_row)
   out["residual"] = layers * 2 * ew("add") * d
-  if model.get("matrix_biases", False):
+  if model.matrix_biases:
     out["matrix_biases"] = layers * ew("matrix_bias") * _matrix_bias_units(model, d)
   out["attention_softmax"] = layers * heads * keys * ew("softmax")
   if model.positions == "rotary":
     out["rotary"] = layers * 2 * ew("rotary") * d  # On queries and keys.
   elif model.positions == "learned" or (model.positions == "sinusoidal" and not backward):
     out["positions"] = ew("add") * d  # A table added; only the learned one has a gradient.
-  if model.get("scale_embeddings", False):
+  if model.scale_embeddings:
     out["embedding"] = out["embedding"] + d  # x sqrt(d) (2017 recipe), and its transpose.
-  out["ffn_activation"] = layers * ew(model.ffn) * model.ffn_multiplier * d
+  out["ffn_activation"] = layers * ew(model.ffn) * model.ffn_hidden_at(d)
   return out
 
 
-def forward_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
+def forward_flops_per_token(model: Model, vocab_size: int,
                             sequence_length: int, width: Width | None = None,
-                            attention: str = "full") -> dict[str, jax.Array]:
+                            attention: str = "full") -> dict[str, Width]:
   """Forward-pass FLOPs per token, by component (a dict of scalars; sum for the total)."""
+  model = _spec(model)
   return _merge(_matmul_flops_per_token(model, vocab_size, sequence_length, width, attention),
                 _elementwise_flops_per_token(model, vocab_size, sequence_length, width,
                                              attention, backward=False))
 
 
-def backward_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
+def backward_flops_per_token(model: Model, vocab_size: int,
                              sequence_length: int, width: Width | None = None,
-                             attention: str = "full") -> dict[str, jax.Array]:
+                             attention: str = "full") -> dict[str, Width]:
   """Backward-pass FLOPs per token, by component: 2x forward for matmuls, exact elsewhere."""
+  model = _spec(model)
   matmuls = _matmul_flops_per_token(model, vocab_size, sequence_length, width, attention)
   backward = {k: 2.0 * v for k, v in matmuls.items()}
   if model.kind == "lstm":
     # Truncated BPTT: the state entering a window is a constant, so the first step of each
     # window needs no gradient of h @ W_h with respect to h (2 * 4H * H).
     d = _width(model, width)
-    layers, _ = depth_and_heads(model, d)
-    backward["lstm_gates"] = backward["lstm_gates"] - layers * 2.0 * 4 * d * d / sequence_length
+    backward["lstm_gates"] = (backward["lstm_gates"]
+                              - model.layers_at(d) * 2.0 * 4 * d * d / sequence_length)
   return _merge(backward,
                 _elementwise_flops_per_token(model, vocab_size, sequence_length, width,
                                              attention, backward=True))
 
 
-def training_flops_per_token_by_component(model: ml_collections.ConfigDict,
+def training_flops_per_token_by_component(model: Model,
                                           vocab_size: int, sequence_length: int,
                                           width: Width | None = None,
-                                          attention: str = "full") -> dict[str, jax.Array]:
-  """Forward + backward FLOPs per token, by component (plug-ins: their own functions')."""
+                                          attention: str = "full") -> dict[str, Width]:
+  """Forward + backward FLOPs per token, by component (plug-ins: their own functions', called
+  with the ModelSpec)."""
+  model = _spec(model)
   plugins = plugin_components(model)
   missing = [f"model.{field}={name!r}" for field, name in plugins.items()
              if _registry_of(field).get(name).flops is None]
@@ -325,7 +337,7 @@ def training_flops_per_token_by_component(model: ml_collections.ConfigDict,
   return parts
 
 
-def training_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
+def training_flops_per_token(model: Model, vocab_size: int,
                              sequence_length: int, width: Width | None = None,
                              attention: str = "full") -> jax.Array:
   """Forward + backward FLOPs per training token (CONVENTION); optimizer excluded."""
@@ -335,7 +347,7 @@ def training_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
 
 
 def optimizer_flops_per_step(optim: ml_collections.ConfigDict, params_total: Width,
-                             microbatches: int = 1) -> jax.Array:
+                             microbatches: int = 1) -> Width:
   """FLOPs of one optimizer step on `params_total` parameters (independent of the batch).
 
   Counts the gradient mean and microbatch accumulation of train.make_train_step (adding
@@ -356,37 +368,43 @@ def optimizer_flops_per_step(optim: ml_collections.ConfigDict, params_total: Wid
     per_param += WEIGHT_DECAY_FLOPS_PER_PARAM * (2 if optim.name == "adam" else 1)
   if optim.grad_clip_norm:
     per_param += CLIP_FLOPS_PER_PARAM + (1 if adam else 0)
-  return per_param * jnp.asarray(params_total, jnp.float32)
+  return per_param * _as_count(params_total)
 
 
 def training_flops_per_step(config: ml_collections.ConfigDict, vocab_size: int,
                             width: Width | None = None, attention: str = "full"
-                            ) -> jax.Array:
+                            ) -> Width:
   """FLOPs of one training step: batch_size * sequence_length tokens + the optimizer."""
   length = config.data.sequence_length
   tokens = config.data.batch_size * length
-  total, _ = param_counts(config.model, vocab_size, width)
-  return (tokens * training_flops_per_token(config.model, vocab_size, length, width,
-                                            attention)
+  model = ModelSpec.from_config(config.model, length)
+  total, _ = param_counts(model, vocab_size, width)
+  return (tokens * training_flops_per_token(model, vocab_size, length, width, attention)
           + optimizer_flops_per_step(config.optim, total, config.train.microbatches))
 
 
-def six_n_flops_per_token(params: Width) -> jax.Array:
+def _as_count(x: Width) -> Width:
+  """A parameter count as given if a Python/numpy number (exact), else a float32 array."""
+  return x if is_concrete_number(x) else jnp.asarray(x, jnp.float32)
+
+
+def six_n_flops_per_token(params: Width) -> Width:
   """Kaplan's C = 6ND per token: 6 * N (pass total or non-embedding N; say which)."""
-  return 6.0 * jnp.asarray(params, jnp.float32)
+  return 6.0 * _as_count(params)
 
 
-def kaplan_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
+def kaplan_flops_per_token(model: Model, vocab_size: int,
                            sequence_length: int, width: Width | None = None) -> jax.Array:
   """Kaplan et al. 2020 table 1: 3 * (2 N_nonembedding + 2 n_layer n_ctx d_attn)."""
+  model = _spec(model)
   d = _width(model, width)
-  layers, _ = depth_and_heads(model, d)
+  layers = model.layers_at(d)
   _, nonembedding = param_counts(model, vocab_size, d)
   context = 0.0 if model.kind == "lstm" else 2.0 * layers * sequence_length * d
   return 3.0 * (2.0 * nonembedding + context)
 
 
-def chinchilla_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int,
+def chinchilla_flops_per_token(model: Model, vocab_size: int,
                                sequence_length: int, width: Width | None = None
                                ) -> jax.Array:
   """Hoffmann et al. 2022 appendix F, per token, training (backward = 2x forward).
@@ -395,12 +413,13 @@ def chinchilla_flops_per_token(model: ml_collections.ConfigDict, vocab_size: int
   projection 2d^2, FFN 4dF (2 matrices; 6dF for SwiGLU here); logits 2dV. Norms,
   rotary and activations are not counted. Transformer only (LSTM: NaN).
   """
+  model = _spec(model)
   d = _width(model, width)
   if model.kind == "lstm":
-    return jnp.nan * d
-  layers, heads = depth_and_heads(model, d)
+    return math.nan * d
+  layers, heads = model.layers_at(d), model.heads_at(d)
   length = float(sequence_length)
-  f = model.ffn_multiplier * d
+  f = model.ffn_hidden_at(d)
   attention = 6 * d * d + 2 * length * d + 3 * heads * length + 2 * length * d + 2 * d * d
   dense = 2.0 * (3 if model.ffn == "swiglu" else 2) * d * f
   forward = 2.0 * vocab_size * d + layers * (attention + dense) + 2.0 * d * vocab_size
@@ -417,35 +436,40 @@ def _merge(a: dict, b: dict) -> dict:
 # --- The budget planner. ---------------------------------------------------------------
 
 
-def plan_for_width(model: ml_collections.ConfigDict, vocab_size: int, sequence_length: int,
+def plan_for_width(model: Model, vocab_size: int, sequence_length: int,
                    width: Width, tokens: Width | None = None,
-                   tokens_per_param: Width | None = None) -> dict[str, jax.Array]:
-  """Budget of a width trained on `tokens` (or tokens_per_param * total params).
+                   tokens_per_param: Width | None = None) -> dict[str, Width]:
+  """Budget of a width trained on `tokens` (or tokens_per_param * total params), with
+  the depth the trainer builds at that width (when the model derives it).
 
   Returns {width, layers, params_total, params_nonembedding, tokens, tokens_per_param,
-  flops_per_token, budget_flops} (budget = flops_per_token * tokens; optimizer excluded).
+  flops_per_token, budget_flops} (budget = flops_per_token * tokens; optimizer excluded):
+  Python numbers at a concrete width, jax arrays at a jax one.
   """
   if (tokens is None) == (tokens_per_param is None):
     raise ValueError("plan_for_width: pass exactly one of tokens, tokens_per_param")
+  model = _spec(model)
   d = _width(model, width)
   total, nonembedding = param_counts(model, vocab_size, d)
-  tokens = total * tokens_per_param if tokens is None else jnp.asarray(tokens, jnp.float32)
+  tokens = total * tokens_per_param if tokens is None else _as_count(tokens)
   per_token = training_flops_per_token(model, vocab_size, sequence_length, d)
-  layers, _ = depth_and_heads(model, d)
-  return {"width": d, "layers": jnp.asarray(layers, jnp.float32), "params_total": total,
+  return {"width": d, "layers": model.layers_at(d), "params_total": total,
           "params_nonembedding": nonembedding, "tokens": tokens,
           "tokens_per_param": tokens / total, "flops_per_token": per_token,
           "budget_flops": per_token * tokens}
 
 
-def width_for_budget(model: ml_collections.ConfigDict, vocab_size: int,
+def width_for_budget(model: Model, vocab_size: int,
                      sequence_length: int, budget_flops: Width, tokens_per_param: Width,
                      iterations: int = 80) -> jax.Array:
   """The (continuous) width whose budget at `tokens_per_param` is `budget_flops`.
 
   Bisection in log-width over [1, 2^20]: budget(width) = tokens_per_param * N(width) *
-  flops_per_token(width) increases with width. jit- and vmap-able.
+  flops_per_token(width) increases with width (in steps where the trainer's depth rule
+  adds a layer: the width found is then where the budget jumps past `budget_flops`).
+  jit- and vmap-able.
   """
+  model = _spec(model)
   log_budget = jnp.log(jnp.asarray(budget_flops, jnp.float32))
 
   def log_budget_at(log_w):
@@ -464,14 +488,15 @@ def width_for_budget(model: ml_collections.ConfigDict, vocab_size: int,
   return jnp.exp(0.5 * (lo + hi))
 
 
-def plan_for_budget(model: ml_collections.ConfigDict, vocab_size: int,
+def plan_for_budget(model: Model, vocab_size: int,
                     sequence_length: int, budget_flops: Width, tokens_per_param: Width,
-                    snap_to: int | None = None) -> dict[str, jax.Array]:
+                    snap_to: int | None = None) -> dict[str, Width]:
   """Width, parameters and tokens that spend `budget_flops` at `tokens_per_param`.
 
   With `snap_to` (e.g. 16, the head dim), the width is rounded to a multiple of it and the
   tokens recomputed so the budget is still spent exactly (tokens_per_param then drifts).
   """
+  model = _spec(model)
   width = width_for_budget(model, vocab_size, sequence_length, budget_flops,
                            tokens_per_param)
   if snap_to is None:

@@ -3,9 +3,13 @@
 Shapes are suffixed: B batch, L sequence, D width, H heads, K head dim, F FFN hidden, V vocab,
 N layers. All models map int tokens [B, L] to logits [B, L, V] in float32 and share the
 convention of docs/science.md: tied input/output embedding plus an output bias of V, no
-biases in the Transformer's matrices (unless model.matrix_biases), no dropout. The LSTM also takes and
-returns its carried state (`LSTM.__call__`); `is_recurrent` tells the two apart.
+biases in the Transformer's matrices (unless model.matrix_biases), no dropout. The LSTM also
+takes and returns its carried state (`LSTM.__call__`); `is_recurrent` tells the two apart.
 docs/models.md has the closed forms.
+
+Every module reads a `model_spec.ModelSpec` (the resolved, typed `config.model`; its
+derived fields, e.g. depth, heads and the final norm, are derived there and only there);
+`build_model` and `initial_carry` also take a resolved `config.model` and convert it.
 
 Transformer parameter layout (what `count_params` and the closed forms in tests rely on):
   embed/embedding            V x D   (also the unembedding when tied)
@@ -16,7 +20,7 @@ Transformer parameter layout (what `count_params` and the closed forms in tests 
   layer_i/ffn/{gate,up,down}/kernel   SwiGLU: D x F, D x F, F x D = 3 D F (12 D^2 at F = 4D)
   layer_i/ffn/{up,down}/kernel        GELU/ReLU: 2 D F (8 D^2)
   layer_i/{attention_norm,ffn_norm}   D (RMSNorm scale) or 2 D (LayerNorm scale + bias)
-  final_norm                          model.final_norm ("" -> pre-norm only)
+  final_norm                          ModelSpec.final_norm (config "" -> pre-norm only)
   .../bias of every matrix above      its output width (model.matrix_biases only)
 
 LSTM parameter layout (hidden = D; gates in the order input, forget, cell, output):
@@ -38,11 +42,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from algoprog.training import registry
+from algoprog.training.model_spec import ModelSpec
 
 Initializer = Callable[..., jax.Array]
 
 
-def _kernel_init(model: ml_collections.ConfigDict, scale: float = 1.0) -> Initializer:
+def _kernel_init(model: ModelSpec, scale: float = 1.0) -> Initializer:
   """Matrix init per `model.init`; `scale` shrinks output projections when depth-scaled."""
   if model.init == "normal":
     return nn.initializers.normal(model.init_std * scale)
@@ -78,7 +83,7 @@ def _low_precision_matmul_bwd(operand_dtype, residuals, dout_MxN):
 low_precision_matmul.defvjp(_low_precision_matmul_fwd, _low_precision_matmul_bwd)
 
 
-def matmul(model: ml_collections.ConfigDict, a_MxK: jax.Array, b_KxN: jax.Array
+def matmul(model: ModelSpec, a_MxK: jax.Array, b_KxN: jax.Array
            ) -> jax.Array:
   """a @ b per `model.matmul_dtype`, for a [..., K] and b [K, N].
 
@@ -93,7 +98,7 @@ def matmul(model: ml_collections.ConfigDict, a_MxK: jax.Array, b_KxN: jax.Array
   return out.reshape(a_MxK.shape[:-1] + (b_KxN.shape[-1],))
 
 
-def matmul_dot_general(model: ml_collections.ConfigDict) -> Callable[..., jax.Array]:
+def matmul_dot_general(model: ModelSpec) -> Callable[..., jax.Array]:
   """A dot_general for nn.Dense that computes its x @ kernel with `matmul`."""
   if model.matmul_dtype == "float32":
     return jax.lax.dot_general
@@ -107,7 +112,7 @@ def matmul_dot_general(model: ml_collections.ConfigDict) -> Callable[..., jax.Ar
   return dot_general
 
 
-def _embedding_init(model: ml_collections.ConfigDict) -> Initializer:
+def _embedding_init(model: ModelSpec) -> Initializer:
   # Embeddings are N(0, init_std) under every scheme: fan-based inits are meaningless for a
   # lookup table of a 50k vocabulary, and a tied table doubles as the unembedding. The 2017
   # recipe (scale_embeddings) is N(0, 1/d), read as x sqrt(d): unit-scale token inputs.
@@ -144,7 +149,7 @@ class LayerNorm(nn.Module):
     return (normed * scale_D + bias_D).astype(x_BxLxD.dtype)
 
 
-def make_norm(model: ml_collections.ConfigDict, name: str) -> nn.Module:
+def make_norm(model: ModelSpec, name: str) -> nn.Module:
   """The `model.norm` module (registry.NORMS: built-in or plug-in) named `name`."""
   return registry.NORMS.get(model.norm).factory(model, name)
 
@@ -238,17 +243,15 @@ class CausalSelfAttention(nn.Module):
   the B*L tokens (a 3-D dot_general's backward transposes its activations), and the scores
   are batched matmuls with the batch dims (B, H) leading: [B, H, L, K] x [B, H, K, L].
   """
-  model: ml_collections.ConfigDict
+  model: ModelSpec
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     m = self.model
     b, length, d = x_BxLxD.shape
-    h = m.num_heads
-    k = d // h
-    biases = m.get("matrix_biases", False)  # .get: configs recorded before the field.
+    h, k = m.num_heads, m.channels_per_head
     dense = lambda name, init: (lambda y: nn.Dense(
-        d, use_bias=biases, kernel_init=init, dtype=x_BxLxD.dtype, name=name,
+        d, use_bias=m.matrix_biases, kernel_init=init, dtype=x_BxLxD.dtype, name=name,
         dot_general=matmul_dot_general(m))(y).astype(x_BxLxD.dtype))
     init = _kernel_init(m)
     x_TxD = x_BxLxD.reshape(b * length, d)
@@ -287,19 +290,18 @@ class CausalSelfAttention(nn.Module):
 class FeedForward(nn.Module):
   """SwiGLU: down(silu(gate x) * up x); GELU/ReLU: down(act(up x)). Biases only with
   model.matrix_biases."""
-  model: ml_collections.ConfigDict
+  model: ModelSpec
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     m = self.model
     d = x_BxLxD.shape[-1]
-    f = m.ffn_multiplier * d
+    f = m.ffn_hidden_at(d)
     init = _kernel_init(m)
     out_init = _kernel_init(m, 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init
                             else 1.0)
-    biases = m.get("matrix_biases", False)
     dense = lambda features, name, kernel_init: (lambda y: nn.Dense(
-        features, use_bias=biases, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name,
+        features, use_bias=m.matrix_biases, kernel_init=kernel_init, dtype=x_BxLxD.dtype, name=name,
         dot_general=matmul_dot_general(m))(y).astype(x_BxLxD.dtype))
     # 2-D matmuls over the tokens: see CausalSelfAttention.
     x_TxD = x_BxLxD.reshape(-1, d)
@@ -315,12 +317,12 @@ class FeedForward(nn.Module):
 
 class TransformerLayer(nn.Module):
   """Pre-norm: x + f(norm(x)); post-norm (2017): norm(x + f(x))."""
-  model: ml_collections.ConfigDict
+  model: ModelSpec
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     m = self.model
-    attention = registry.ATTENTION.get(m.get("attention", "softmax")).factory(m, "attention")
+    attention = registry.ATTENTION.get(m.attention).factory(m, "attention")
     ffn = registry.FFNS.get(m.ffn).factory(m, "ffn")
     if m.norm_placement == "pre":
       x_BxLxD = x_BxLxD + attention(make_norm(m, "attention_norm")(x_BxLxD))
@@ -330,8 +332,8 @@ class TransformerLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-  """Decoder-only LM. `model` is the resolved `config.model` (see algoprog.training.config)."""
-  model: ml_collections.ConfigDict
+  """Decoder-only LM of `model` (a ModelSpec: see algoprog.training.model_spec)."""
+  model: ModelSpec
   vocab_size: int
 
   @nn.compact
@@ -345,8 +347,7 @@ class Transformer(nn.Module):
       x_BxLxD = x_BxLxD * math.sqrt(m.width)
     length = tokens_BxL.shape[1]
     if m.positions == "learned":
-      std = m.get("positions_init_std", 0.0) or m.init_std
-      table = self.param("positions", nn.initializers.normal(std),
+      table = self.param("positions", nn.initializers.normal(m.positions_init_std),
                          (m.max_sequence_length, m.width))
       x_BxLxD = x_BxLxD + table[None, :length].astype(dtype)
     elif m.positions == "sinusoidal":
@@ -355,19 +356,12 @@ class Transformer(nn.Module):
       x_BxLxD = registry.POSITIONS.get(m.positions).factory(m, "positions")(x_BxLxD)
     for i in range(m.num_layers):
       x_BxLxD = TransformerLayer(m, name=f"layer_{i}")(x_BxLxD)
-    if has_final_norm(m):
+    if m.final_norm:
       x_BxLxD = make_norm(m, "final_norm")(x_BxLxD)
     return unembed(self, m, embed, x_BxLxD, self.vocab_size)
 
 
-def has_final_norm(m: ml_collections.ConfigDict) -> bool:
-  """model.final_norm, with "" (unresolved, or a config older than the field) meaning
-  pre-norm only."""
-  final_norm = m.get("final_norm", "")
-  return final_norm == "yes" or (not final_norm and m.norm_placement == "pre")
-
-
-def unembed(module: nn.Module, m: ml_collections.ConfigDict, embed: nn.Embed,
+def unembed(module: nn.Module, m: ModelSpec, embed: nn.Embed,
             x_BxLxD: jax.Array, vocab_size: int) -> jax.Array:
   """Logits [B, L, V] in float32: tied (x @ E^T) or untied matrix, plus the output bias.
 
@@ -439,7 +433,7 @@ def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: j
 
 class LSTMLayer(nn.Module):
   """One LSTM layer, hidden = input width D: 8 D^2 + 4 D (x lstm_bias_sets) params."""
-  model: ml_collections.ConfigDict
+  model: ModelSpec
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, carry_Bx2xD: jax.Array
@@ -470,7 +464,7 @@ class LSTM(nn.Module):
   carry after the last token). Truncation of backpropagation and state resets are the
   caller's (algoprog.training.train): the module itself is a plain recurrence over its input.
   """
-  model: ml_collections.ConfigDict
+  model: ModelSpec
   vocab_size: int
 
   @nn.compact
@@ -489,8 +483,11 @@ class LSTM(nn.Module):
     return unembed(self, m, embed, x_BxLxD, self.vocab_size), jnp.stack(carries, axis=1)
 
 
-def initial_carry(model: ml_collections.ConfigDict, batch_size: int) -> jax.Array | None:
-  """The zero state of a recurrent model, float32 [B, N, 2, D]; None for a Transformer."""
+def initial_carry(model: ModelSpec | ml_collections.ConfigDict, batch_size: int
+                  ) -> jax.Array | None:
+  """The zero state of a recurrent model, float32 [B, N, 2, D]; None for a Transformer.
+  `model`: a ModelSpec or a resolved config.model."""
+  model = ModelSpec.from_config(model)
   if model.kind != "lstm":
     return None
   return jnp.zeros((batch_size, model.num_layers, 2, model.width), jnp.float32)
@@ -501,13 +498,16 @@ def is_recurrent(model: nn.Module) -> bool:
   return isinstance(model, LSTM)
 
 
-def build_model(model: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
-  """The flax module for a resolved `config.model` (registry.MODELS[model.kind])."""
-  model = ml_collections.FrozenConfigDict(model)  # Hashable, as flax attributes must be.
+def build_model(model: ModelSpec | ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
+  """The flax module (registry.MODELS[model.kind]) of a ModelSpec or a resolved
+  `config.model`; factories get the ModelSpec (frozen: hashable, as flax attributes must
+  be)."""
+  model = ModelSpec.from_config(model)
   return registry.MODELS.get(model.kind).factory(model, vocab_size)
 
 
 def count_params(params) -> int:
+  """Parameters in a pytree (or its abstract shapes), exactly."""
   return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
@@ -525,8 +525,9 @@ def embedding_param_count(params) -> int:
   return int(total)
 
 
-# The built-in components, registered as plug-ins are (algoprog.training.registry): their names are
-# the registered config values. Their FLOPs are algoprog.training.flops's closed forms.
+# The built-in components, registered as plug-ins are (algoprog.training.registry): their
+# names are the registered config values. Their FLOPs are algoprog.training.flops's closed
+# forms.
 registry.MODELS.register("transformer", Transformer, builtin=True)
 registry.MODELS.register("lstm", LSTM, builtin=True)
 registry.ATTENTION.register("softmax", lambda m, name: CausalSelfAttention(m, name=name),
