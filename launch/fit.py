@@ -1,11 +1,14 @@
 r"""Fits scaling laws and compute-equivalent gains:
 `python -m launch.fit --runs=DIR_or_CSV --out=DIR [--reference=GROUP ...]`.
 
-Prints the fitted laws with confidence intervals, their diagnostics (algoprog.analysis.diagnostics:
-numbers derived from a law with reasons are "not determined"), the CEG tables and the
-excluded runs; on a sweep folder fits only its full runs unless --all_stages; writes to --out: laws.csv, laws.json (the format `launch.account --config.laws_json` reads),
-ceg.csv, raw_ceg.csv, excluded.csv, summary.json and loss_vs_compute.{png,svg}
-(+ ceg_vs_compute.{png,svg} with a bootstrap). docs/fit.md documents every flag.
+Runs algoprog.analysis.scaling.analyse_scaling (the analysis reproduce runs too) and
+prints algoprog.analysis.report.fit_text: the fitted laws with confidence intervals, their
+diagnostics (numbers derived from a law with reasons are "not determined"), the exponent
+differences, the sensitivity refit, the CEG tables and the excluded runs. On a sweep
+folder it fits only the full runs unless --all_stages. Writes to --out: laws.csv,
+laws.json (the format `launch.account --config.laws_json` reads), ceg.csv, raw_ceg.csv,
+excluded.csv, summary.json and loss_vs_compute.{png,svg} (+ ceg_vs_compute.{png,svg}
+with a bootstrap). docs/fit.md documents every flag.
 """
 
 import dataclasses
@@ -133,21 +136,21 @@ def main(argv):
 
   out.mkdir(parents=True, exist_ok=True)
   print(report.fit_text(analysis, table, _RAW_COMBINE.value))
-  result = analysis.to_json()
-  rundir.write_csv(out / "laws.csv", result["laws"])
-  rundir.write_csv(out / "ceg.csv", result["ceg"])
-  rundir.write_csv(out / "raw_ceg.csv", result["raw_ceg"])
+  numbers = analysis.to_json()
+  rundir.write_csv(out / "laws.csv", numbers["laws"])
+  rundir.write_csv(out / "ceg.csv", numbers["ceg"])
+  rundir.write_csv(out / "raw_ceg.csv", numbers["raw_ceg"])
   rundir.write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
   (out / "laws.json").write_text(json.dumps(
       scaling.laws_json(analysis.fit, analysis.bootstrap), indent=1))
   summary = {"source": table.source, "frontier": analysis.fit.frontier,
              "options": dataclasses.asdict(analysis.fit.options), "reference": reference,
              "bootstrap": _BOOTSTRAP.value, "resample": _RESAMPLE.value,
-             "level": _LEVEL.value, **{k: result[k] for k in (
+             "level": _LEVEL.value, **{k: numbers[k] for k in (
                  "laws", "diagnostics", "seed_noise", "exponent_pairs")},
-             "sensitivity": result["sensitivity"] or {},
+             "sensitivity": numbers["sensitivity"] or {},
              "other_stages": [dataclasses.asdict(e) for e in table.other_stages],
-             **{k: result[k] for k in ("ceg", "raw_ceg", "chinchilla")},
+             **{k: numbers[k] for k in ("ceg", "raw_ceg", "chinchilla")},
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
              "warnings": analysis.all_warnings()}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))

@@ -209,9 +209,10 @@ def report_markdown(config: Any, s: dict) -> str:
     parts.append(f"Not analysed: {ablations.get('status')}.\n")
   else:
     published = dict(a.published_ablations)
+    target_source = ("configured" if a.ablation_target_loss else
+                     f"the reference worst seed final loss + {a.ablation_target_margin}")
     parts.append(
-        f"Target loss {ablations['target_loss']:g} nats/token "
-        f"({'configured' if a.ablation_target_loss else 'the reference worst seed final loss + ' + str(a.ablation_target_margin)}). "
+        f"Target loss {ablations['target_loss']:g} nats/token ({target_source}). "
         "CEG = C_variant / C_reference at the target (how much more compute the variant "
         "needs), geometric mean over seeds; spread = min–max of seed-paired ratios; each "
         "crossing interpolated in ln C between evaluations. A variant that never reaches the "
@@ -228,8 +229,8 @@ def report_markdown(config: Any, s: dict) -> str:
       table_rows.append([r["ablation"], f"{r['reference']} vs {r['variant']}",
                          _or_not_determined(r, value), spread,
                          multiple(published.get(r["ablation"]))])
-    parts.append(markdown_table(["ablation", "runs", "CEG", "seed spread", "study (64d, GPT-2 BPE)"],
-                        table_rows))
+    parts.append(markdown_table(
+        ["ablation", "runs", "CEG", "seed spread", "study (64d, GPT-2 BPE)"], table_rows))
     parts.append("![ablation CEGs](analysis/ablation_cegs.png)\n")
     parts.append("![ablation curves](analysis/ablation_curves.png)\n")
 
@@ -277,8 +278,8 @@ def report_markdown(config: Any, s: dict) -> str:
     parts.append("Margin: final loss of the next best LR minus the chosen one's (nats). A "
                  "margin below the seed spread means the sweep's budget could not tell "
                  "those LRs apart; lengthen `lr_budget_fraction`.\n")
-    parts.append(markdown_table(["group/width", "chosen LR", "at grid edge", "margin", "LR: final loss"],
-                        rows))
+    parts.append(markdown_table(
+        ["group/width", "chosen LR", "at grid edge", "margin", "LR: final loss"], rows))
     parts.append("![LR sweeps](analysis/lr_sweeps.png)\n")
   if s["excluded"]:
     parts.append("## Excluded runs\n")
