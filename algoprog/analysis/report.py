@@ -105,11 +105,17 @@ def _laws_table(law_rows: list[dict]) -> str:
        _ci(r, "E", "{:.3f}")] for r in law_rows])
 
 
+def _distinguishable_text(pair: Mapping) -> str:
+  if pair["distinguishable"] is None:  # Determined groups, but no bootstrap: no interval.
+    return "– (no bootstrap)"
+  return ("yes: distinguishable" if pair["distinguishable"] else
+          "no: not distinguishable at this scale")
+
+
 def _pairs_table(pairs: list[dict], level: str, diags: dict | None = None) -> str:
   return markdown_table(["group", "reference", "difference", f"{level} CI excludes 0?"], [
       [r["group"], r["reference"], _ci(r, "exponent_difference", "{:.4f}"),
-       _or_not_determined(r, "yes: distinguishable" if r["distinguishable"] else
-                          "no: not distinguishable at this scale", diags)] for r in pairs])
+       _or_not_determined(r, _distinguishable_text(r), diags)] for r in pairs])
 
 
 def _diagnostics_section(scaling: dict, evidence: dict) -> str:
