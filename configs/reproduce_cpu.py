@@ -18,15 +18,15 @@ What is scaled down from the study's protocol (configs/reproduce_paper.py), and 
     than variants at 10x lower LR);
   * ablations at width 32 (the study: 64) with two seeds; validation on 65,536 tokens.
 The compute reached is reported by the run (README shows it). Fields are documented in
-algoprog/reproduce.py (study_config); any is overridable on the command line.
+algoprog/study.py (study_config); any is overridable on the command line.
 """
 
-from algoprog import reproduce
+from algoprog import study
 
 
 def get_config():
   widths = {"lstm": (16, 32, 48, 64, 96), "retro": (16, 32, 48), "modern": (16, 32, 48)}
-  return reproduce.study_config(
+  return study.study_config(
       name="cpu",
       description="The study scaled to a 2-core CPU (configs/reproduce_cpu.py): embedded "
                   "English corpus, BPE 2,048, batch 32 x 128, Transformers at widths "

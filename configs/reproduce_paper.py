@@ -7,10 +7,10 @@ Needs a prepared tfds data_dir and GPT-2's vocabulary files on the machine:
   --config.sweep.overrides.data.tfds_data_dir=gs://... (or a local folder)
   --config.sweep.overrides.data.gpt2_vocab_dir=/path/with/encoder.json+vocab.bpe
 The study used a C4 subset; `c4/en` (or `lm1b`, `pg19` with tfds_text_key=book_text) via
---config.sweep.overrides.data.tfds_name. Fields are documented in algoprog/reproduce.py.
+--config.sweep.overrides.data.tfds_name. Fields are documented in algoprog/study.py (study_config).
 """
 
-from algoprog import reproduce
+from algoprog import study
 
 WIDTHS = (32, 48, 64, 96, 128, 160, 192, 224, 256)
 TUNED = (32, 64, 128, 256)
@@ -22,7 +22,7 @@ MAX_BYTES = 6_000_000_000
 
 
 def get_config():
-  return reproduce.study_config(
+  return study.study_config(
       name="paper",
       description="The study's protocol (configs/reproduce_paper.py): GPT-2 BPE, sequence "
                   "128, batch 64, widths 32-256, 40 tokens/parameter, ablations at 64d with "

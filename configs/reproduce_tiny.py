@@ -4,14 +4,14 @@ Byte-level tokens, sequence 64, batch 16, widths 16 and 32, 4 tokens per paramet
 points at one width per architecture, two ablations (GELU, and the 2017 Transformer as the
 direct modern-vs-retro measurement) with two seeds, 100 bootstrap refits. Far too small for
 meaningful exponents: it exercises every stage of reproduce_cpu.py quickly. Fields are
-documented in algoprog/reproduce.py (study_config).
+documented in algoprog/study.py (study_config).
 """
 
-from algoprog import reproduce
+from algoprog import study
 
 
 def get_config():
-  return reproduce.study_config(
+  return study.study_config(
       name="tiny",
       description="Toy-scale study (configs/reproduce_tiny.py): every stage of the pipeline "
                   "on runs of seconds; not a measurement.",

@@ -36,7 +36,7 @@ def main(argv):
   if _PLATFORM.value == "cpu":
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", _DEVICES.value)
-  from algoprog import reproduce
+  from algoprog import study
   from algoprog.training import aot, train
   devices = jax.devices()
   if len(devices) < _DEVICES.value:
@@ -47,7 +47,7 @@ def main(argv):
     runs = aot.largest_runs(_CONFIG.value, _RUNS.value)
     reports = [aot.step_report(label, config, mesh) for label, config in runs]
   except (sweep.SweepError, config_lib.ConfigError, data.DataError,
-          reproduce.ReproduceError) as e:
+          study.StudyConfigError) as e:
     sys.exit(f"error: {e}")
   print(f"train step per device on {mesh.size} x {devices[0].platform} "
         f"({devices[0].device_kind}), XLA's estimate:")

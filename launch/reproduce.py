@@ -22,9 +22,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from algoprog import reproduce
+from algoprog import reproduce, study
 from algoprog.training import console, sweep
-from algoprog.analysis import ceg, fit, runs
+from algoprog.analysis import ceg, fit, report, runs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Reproduce config file.",
                                           lock_config=True)
@@ -53,7 +53,7 @@ def main(argv):
     if _ANALYSE_ONLY.value:
       summary = reproduce.analyse(_CONFIG.value, workdir / "sweep", workdir / "analysis")
       path = workdir / reproduce.REPORT_FILE
-      path.write_text(reproduce.report_markdown(_CONFIG.value, summary))
+      path.write_text(report.report_markdown(_CONFIG.value, summary))
       print(f"report: {path}")
       return
     if _DISTRIBUTED.value:
@@ -69,7 +69,7 @@ def main(argv):
     sys.exit(f"error: {e}")
   except sweep.SweepError as e:  # Its fields are relative to the sweep config.
     sys.exit(f"error: sweep.{e}")
-  except (reproduce.ReproduceError, runs.RunTableError, fit.FitError,
+  except (reproduce.ReproduceError, study.StudyConfigError, runs.RunTableError, fit.FitError,
           ceg.TargetNotReached) as e:
     sys.exit(f"error: {e}")
   except OSError as e:  # Read-only or full disk: finished runs stay finished.

@@ -109,3 +109,72 @@ def test_fit_command_errors_are_one_line(tmp_path):
   assert done.returncode != 0
   assert done.stderr.strip().splitlines()[-1].startswith("error: ")
   assert "no such file or folder" in done.stderr
+
+
+def test_multi_valued_flags_take_repeats_and_comma_lists(tmp_path):
+  write_runs(tmp_path / "runs")
+  out = tmp_path / "out"
+  done = launch(f"--runs={tmp_path / 'runs'}", f"--out={out}", "--reference=lstm",
+                "--ceg_compute=1e15,1e16", "--ceg_compute=1e17", "--target_loss=6.0, 5.9",
+                "--bootstrap=0", "--nosensitivity")
+  assert done.returncode == 0, done.stderr
+  summary = json.loads((out / "summary.json").read_text())
+  at_compute = [r["at"] for r in summary["ceg"] if r["quantity"] == "ceg_at_compute"]
+  assert at_compute == [1e15, 1e16, 1e17]
+  assert [r["target_loss"] for r in summary["raw_ceg"]] == [6.0, 5.9]
+  for flag, value in (("ceg_compute", "1e15,lots"), ("target_loss", "6,,5")):
+    bad = launch(f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'bad'}",
+                 f"--{flag}={value}")
+    assert bad.returncode != 0
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --{flag}: expected finite numbers"), last
+
+
+def test_launch_fit_and_reproduce_run_one_analysis_and_agree(tmp_path):
+  """The same table and options through launch.fit and through reproduce's options give
+  the same laws and exponent differences (one scaling analysis, not two)."""
+  import ml_collections
+  from algoprog import reproduce, rundir
+  from algoprog.analysis import diagnostics, runs, scaling
+  write_runs(tmp_path / "runs")
+  out = tmp_path / "out"
+  done = launch(f"--runs={tmp_path / 'runs'}", f"--out={out}", "--reference=lstm",
+                "--irreducible=shared", "--bootstrap=20", "--seed=3")
+  assert done.returncode == 0, done.stderr
+  from_launcher = json.loads((out / "summary.json").read_text())
+  analysis = ml_collections.ConfigDict(dict(
+      reference="lstm", irreducible="shared", sensitivity_irreducible="fit",
+      shared_exponent=False, frontier="envelope", skip_fraction=0.0, bootstrap=20,
+      resample="runs", seed=3, level=0.95, ceg_compute=(), extra_ceg_compute=()))
+  table = runs.load_runs(tmp_path / "runs")
+  evidence = scaling.Evidence(None, diagnostics.seed_noise(table.run_info.values()))
+  result = scaling.analyse_scaling(table, table.groups,
+                                   reproduce.scaling_options(analysis, table), evidence)
+  from_reproduce = rundir.json_safe(result.to_json())
+  for key in ("laws", "exponent_pairs", "diagnostics"):
+    assert from_reproduce[key] == from_launcher[key], key
+  assert from_reproduce["sensitivity"]["laws"] == from_launcher["sensitivity"]["laws"]
+
+
+def test_scaling_result_is_typed_and_round_trips_through_json(tmp_path):
+  from algoprog import rundir
+  from algoprog.analysis import diagnostics, report, runs, scaling
+  write_runs(tmp_path / "runs")
+  table = runs.load_runs(tmp_path / "runs")
+  options = scaling.ScalingOptions(reference="lstm", irreducible="shared",
+                                   sensitivity="fit", bootstrap=10, computes=None,
+                                   target_losses=(6.0,))
+  result = scaling.analyse_scaling(
+      table, ["lstm", "modern"], options,
+      scaling.Evidence({}, diagnostics.seed_noise(table.run_info.values())))
+  assert isinstance(result.main, scaling.FrontierFit)
+  assert isinstance(result.coverage[0], scaling.CoverageRow)
+  assert all(isinstance(r, scaling.FittedCeg) for r in result.ceg)
+  assert len(result.computes) == 3  # None: low, middle and high end of the coverage.
+  data = rundir.json_safe(result.to_json())
+  assert json.loads(json.dumps(data)) == data
+  assert set(data) >= {"groups", "laws", "diagnostics", "coverage", "ceg", "exponent_pairs",
+                       "sensitivity", "raw_ceg", "chinchilla", "warnings"}
+  assert [r["group"] for r in data["laws"]] == ["lstm", "modern"]
+  assert data["sensitivity"]["irreducible"] == "fit"
+  assert "fitted laws" in report.fit_text(result, table, "envelope")

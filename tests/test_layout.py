@@ -8,6 +8,8 @@ function-level ones included: a lazy import that closes a cycle is still a cycle
 import ast
 import pathlib
 import re
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "algoprog"
@@ -80,3 +82,29 @@ def test_only_rundir_names_the_run_directory_files():
       if literal.search(line):
         offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
   assert not offenders, offenders
+
+
+def test_loading_a_preset_imports_neither_the_analysis_nor_matplotlib_nor_jax():
+  """configs/*.py build configs only (the study's through algoprog.study): loading one
+  pulls in no analysis, no figures and no jax. One fresh interpreter loads them all, each
+  checked right after it loads."""
+  script = (
+      "import sys\n"
+      "from algoprog.training import config as config_lib\n"
+      "for path in sys.argv[1:]:\n"
+      "  config_lib.load_config_file(path)\n"
+      "  loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'jax')\n"
+      "                  or m.startswith(('algoprog.analysis', 'algoprog.reproduce')))\n"
+      "  if loaded:\n"
+      "    sys.exit(f'{path}: imports {loaded[:5]}')\n")
+  presets = sorted(str(p) for p in (ROOT / "configs").glob("*.py"))
+  assert presets
+  result = subprocess.run([sys.executable, "-c", script, *presets], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_study_design_stays_apart_from_the_analysis():
+  """algoprog.study (the configs' builder) imports no analysis and no orchestration."""
+  assert not any(m.startswith(("algoprog.analysis", "algoprog.reproduce"))
+                 for m in GRAPH["algoprog.study"])

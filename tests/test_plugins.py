@@ -13,7 +13,7 @@ import pytest
 
 from algoprog.training import compiled_flops, config as config_lib, flops, models, optim
 from algoprog.analysis import ceg, fit
-from algoprog import reproduce
+from algoprog import study
 from algoprog.training import registry, sweep, train
 from algoprog.analysis import runs
 
@@ -194,22 +194,22 @@ def test_reproduce_accepts_any_scaling_group_with_the_modern_lr_rule():
                 scaling_widths={"modern": (32,), "mine": (32, 64)}, scaling_seeds=(1,),
                 tokens_per_param=1.0, lr_sweep_widths={"modern": (32,)}, ablation_width=32,
                 ablation_seeds=(1,), ablation_tokens_per_param=1.0, ablations=())
-  with pytest.raises(reproduce.ReproduceError, match="scaling_configs: no config file for "
+  with pytest.raises(study.StudyConfigError, match="scaling_configs: no config file for "
                      "scaling group 'mine'"):
-    reproduce.study_config(**kwargs)
-  c = reproduce.study_config(**kwargs, scaling_configs={"mine": "configs/modern.py"},
-                             scaling_overrides={"mine": {"model": {"attention": "qknorm"}}})
+    study.study_config(**kwargs)
+  c = study.study_config(**kwargs, scaling_configs={"mine": "configs/modern.py"},
+                         scaling_overrides={"mine": {"model": {"attention": "qknorm"}}})
   mine = c.sweep.groups.mine
   assert mine.lr_sweep_widths == (32, 64)  # Not listed: every width is swept.
-  assert dict(zip(mine.lr_widths, mine.lr_values)) == reproduce.STUDY_LEARNING_RATES["modern"]
+  assert dict(zip(mine.lr_widths, mine.lr_values)) == study.STUDY_LEARNING_RATES["modern"]
   planned = sweep.plan_runs(c.sweep)
   centre = [r for r in planned if r.label == "mine" and r.overrides["model.width"] == 64]
   lrs = sorted(r.overrides["optim.learning_rate"] for r in centre)
   assert lrs[len(lrs) // 2] == pytest.approx(5.79e-3, rel=1e-3)  # The modern LR at 64.
   assert all(r.overrides["model.attention"] == "qknorm" for r in centre)
-  with pytest.raises(reproduce.ReproduceError, match="ablations: unknown 'mine_vs_x'"):
-    reproduce.study_config(**{**kwargs, "ablations": ("mine_vs_x",)},
-                           scaling_configs={"mine": "configs/modern.py"})
+  with pytest.raises(study.StudyConfigError, match="ablations: unknown 'mine_vs_x'"):
+    study.study_config(**{**kwargs, "ablations": ("mine_vs_x",)},
+                       scaling_configs={"mine": "configs/modern.py"})
 
 
 def test_qknorm_and_lion_from_outside_the_package_get_a_ceg_with_cis_at_3_widths(

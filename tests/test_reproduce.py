@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from algoprog import reproduce
-from algoprog.analysis import runs
+from algoprog.analysis import ablations, report, runs
 from algoprog.training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +26,8 @@ def curve_table(curves: dict) -> runs.RunTable:
 
 
 def manifest(*run_ids_and_seeds):
-  return [{"run_id": r, "overrides": {"seed": s}} for r, s in run_ids_and_seeds]
+  """run id -> seed, as reproduce reads it from the sweep manifest."""
+  return dict(run_ids_and_seeds)
 
 
 def test_ablation_ceg_is_the_compute_ratio_at_the_target_with_seed_spread():
@@ -39,7 +40,7 @@ def test_ablation_ceg_is_the_compute_ratio_at_the_target_with_seed_spread():
       ("var", "v2"): [(10, 5.0), (1600, 3.0), (2000, 2.95)],
   })
   full = manifest(("r1", 1), ("r2", 2), ("v1", 1), ("v2", 2))
-  row = reproduce.ablation_row(table, full, "x", "ref", "var", 3.0)
+  row = ablations.ablation_row(table, full, "x", "ref", "var", 3.0)
   assert row["status"] == "ok"
   assert row["ceg"] == pytest.approx(math.sqrt(200 * 1600) / 200)
   assert (row["seed_min"], row["seed_max"]) == pytest.approx((2.0, 4.0))
@@ -50,7 +51,7 @@ def test_ablation_missing_the_target_gets_a_lower_bound_not_a_cap():
       ("ref", "r1"): [(10, 5.0), (100, 3.0), (1000, 2.5)],
       ("var", "v1"): [(10, 5.0), (300, 3.5), (900, 3.2)],  # Never reaches 3.0.
   })
-  row = reproduce.ablation_row(table, manifest(("r1", 1), ("v1", 1)), "x", "ref", "var", 3.0)
+  row = ablations.ablation_row(table, manifest(("r1", 1), ("v1", 1)), "x", "ref", "var", 3.0)
   assert row["status"] == "variant misses the target"
   assert "ceg" not in row
   assert row["ceg_lower_bound"] == pytest.approx(9.0)  # Its last compute over 100.
@@ -62,10 +63,12 @@ def test_ablation_target_defaults_to_the_reference_worst_final_loss_plus_margin(
       ("ablation_reference", "r1"): [(10, 5.0), (100, 3.0)],
       ("ablation_reference", "r2"): [(10, 5.0), (100, 3.1)],
   })
-  assert reproduce.ablation_target(table, config.analysis) == pytest.approx(
-      3.1 + config.analysis.ablation_target_margin)
-  config.analysis.ablation_target_loss = 4.0
-  assert reproduce.ablation_target(table, config.analysis) == 4.0
+  a = config.analysis
+  assert ablations.ablation_target(table, a.ablation_reference, a.ablation_target_loss,
+                                   a.ablation_target_margin) == pytest.approx(
+      3.1 + a.ablation_target_margin)
+  assert ablations.ablation_target(table, a.ablation_reference, 4.0,
+                                   a.ablation_target_margin) == 4.0
 
 
 def test_presets_plan_the_whole_study():
@@ -86,7 +89,7 @@ def test_report_shows_ceg_intervals_zero_width_marks_and_not_determined():
   path = os.path.join(ROOT, "docs", "results", "cpu", "analysis", "summary.json")
   with open(path) as f:
     summary = json.load(f)
-  text = reproduce.report_markdown(config, summary)
+  text = report.report_markdown(config, summary)
   # CEG rows carry lower/upper (not estimate_lower): their CIs were dropped before.
   assert "| retro | 3.51e+10 | 0.142 [0.00727, 2.06] |" in text
   # retro's E is pinned at ~0 in every resample: a zero-width interval, flagged.
@@ -107,7 +110,7 @@ def test_report_shows_ceg_intervals_zero_width_marks_and_not_determined():
     row["not_determined"] = "retro: " + at_zero if involved else ""
     row["distinguishable"] = None if involved else row["distinguishable"]
   summary["accounting"]["not_determined"] = "retro: " + at_zero
-  text = reproduce.report_markdown(config, summary)
+  text = report.report_markdown(config, summary)
   assert "| retro | 3.51e+10 | not determined: retro: E at a bound |" in text
   assert "| modern | 3.51e+10 | 0.0847 [0.0134, 1.64] |" in text
   assert "| modern | lstm | -0.0191 [-0.0647, 0.2821] | no: not distinguishable" in text

@@ -26,6 +26,7 @@ import numpy as np
 
 from algoprog import rundir
 from algoprog.analysis import account, plots
+from algoprog.analysis.report import multiple
 
 # Tables written as <name>.csv (and all of them in summary.json), in this order.
 TABLES = ("headline", "components", "progress", "references", "sensitivity", "multiplier")
@@ -298,15 +299,10 @@ def write_report(report: Report, out: pathlib.Path,
 # The printed headline table.
 
 
-def _multiple(value: float) -> str:
-  """A CEG as people write it: 6,926x, 726x, 3.71x."""
-  return f"{value:,.0f}x" if abs(value) >= 100 else f"{value:.3g}x"
-
-
 # Columns of the printed headline table: (row key, header, formatter of a value).
 _PRINTED = (("year", "year", str), ("where", "where", str),
-            ("compute", "FLOPs", "{:.3g}".format), ("total", "total", _multiple))
-_PRINTED_TAIL = (("scale_invariant", "scale-invariant", _multiple),
+            ("compute", "FLOPs", "{:.3g}".format), ("total", "total", multiple))
+_PRINTED_TAIL = (("scale_invariant", "scale-invariant", multiple),
                  ("scale_dependent_share", "scale-dep. share", "{:.1%}".format),
                  ("annual_growth", "growth", "{:.3g}x/yr".format))
 
@@ -322,7 +318,7 @@ def format_headline(rows: list[dict], labels: dict) -> str:
   """The headline rows (account.headline_rows) as an aligned text table, intervals in
   brackets; `labels` maps innovation names to column headers."""
   components = [k for k in dict.fromkeys(k for r in rows for k in r) if k in labels]
-  columns = list(_PRINTED) + [(k, labels[k], _multiple) for k in components] + list(
+  columns = list(_PRINTED) + [(k, labels[k], multiple) for k in components] + list(
       _PRINTED_TAIL)
   table = [[header for _, header, _ in columns]]
   for row in rows:

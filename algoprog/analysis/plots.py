@@ -11,6 +11,8 @@ import pathlib
 
 from matplotlib.figure import Figure
 
+from algoprog.analysis.report import multiple
+
 
 def save_figure(figure: Figure, path_stem: str | pathlib.Path,
                 formats: tuple[str, ...] = ("png", "svg")) -> list[pathlib.Path]:
@@ -29,11 +31,6 @@ def save_figure(figure: Figure, path_stem: str | pathlib.Path,
 
 _DEPENDENT_COLOR = "#c0392b"
 _INVARIANT_COLOR = "#2c7fb8"
-
-
-def _multiple(value: float) -> str:
-  """A CEG as people write it: 6,926x, 726x, 3.71x."""
-  return f"{value:,.0f}x" if abs(value) >= 100 else f"{value:.3g}x"
 
 
 def _log_ticks_as_multiples(axis) -> None:
@@ -209,7 +206,7 @@ def reference_dependence(progress: dict) -> Figure:
     final = float(total[-1])
     growth = float(np.asarray(p.annual_growth)[-1])
     ax.step(*_steps(p.years, total), where="post", color=color, lw=2,
-            label=f"relative to {label}: {_multiple(final)} in {int(p.years[-1])} "
+            label=f"relative to {label}: {multiple(final)} in {int(p.years[-1])} "
                   f"({growth:.2f}x/yr)")
   ax.set_yscale("log")
   _log_ticks_as_multiples(ax.yaxis)
@@ -271,7 +268,7 @@ def tornado(rows, metric_label: str = "total CEG", log_scale: bool = True) -> Fi
   figure = Figure(figsize=(8, 0.45 * len(rows) + 1.6))
   ax = figure.add_subplot()
   positions = np.arange(len(rows))[::-1]
-  show = _multiple if log_scale else "{:.3g}".format
+  show = multiple if log_scale else "{:.3g}".format
   for y, row in zip(positions, rows):
     if math.isclose(row.at_low, row.base, rel_tol=1e-6) and math.isclose(
         row.at_high, row.base, rel_tol=1e-6):

@@ -55,6 +55,7 @@ USABLE_STATUSES = ("completed", "running", "interrupted")
 # and the full runs. "" is a run outside a sweep (or older than the field).
 STAGES = ("lr_sweep", "full", "")
 FULL_STAGES = ("full", "")
+LR_CHOICES_FILE = "lr_choices.json"  # algoprog.training.sweep's record of the LR choices
 MANIFEST_FILE = "manifest.json"  # algoprog.training.sweep's record of every planned run
 
 
@@ -230,6 +231,19 @@ def manifest_stages(folder: pathlib.Path) -> dict[str, str]:
         raise RunTableError(f"{path}: not a sweep manifest (expected {{\"runs\": [{{"
                             "\"run_id\", \"stage\", ...}]}})") from None
   return {}
+
+
+def lr_choices_near(path: pathlib.Path) -> dict | None:
+  """The sweep's LR-choice record (lr_choices.json) in a runs folder or its parent (a sweep
+  directory or its runs/), or None."""
+  for place in (path, path.parent):
+    candidate = place / LR_CHOICES_FILE
+    if path.is_dir() and candidate.exists():
+      try:
+        return json.loads(candidate.read_text())
+      except json.JSONDecodeError as e:
+        raise RunTableError(f"{candidate}: not valid JSON ({e.msg})") from None
+  return None
 
 
 def run_stage(info: Mapping, manifest: Mapping[str, str]) -> str:

@@ -860,10 +860,28 @@ def record_failures(sweep_dir: pathlib.Path, results: dict[str, dict]) -> list[d
   return failures
 
 
-def _manifest_runs(sweep_dir: pathlib.Path) -> list[RunSpec]:
+def read_manifest(sweep_dir: pathlib.Path) -> list[dict]:
+  """The manifest's entries (one dict per planned run, RunSpec's fields); [] when there is
+  none yet."""
   payload = rundir.read_json(pathlib.Path(sweep_dir) / MANIFEST_FILE)
+  return list((payload or {}).get("runs", []))
+
+
+def read_lr_choices(sweep_dir: pathlib.Path) -> dict:
+  """The LR-choice record ({"label/width": {chosen_learning_rate, curve, ...}}); {} when
+  the sweep has none."""
+  return rundir.read_json(pathlib.Path(sweep_dir) / LR_CHOICES_FILE) or {}
+
+
+def read_failures(sweep_dir: pathlib.Path) -> list[dict]:
+  """The failed runs recorded by the last sweep session (run_id, label, reason)."""
+  return list((rundir.read_json(pathlib.Path(sweep_dir) / FAILURES_FILE) or {}).get(
+      "failures", []))
+
+
+def _manifest_runs(sweep_dir: pathlib.Path) -> list[RunSpec]:
   return [RunSpec(**{f.name: entry[f.name] for f in dataclasses.fields(RunSpec)})
-          for entry in (payload or {}).get("runs", [])]
+          for entry in read_manifest(sweep_dir)]
 
 
 def sweep_results(sweep_dir: pathlib.Path) -> dict[str, dict[float, float]]:

@@ -1,0 +1,100 @@
+"""Ablation CEGs from raw training curves at one target loss, per seed.
+
+An ablation compares a reference group with a variant (one component switched): its CEG is
+C_variant / C_reference at the target loss (how much more compute the variant needs), the
+geometric mean over seeds, each crossing interpolated in ln C between evaluations
+(algoprog.analysis.ceg.run_crossings). A variant that never reaches the target gets a lower
+bound, never a capped value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping
+
+import numpy as np
+
+from algoprog.analysis import ceg, diagnostics
+from algoprog.analysis.runs import RunTable
+
+
+def ablation_target(table: RunTable, reference: str, target_loss: float = 0.0,
+                    margin: float = 0.02) -> float:
+  """`target_loss` (nats/token), or (0) the `reference` group's worst final validation loss
+  over its seeds plus `margin`: a loss every reference seed reaches before its last
+  evaluation, so the reference's crossings are interpolated, not extrapolated."""
+  if target_loss:
+    return float(target_loss)
+  sub = table.only_groups([reference])
+  finals = [float(sub.loss[sub.run_id == r][-1]) for r in sub.run_ids]
+  return round(max(finals) + margin, 3)
+
+
+def ablation_row(table: RunTable, seeds: Mapping[str, int | None], name: str,
+                 reference: str, variant: str, target: float) -> dict:
+  """CEG of `reference` over `variant` (C_variant / C_reference at `target`, nats/token):
+  geometric means over seeds, the spread of seed-paired ratios (`seeds`: run id -> seed),
+  and a lower bound when the variant misses. "status" says which ("ok" or why not)."""
+  row = {"ablation": name, "reference": reference, "variant": variant, "target_loss": target}
+  for group in (reference, variant):
+    if group not in table.groups:
+      return {**row, "status": f"no finished runs of {group}"}
+  ref = ceg.run_crossings(table, reference, target, allow_unreached=True)
+  new = ceg.run_crossings(table, variant, target, allow_unreached=True)
+  if not np.isfinite(list(ref.values())).all():
+    return {**row, "status": f"reference {reference} misses the target"}
+  c_ref = float(np.exp(np.mean(np.log(list(ref.values())))))
+  sub = table.only_groups([variant])
+  finals = {r: float(sub.compute[sub.run_id == r][-1]) for r in sub.run_ids}
+  reached = {r: c for r, c in new.items() if np.isfinite(c)}
+  row.update({"runs_reference": len(ref), "runs_variant": len(new),
+              "runs_variant_reaching": len(reached), "compute_reference": c_ref,
+              "variant_best_loss": float(sub.loss.min())})
+  if len(reached) < len(new):
+    # Each missing run would reach the target, if ever, after its last evaluation.
+    bound = np.exp(np.mean(np.log([reached.get(r, finals[r]) for r in new]))) / c_ref
+    return {**row, "status": "variant misses the target", "ceg_lower_bound": float(bound)}
+  by_seed_ref = {seeds.get(r): c for r, c in ref.items()}
+  paired = [c / by_seed_ref[seeds.get(r)] for r, c in new.items()
+            if seeds.get(r) in by_seed_ref]
+  c_new = float(np.exp(np.mean(np.log(list(new.values())))))
+  return {**row, "status": "ok", "compute_variant": c_new, "ceg": c_new / c_ref,
+          "seed_min": float(min(paired)) if paired else math.nan,
+          "seed_max": float(max(paired)) if paired else math.nan, "seed_pairs": len(paired)}
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationAnalysis:
+  """Every ablation's row (ablation_row, plus `not_determined`: the doubtful LR choices of
+  its groups) at one target loss (nats/token); status "ok" or why nothing was analysed."""
+  status: str
+  target_loss: float | None = None
+  rows: tuple[dict, ...] = ()
+
+  def to_json(self) -> dict:
+    if self.status != "ok":
+      return {"rows": [], "status": self.status}
+    return {"target_loss": self.target_loss, "rows": [dict(r) for r in self.rows],
+            "status": self.status}
+
+
+def analyse_ablations(table: RunTable, seeds: Mapping[str, int | None],
+                      ablations: Mapping[str, tuple[str, str]], target_reference: str,
+                      target_loss: float, margin: float,
+                      lr_choices: Mapping[str, Mapping], noise: diagnostics.SeedNoise
+                      ) -> AblationAnalysis:
+  """Every ablation (name -> (reference group, variant group)) at the target set from
+  `target_reference` (ablation_target); rows whose reference or variant LR choice is
+  doubtful (at the grid edge, within seed noise) get `not_determined` with the reasons."""
+  if target_reference not in table.groups:
+    return AblationAnalysis(f"no finished runs of {target_reference}")
+  target = ablation_target(table, target_reference, target_loss, margin)
+  lr = diagnostics.lr_reasons(lr_choices, noise)
+  rows = []
+  for name, (reference, variant) in ablations.items():
+    row = ablation_row(table, seeds, name, reference, variant, target)
+    row["not_determined"] = "; ".join(f"{g}: {r}" for g in (reference, variant)
+                                      for r in lr.get(g, []))
+    rows.append(row)
+  return AblationAnalysis("ok", target, tuple(rows))

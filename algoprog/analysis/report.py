@@ -1,0 +1,387 @@
+"""Every text and markdown table of the analysis: the study's report (report.md, from the
+summary.json dict `algoprog.reproduce.analyse` writes, so stored summaries re-render) and
+the aligned text tables `launch.fit` prints (from an algoprog.analysis.scaling result).
+
+Numbers are written one way everywhere: `interval_text` ("estimate [lower, upper]", marked
+when the interval has zero width), `multiple` (a CEG: 6,926x, 726x, 3.71x), `number_text`
+("–" for a missing or non-finite value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+from algoprog.analysis import diagnostics
+from algoprog.analysis.runs import RunTable
+from algoprog.analysis.scaling import ScalingAnalysis
+
+
+# ----------------------------------------------------------------------------------------
+# Numbers and tables.
+
+
+def number_text(value: Any, fmt: str = "{:.4g}") -> str:
+  """`value` formatted, or "–" when it is missing or not finite."""
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return "–"
+  return fmt.format(value)
+
+
+def _ci(row: dict, name: str, fmt: str = "{:.4g}") -> str:
+  """`name` with its interval from `name_lower`/`name_upper` (law and pair rows)."""
+  return interval_text(row.get(name), row.get(f"{name}_lower"), row.get(f"{name}_upper"),
+                        fmt)
+
+
+def _band_ci(row: dict, fmt: str = "{:.4g}") -> str:
+  """A long-format CEG row's estimate with its interval (keys estimate, lower, upper)."""
+  return interval_text(row.get("estimate"), row.get("lower"), row.get("upper"), fmt)
+
+
+def interval_text(estimate: float | None, lower: float | None, upper: float | None,
+                  fmt: str = "{:.4g}") -> str:
+  """"estimate [lower, upper]" (the interval only when both ends are finite), marked when
+  the interval has zero width (algoprog.analysis.diagnostics.zero_width)."""
+  text = number_text(estimate, fmt)
+  if lower is not None and upper is not None and math.isfinite(lower) and math.isfinite(upper):
+    text += f" [{fmt.format(lower)}, {fmt.format(upper)}]"
+    if diagnostics.zero_width(lower, upper, estimate):
+      text += f" {diagnostics.ZERO_WIDTH_MARK}"
+  return text
+
+
+def _or_not_determined(row: dict, text: str, diags: dict | None = None) -> str:
+  """`text`, or "not determined: <reasons>" when the row's inputs have reasons: with the
+  groups' `diags`, each group's reason labels (the Diagnostics table has the details)."""
+  if not row.get("not_determined"):
+    return text
+  if diags:
+    return "not determined: " + diagnostics.not_determined(
+        diags, [row["group"], row["reference"]], short=True)
+  return f"not determined: {row['not_determined']}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+  """A markdown table (each cell already text), with a trailing newline."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines) + "\n"
+
+
+def _finite(value: Any) -> bool:
+  return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def multiple(value: float | None) -> str:
+  """A CEG as people write it: 6,926x, 726x, 3.71x; "–" when missing or not finite."""
+  if value is None or not math.isfinite(value):
+    return "–"
+  return f"{value:,.0f}x" if abs(value) >= 100 else f"{value:.3g}x"
+
+
+def diagnostics_from_json(fitted: Mapping) -> dict[str, diagnostics.GroupDiagnostics]:
+  """The GroupDiagnostics of a fit's JSON (its "diagnostics": {group: {reasons, ...}})."""
+  return {g: diagnostics.GroupDiagnostics(d["group"], tuple(d["reasons"]),
+                                          tuple(d["skipped"]))
+          for g, d in fitted["diagnostics"].items()}
+
+
+def aligned_table(rows: list[list[str]]) -> str:
+  """Rows of text cells (the first the header) as left-aligned columns."""
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+
+# ----------------------------------------------------------------------------------------
+# The study's report (report.md).
+
+
+def _laws_table(law_rows: list[dict]) -> str:
+  return markdown_table(["architecture", "fit points", "a", "alpha", "E"], [
+      [r["group"], str(r["fit_points"]), _ci(r, "a"), _ci(r, "alpha", "{:.4f}"),
+       _ci(r, "E", "{:.3f}")] for r in law_rows])
+
+
+def _distinguishable_text(pair: Mapping) -> str:
+  if pair["distinguishable"] is None:  # Determined groups, but no bootstrap: no interval.
+    return "– (no bootstrap)"
+  return ("yes: distinguishable" if pair["distinguishable"] else
+          "no: not distinguishable at this scale")
+
+
+def _pairs_table(pairs: list[dict], level: str, diags: dict | None = None) -> str:
+  return markdown_table(["group", "reference", "difference", f"{level} CI excludes 0?"], [
+      [r["group"], r["reference"], _ci(r, "exponent_difference", "{:.4f}"),
+       _or_not_determined(r, _distinguishable_text(r), diags)] for r in pairs])
+
+
+def _diagnostics_section(scaling: dict, evidence: dict) -> str:
+  """Per group: the reasons its law is not determined, and the checks that could not run."""
+  text = ["### Diagnostics\n",
+          "A group with a reason below makes every number derived from its law (CEG, exponent "
+          "difference, accounting) *not determined* (algoprog.analysis.diagnostics).\n"]
+  if evidence:
+    entropy = evidence.get("unigram_entropy")
+    text.append(f"Seed noise {evidence['seed_noise']:.3f} nats "
+                f"({evidence['seed_noise_source']}); unigram entropy "
+                + (f"{entropy:.3f} nats/token ({evidence['unigram_entropy_source']})"
+                   if entropy is not None else evidence["unigram_entropy_source"]) + ".\n")
+  text.append(markdown_table(["group", "not determined because", "checks skipped"], [
+      [g, "; ".join(d["reasons"]) or "– (determined)", "; ".join(d["skipped"]) or "–"]
+      for g, d in scaling["diagnostics"].items()]))
+  return "\n".join(text)
+
+
+def report_markdown(config: Any, s: dict) -> str:
+  """The report: what ran, what it covered, the fits, CEGs, ablations and accounting."""
+  a = config.analysis
+  scaling, ablations, accounting = s["scaling"], s["ablations"], s["accounting"]
+  level = f"{a.level:.0%}"
+  parts = [f"# algoprog study report: {config.name}\n",
+           f"{config.description}\n",
+           f"{s['runs']} full runs analysed; {len(s['failures'])} failed runs; training wall "
+           f"time {s['train_seconds'] / 60:.1f} min summed over all runs (LR sweeps included)"
+           + (f"; the last `reproduce` session took {s['session_seconds'] / 60:.1f} min"
+              if "session_seconds" in s else "")
+           + ". Every number below is computed from these runs by `algoprog.reproduce`; none "
+           "is set to match the study.\n"]
+  for fp in s["data_fingerprints"]:
+    shown = {k: (v[:16] if k.endswith("sha256") and isinstance(v, str) else v)
+             for k, v in fp.items()}
+    parts.append("Data: " + ", ".join(f"{k} `{v}`" for k, v in sorted(shown.items())) + "\n")
+  if s["failures"]:
+    parts.append("## Failed runs (kept out of the fits, listed here)\n")
+    parts.append(markdown_table(["run", "group", "reason"], [
+        [f["run_id"], str(f["label"]), str(f["reason"])[:200]] for f in s["failures"]]))
+
+  parts.append("## Compute covered\n")
+  parts.append(markdown_table(
+      ["architecture", "runs", "all points, FLOPs", "frontier points", "frontier, FLOPs",
+       "decades", "best loss"],
+      [[r["group"], str(r["runs"]), f"{r['min_compute']:.3g} – {r['max_compute']:.3g}",
+        str(r["frontier_points"]),
+        f"{r['frontier_min_compute']:.3g} – {r['frontier_max_compute']:.3g}",
+        f"{r['frontier_decades']:.2f}", f"{r['best_loss']:.4f}"]
+       for r in scaling["coverage"]]))
+  if scaling["missing_groups"]:
+    parts.append(f"No finished runs (not fitted): {', '.join(scaling['missing_groups'])}.\n")
+
+  parts.append(f"## Frontier fits  L(C) = E + a·C^alpha  ({level} bootstrap CIs over runs)\n")
+  parts.append(f"Frontier: {a.frontier} of each run's points from {a.skip_fraction:.0%} of its "
+               f"tokens on; E: {a.irreducible}; {a.bootstrap} bootstrap refits resampling "
+               f"{a.resample}. C in FLOPs (algoprog.training.flops), L in nats/token.\n")
+  parts.append(_laws_table(scaling["laws"]))
+  parts.append("![loss vs compute](analysis/loss_vs_compute.png)\n")
+  for w in scaling["warnings"] + diagnostics.zero_width_warnings(scaling["laws"], a.level):
+    parts.append(f"> fit warning: {w}\n")
+  diags = None
+  if "diagnostics" in scaling:  # (summaries written before the diagnostics have none)
+    parts.append(_diagnostics_section(scaling, s.get("evidence", {})))
+    diags = diagnostics_from_json(scaling)
+  if scaling["exponent_pairs"]:
+    parts.append("### Exponent differences (alpha_group − alpha_reference)\n")
+    parts.append(_pairs_table(scaling["exponent_pairs"], level, diags))
+  sensitivity = scaling.get("sensitivity")
+  if sensitivity:
+    parts.append(f"### Sensitivity: E {sensitivity['irreducible']} instead of "
+                 f"{scaling.get('irreducible', a.irreducible)}\n")
+    parts.append("The same frontiers refitted with the other choice of the irreducible loss; "
+                 "a conclusion that holds only under one of them is not a finding.\n")
+    parts.append(_laws_table(sensitivity["laws"]))
+    reasons = [f"{g}: {r}" for g, d in sensitivity["diagnostics"].items()
+               for r in d["reasons"]]
+    if reasons:
+      parts.append("Diagnostics of this fit: " + "; ".join(reasons) + ".\n")
+    if sensitivity["exponent_pairs"]:
+      parts.append(_pairs_table(sensitivity["exponent_pairs"], level,
+                                diagnostics_from_json(sensitivity)))
+
+  parts.append(f"## CEG over {a.reference} from the fitted laws\n")
+  parts.append("CEG(C) = C_reference(L_group(C)) / C: compute the reference needs for the "
+               "loss the group reaches with C. Computes beyond the frontier points are "
+               "extrapolations.\n")
+  rows = [r for r in scaling["ceg"] if r["quantity"] == "ceg_at_compute"]
+  parts.append(markdown_table(["group", "at C (FLOPs)", f"CEG [{level} CI]"], [
+      [r["group"], f"{r['at']:.3g}", _or_not_determined(r, _band_ci(r, "{:.3g}"), diags)]
+      for r in rows]))
+  if "ceg_vs_compute" in scaling["figures"]:
+    parts.append("![CEG vs compute](analysis/ceg_vs_compute.png)\n")
+
+  parts.append("## Ablations (raw curves at one target loss)\n")
+  if ablations.get("status") != "ok":
+    parts.append(f"Not analysed: {ablations.get('status')}.\n")
+  else:
+    published = dict(a.published_ablations)
+    target_source = ("configured" if a.ablation_target_loss else
+                     f"the reference worst seed final loss + {a.ablation_target_margin}")
+    parts.append(
+        f"Target loss {ablations['target_loss']:g} nats/token ({target_source}). "
+        "CEG = C_variant / C_reference at the target (how much more compute the variant "
+        "needs), geometric mean over seeds; spread = min–max of seed-paired ratios; each "
+        "crossing interpolated in ln C between evaluations. A variant that never reaches the "
+        "target gets a lower bound.\n")
+    table_rows = []
+    for r in ablations["rows"]:
+      if r.get("status") == "ok":
+        value = f"{r['ceg']:.3g}x"
+        spread = f"{r['seed_min']:.3g}–{r['seed_max']:.3g} ({r['seed_pairs']} pairs)"
+      elif "ceg_lower_bound" in r:
+        value, spread = f"≥ {r['ceg_lower_bound']:.3g}x (target not reached)", "–"
+      else:
+        value, spread = r.get("status", "?"), "–"
+      table_rows.append([r["ablation"], f"{r['reference']} vs {r['variant']}",
+                         _or_not_determined(r, value), spread,
+                         multiple(published.get(r["ablation"]))])
+    parts.append(markdown_table(
+        ["ablation", "runs", "CEG", "seed spread", "study (64d, GPT-2 BPE)"], table_rows))
+    parts.append("![ablation CEGs](analysis/ablation_cegs.png)\n")
+    parts.append("![ablation curves](analysis/ablation_curves.png)\n")
+
+  parts.append("## Accounting: the study's published inputs vs this study's measurements\n")
+  parts.append("The measured row replaces the study's frontier laws and ablation CEGs by the "
+               "ones fitted here and extrapolates them to the frontier compute of each year: "
+               "many decades beyond the data, so read it as what these small runs imply, "
+               "not as a measurement at that scale.\n")
+  if accounting.get("published_inputs_kept"):
+    parts.append(f"Published values kept (not measured here): "
+                 f"{', '.join(accounting['published_inputs_kept'])}.\n")
+  head = ["inputs", "year", "FLOPs", "total", "scale-invariant", "scale-dep. share"]
+  rows = []
+  for name in ("published", "measured"):
+    for r in accounting.get(name, []):
+      if name == "measured" and accounting.get("not_determined"):
+        rows.append([name, str(r["year"]), f"{r['compute']:.3g}", "not determined (below)",
+                     "–", "–"])
+        continue
+      rows.append([name, str(r["year"]), f"{r['compute']:.3g}", multiple(r["total"]) + (
+          f" [{multiple(r['total_lower'])}, {multiple(r['total_upper'])}]"
+          if "total_lower" in r else ""), multiple(r["scale_invariant"]),
+          number_text(r["scale_dependent_share"], "{:.1%}")])
+  parts.append(markdown_table(head, rows))
+  if accounting.get("not_determined"):
+    parts.append(f"Measured accounting not determined: {accounting['not_determined']} "
+                 "(its numbers are in analysis/summary.json and headline_measured.csv).\n")
+  if any(not _finite(r.get("total")) for r in accounting.get("measured", [])):
+    parts.append("A measured total shown as – is undefined: extrapolated that far, one fitted "
+                 "law's loss falls below the other's irreducible loss E, so the other never "
+                 "reaches it and the CEG (compute ratio) does not exist. The fitted E values "
+                 "above say which.\n")
+  if "error" in accounting:
+    parts.append(f"Measured accounting not computed: {accounting['error']}\n")
+
+  if s["lr_choices"]:
+    parts.append("## Learning-rate sweeps\n")
+    rows = []
+    for key, entry in sorted(s["lr_choices"].items()):
+      curve = ", ".join(f"{p['learning_rate']:.3g}: {number_text(p['final_validation_loss'])}"
+                        for p in sorted(entry["curve"], key=lambda p: p["learning_rate"]))
+      rows.append([key, number_text(entry.get("chosen_learning_rate"), "{:.3g}"),
+                   "yes" if entry.get("chosen_at_grid_edge") else "no",
+                   number_text(entry.get("margin_to_next_best"), "{:.3f}"), curve])
+    parts.append("Margin: final loss of the next best LR minus the chosen one's (nats). A "
+                 "margin below the seed spread means the sweep's budget could not tell "
+                 "those LRs apart; lengthen `lr_budget_fraction`.\n")
+    parts.append(markdown_table(
+        ["group/width", "chosen LR", "at grid edge", "margin", "LR: final loss"], rows))
+    parts.append("![LR sweeps](analysis/lr_sweeps.png)\n")
+  if s["excluded"]:
+    parts.append("## Excluded runs\n")
+    parts.append(markdown_table(["run", "group", "reason"], [
+        [e["run_id"], e["group"], e["reason"][:200]] for e in s["excluded"]]))
+  parts.append("Files: `analysis/` holds every table as CSV, all numbers in `summary.json`, "
+               "and the figures as PNG and SVG; `sweep/` holds the runs.\n")
+  return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------
+# launch.fit's printed tables.
+
+
+def _row_interval(row: Mapping, name: str) -> str:
+  return interval_text(row[name], row[f"{name}_lower"], row[f"{name}_upper"])
+
+
+def laws_text(law_rows: Sequence[Mapping]) -> str:
+  """Fitted laws (algoprog.analysis.fit.law_rows) with their intervals."""
+  return aligned_table([["group", "points", "a", "alpha", "E"]] + [
+      [r["group"], str(r["fit_points"])] + [_row_interval(r, k) for k in ("a", "alpha", "E")]
+      for r in law_rows])
+
+
+def _verdict(pair: Mapping, diags: Mapping[str, diagnostics.GroupDiagnostics]) -> str:
+  if pair["not_determined"]:
+    return "not determined: " + diagnostics.not_determined(
+        diags, [pair["group"], pair["reference"]], short=True)
+  if pair["distinguishable"] is None:
+    return ""
+  return "distinguishable" if pair["distinguishable"] else "not distinguishable"
+
+
+def pairs_text(pairs: Sequence[Mapping], diags: Mapping[str, diagnostics.GroupDiagnostics]
+               ) -> str:
+  """Exponent differences (algoprog.analysis.scaling.ExponentPair as dicts) and verdicts."""
+  return aligned_table([["group", "reference", "difference", "verdict"]] + [
+      [r["group"], r["reference"], _row_interval(r, "exponent_difference"), _verdict(r, diags)]
+      for r in pairs])
+
+
+def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> str:
+  """What launch.fit prints: warnings, the fitted laws, diagnostics, exponent differences,
+  the sensitivity refit, CEG tables (fitted and raw), Chinchilla fits and excluded runs."""
+  options, main = analysis.options, analysis.main
+  reference, diags = analysis.reference, main.diagnostics
+  lines = [f"warning: {message}" for message in analysis.all_warnings()]
+  if table.other_stages:
+    stages = sorted({e.reason for e in table.other_stages})
+    lines.append(f"left out {len(table.other_stages)} runs of other stages "
+                 f"({', '.join(stages)}); --all_stages fits them too")
+  power_law = main.fit.options
+  lines.append(f"{len(table.run_ids)} runs, {table.loss.size} points from {table.source}; "
+               f"frontier {main.fit.frontier}; E {power_law.irreducible}"
+               + ("; shared exponent" if power_law.shared_exponent else "")
+               + (f"; {options.bootstrap} bootstrap refits resampling {options.resample}, "
+                  f"{options.level:.0%} intervals" if main.bootstrap else ""))
+  lines += ["\nfitted laws  L(C) = E + a * C^alpha  (C in FLOPs, L in nats/token)",
+            laws_text(main.laws),
+            "\ndiagnostics (a group with reasons makes every number derived from its law "
+            "not determined)"]
+  for group, d in diags.items():
+    lines.append(f"  {group}: " + ("; ".join(d.reasons) or "determined")
+                 + (f"  (skipped: {'; '.join(d.skipped)})" if d.skipped else ""))
+  noise = analysis.evidence.noise
+  lines.append(f"  seed noise {noise.value:.3g} nats ({noise.source})")
+  pairs = [dataclasses.asdict(p) for p in main.exponent_pairs]
+  if pairs:
+    lines += ["\nexponent differences alpha_group - alpha_reference", pairs_text(pairs, diags)]
+  other = analysis.sensitivity
+  if other is not None:
+    lines += [f"\nsensitivity: E {other.irreducible} instead of {main.irreducible}",
+              laws_text(other.laws),
+              pairs_text([dataclasses.asdict(p) for p in other.exponent_pairs],
+                         other.diagnostics)]
+  if analysis.ceg:
+    lines.append(f"\nCEG over {reference} from the fitted laws (C_{reference} / C_group)")
+    lines.append(aligned_table([["group", "quantity", "at", "estimate"]] + [
+        [r.group, r.quantity, f"{r.at:.4g}",
+         "not determined: " + diagnostics.not_determined(diags, [r.group, r.reference],
+                                                         short=True)
+         if r.not_determined else interval_text(r.estimate, r.lower, r.upper)
+         + ("  scale-dependent" if r.scale_dependent else "")] for r in analysis.ceg]))
+  if analysis.raw_ceg:
+    lines.append(f"\nCEG over {reference} from raw curves at the target loss ({raw_combine})")
+    lines.append(aligned_table([["group", "target loss", "C_group", f"C_{reference}", "CEG"]] + [
+        [r.group, f"{r.target_loss:g}", f"{r.compute_group:.4g}", f"{r.compute_reference:.4g}",
+         interval_text(r.ceg, r.lower, r.upper)] for r in analysis.raw_ceg]))
+  if analysis.chinchilla:
+    lines.append("\nChinchilla L(N, D) = E + A/N^alpha + B/D^beta on final points")
+    lines.append(aligned_table([["group", "points", "E", "A", "B", "alpha", "beta"]] + [
+        [r["group"], str(r["points"])] + [_row_interval(r, k)
+                                          for k in ("E", "A", "B", "alpha", "beta")]
+        for r in analysis.chinchilla]))
+  if table.excluded:
+    lines.append(f"\nexcluded runs ({len(table.excluded)}):")
+    lines += [f"  {e.run_id} ({e.group}): {e.reason}" for e in table.excluded]
+  return "\n".join(lines)

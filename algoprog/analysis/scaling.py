@@ -1,0 +1,362 @@
+"""The scaling analysis: one function both `launch.fit` and `algoprog.reproduce` call.
+
+`analyse_scaling(table, groups, options, evidence)` fits the compute-optimal frontier of
+each group, L(C) = E + a*C^alpha (C in FLOPs, L in nats/token), with bootstrap intervals,
+and derives from it, section by section:
+  main           the fit with `options.irreducible`: laws, diagnostics (a group with reasons
+                 makes every number derived from its law "not determined"), the exponent
+                 difference of every pair of groups, the fit warnings;
+  sensitivity    the same with `options.sensitivity` (the other choice of E), or None;
+  coverage       per group: runs, points and the compute span of all and of frontier points;
+  ceg            CEG over `options.reference` from the fitted laws at `computes` (FLOPs) and
+                 `target_losses` (nats/token), plus each exponent difference;
+  raw_ceg        CEG from the raw curves at each target loss (no law);
+  chinchilla     L(N, D) fits on the runs' final points (with `options.chinchilla`).
+The result is typed (frozen dataclasses); `to_json()` gives the dict summary.json holds.
+
+A new section is one more option (default: off), one function of the fitted main section
+and the table, and one more field of `ScalingAnalysis` (None or empty when off) that
+`to_json` writes under its own key: the existing sections and their JSON stay as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from algoprog import rundir
+from algoprog.analysis import ceg as ceg_lib
+from algoprog.analysis import diagnostics, fit, laws
+from algoprog.analysis.runs import RunTable
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+  """What the diagnostics read besides the fit (algoprog.analysis.diagnostics): the sweep's
+  LR-choice record (None: unknown, the LR checks are skipped), the seed noise and the
+  unigram entropy of the training tokens in nats/token (None: unknown)."""
+  lr_choices: Mapping[str, Mapping] | None
+  noise: diagnostics.SeedNoise
+  entropy: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScalingOptions:
+  """How the scaling analysis fits and what it reports.
+
+  reference: the group every CEG is measured against.
+  irreducible: E, "shared" (one for all groups), "fit" (per group) or a number (fixed, nats).
+  sensitivity: another E choice to refit with (a sensitivity section); None or the same
+    choice as `irreducible`: none.
+  shared_exponent: one exponent for all groups, a multiplier each.
+  huber_delta: Huber penalty on ln-loss residuals with this delta; None: least squares.
+  frontier: which points each law is fitted to (algoprog.analysis.fit.FRONTIERS).
+  eligible: one bool per table point: which may be fitted (the frontier is taken over all
+    points first); None: all.
+  bootstrap: refits for the intervals (0: none); resample: "runs" or "points"; seed: its
+    PRNG seed; level: the confidence level of every interval.
+  computes: FLOPs at which to report the fitted CEG; None: the low end, middle and high
+    end of the compute every group's frontier covers. extra_computes: added to those.
+  target_losses: nats/token: fitted CEG at each, and raw-curve CEG (`raw_combine`).
+  chinchilla: also fit L(N, D) per group on the runs' final points.
+  """
+  reference: str
+  irreducible: str | float = "shared"
+  sensitivity: str | float | None = None
+  shared_exponent: bool = False
+  huber_delta: float | None = None
+  frontier: str = "envelope"
+  eligible: np.ndarray | None = None
+  bootstrap: int = 1000
+  resample: str = "runs"
+  seed: int = 0
+  level: float = 0.95
+  computes: tuple[float, ...] | None = ()
+  extra_computes: tuple[float, ...] = ()
+  target_losses: tuple[float, ...] = ()
+  raw_combine: str = "envelope"
+  chinchilla: bool = False
+
+
+def _json_rows(rows: Sequence[Any]) -> list[dict]:
+  return [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentPair:
+  """alpha_group - alpha_reference with its interval; `distinguishable` (the interval
+  excludes 0) only when both groups are determined and there is a bootstrap, else None;
+  `not_determined` names the groups' reasons."""
+  group: str
+  reference: str
+  exponent_difference: float
+  exponent_difference_lower: float
+  exponent_difference_upper: float
+  distinguishable: bool | None
+  not_determined: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontierFit:
+  """One fit of the frontiers with one choice of E, and what is read off it directly.
+  `laws` are algoprog.analysis.fit.law_rows rows (group, frontier, fit_points, a, alpha, E
+  with _lower/_upper, failed_refits)."""
+  irreducible: str
+  fit: fit.PowerLawFit
+  bootstrap: fit.PowerLawBootstrap | None
+  laws: tuple[dict, ...]
+  diagnostics: dict[str, diagnostics.GroupDiagnostics]
+  exponent_pairs: tuple[ExponentPair, ...]
+  warnings: tuple[str, ...]
+
+  def to_json(self) -> dict:
+    return {"irreducible": self.irreducible, "laws": [dict(r) for r in self.laws],
+            "diagnostics": {g: dataclasses.asdict(d) for g, d in self.diagnostics.items()},
+            "exponent_pairs": _json_rows(self.exponent_pairs),
+            "warnings": list(self.warnings)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CoverageRow:
+  """One group's runs and compute span (FLOPs): all points, and the points its law is
+  fitted to; best_loss in nats/token."""
+  group: str
+  runs: int
+  points: int
+  min_compute: float
+  max_compute: float
+  frontier_points: int
+  frontier_min_compute: float
+  frontier_max_compute: float
+  frontier_decades: float
+  best_loss: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedCeg:
+  """A row of algoprog.analysis.ceg.ceg_table with the groups' diagnostics: a row with
+  reasons in `not_determined` has no scale-dependence verdict (None)."""
+  group: str
+  reference: str
+  quantity: str
+  at: float
+  estimate: float
+  lower: float
+  upper: float
+  scale_dependent: bool | None
+  not_determined: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingAnalysis:
+  """Everything `analyse_scaling` derives (module docstring); `to_json()` for summaries."""
+  groups: tuple[str, ...]
+  reference: str
+  options: ScalingOptions
+  evidence: Evidence
+  main: FrontierFit
+  sensitivity: FrontierFit | None
+  coverage: tuple[CoverageRow, ...]
+  computes: tuple[float, ...]
+  ceg: tuple[FittedCeg, ...]
+  raw_ceg: tuple[ceg_lib.RawCeg, ...] = ()
+  chinchilla: tuple[dict, ...] = ()
+
+  @property
+  def fit(self) -> fit.PowerLawFit:
+    return self.main.fit
+
+  @property
+  def bootstrap(self) -> fit.PowerLawBootstrap | None:
+    return self.main.bootstrap
+
+  def all_warnings(self) -> list[str]:
+    """The fit's warnings and one per zero-width law interval."""
+    return list(self.main.warnings) + diagnostics.zero_width_warnings(
+        self.main.laws, self.options.level)
+
+  def to_json(self) -> dict:
+    """Every number as plain JSON types (NaN stays NaN: rundir.json_safe writes null)."""
+    main = self.main.to_json()
+    return {"groups": list(self.groups), "reference": self.reference,
+            "irreducible": main["irreducible"], "laws": main["laws"],
+            "diagnostics": main["diagnostics"], "coverage": _json_rows(self.coverage),
+            "computes": list(self.computes), "ceg": _json_rows(self.ceg),
+            "exponent_pairs": main["exponent_pairs"], "warnings": main["warnings"],
+            "sensitivity": self.sensitivity.to_json() if self.sensitivity else None,
+            "raw_ceg": _json_rows(self.raw_ceg), "chinchilla": _json_rows(self.chinchilla),
+            "seed_noise": {"value": self.evidence.noise.value,
+                           "source": self.evidence.noise.source}}
+
+
+# ----------------------------------------------------------------------------------------
+# Sections.
+
+
+def auto_irreducible(table: RunTable, groups: Sequence[str]) -> str:
+  """'shared' when the groups' runs all record one training-data fingerprint (architectures
+  on the same data have one irreducible loss), else 'fit' (per group; also for tables,
+  which record no data)."""
+  fingerprints = {json.dumps(info.get("data_fingerprint"), sort_keys=True)
+                  for info in table.run_info.values() if info.get("label") in groups}
+  known = table.run_info and "null" not in fingerprints
+  return "shared" if known and len(fingerprints) == 1 and len(groups) > 1 else "fit"
+
+
+def laws_json(result: fit.PowerLawFit, bootstrap: fit.PowerLawBootstrap | None) -> dict:
+  """{"laws": {group: {a, alpha, E}}, "bootstrap": {group: {a: [...], ...}}}: the format
+  launch.account reads (NaN samples, failed refits, as null)."""
+  data = {"laws": {g: result.for_group(g)._asdict() for g in result.groups}}
+  if bootstrap is not None:
+    data["bootstrap"] = {
+        g: {k: [rundir.json_safe(v) for v in vs] for k, vs in
+            bootstrap.for_group(g)._asdict().items()} for g in bootstrap.groups}
+  return data
+
+
+def past_warmup(table: RunTable, fraction: float) -> np.ndarray:
+  """Which points (one bool each) lie at or past `fraction` of their run's training tokens.
+  The first evaluations of a run (warmup, loss near ln V) lie on no compute-optimal
+  frontier: a law fitted through them bends to fit the start of training. They still count
+  when the frontier is taken (algoprog.analysis.fit: envelope first, then the eligible points)."""
+  keep = np.ones(table.loss.shape, bool)
+  for run_id in table.run_ids:
+    rows = table.run_id == run_id
+    keep[rows] = table.tokens[rows] >= fraction * table.tokens[rows].max()
+  return keep
+
+
+def exponent_pairs(result: fit.PowerLawFit, bootstrap: fit.PowerLawBootstrap | None,
+                   diags: Mapping[str, diagnostics.GroupDiagnostics], level: float
+                   ) -> list[ExponentPair]:
+  """Exponent difference of every pair of groups; without a bootstrap, the estimate alone
+  (NaN interval, no verdict)."""
+  pairs = []
+  for i, a in enumerate(result.groups):
+    for b in result.groups[i + 1:]:
+      if bootstrap is None:
+        d = laws.Interval(result.for_group(b).alpha - result.for_group(a).alpha, math.nan,
+                          math.nan)
+        verdict = None
+      else:
+        test = ceg_lib.scale_dependence(result, bootstrap, a, b, level)
+        d, verdict = test.exponent_difference, test.scale_dependent
+      reasons = diagnostics.not_determined(diags, [a, b])
+      pairs.append(ExponentPair(b, a, float(d.estimate), float(d.lower), float(d.upper),
+                                None if reasons else verdict, reasons))
+  return pairs
+
+
+def fit_frontiers(table: RunTable, groups: Sequence[str], options: ScalingOptions,
+                  irreducible: str | float, evidence: Evidence) -> FrontierFit:
+  """One frontier fit of `groups` with E `irreducible`, its bootstrap, per-group diagnostics
+  and the exponent differences."""
+  power_law = fit.PowerLawOptions(irreducible=irreducible,
+                                  shared_exponent=options.shared_exponent,
+                                  huber_delta=options.huber_delta)
+  result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
+      table, groups=list(groups), frontier=options.frontier, options=power_law,
+      num_samples=options.bootstrap, resample=options.resample, seed=options.seed,
+      eligible=options.eligible)
+  diags = diagnostics.diagnose(result, table, lr_choices=evidence.lr_choices,
+                               noise=evidence.noise, entropy=evidence.entropy)
+  return FrontierFit(str(irreducible), result, bootstrap,
+                     tuple(fit.law_rows(result, bootstrap, options.level)), diags,
+                     tuple(exponent_pairs(result, bootstrap, diags, options.level)),
+                     tuple(fit_warnings))
+
+
+def coverage_rows(table: RunTable, result: fit.PowerLawFit) -> list[CoverageRow]:
+  """Per group: runs, the compute span of all its points and of its frontier points."""
+  rows = []
+  for g, group in enumerate(result.groups):
+    sub = table.only_groups([group])
+    on = result.points_weight[g] > 0
+    low = float(result.points_compute[g][on].min())
+    high = float(result.points_compute[g][on].max())
+    rows.append(CoverageRow(group, len(sub.run_ids), int(sub.loss.size),
+                            float(sub.compute.min()), float(sub.compute.max()), int(on.sum()),
+                            low, high, math.log10(high / low), float(sub.loss.min())))
+  return rows
+
+
+def auto_ceg_computes(coverage: Sequence[CoverageRow]) -> list[float]:
+  """The low end, middle and high end (FLOPs) of the compute range every group's frontier
+  covers (or of the union, if they do not overlap)."""
+  low = max(r.frontier_min_compute for r in coverage)
+  high = min(r.frontier_max_compute for r in coverage)
+  if low >= high:
+    low = min(r.frontier_min_compute for r in coverage)
+    high = max(r.frontier_max_compute for r in coverage)
+  return [float(f"{c:.3g}") for c in (low, math.sqrt(low * high), high)]
+
+
+def fitted_cegs(main: FrontierFit, reference: str, computes: Sequence[float],
+                losses: Sequence[float], level: float) -> list[FittedCeg]:
+  """CEG over `reference` from the fitted laws, each row with the groups' reasons."""
+  rows = []
+  for r in ceg_lib.ceg_table(main.fit, main.bootstrap, reference, computes=computes,
+                             losses=losses, level=level):
+    reasons = diagnostics.not_determined(main.diagnostics, [r.group, r.reference])
+    rows.append(FittedCeg(r.group, r.reference, r.quantity, r.at, r.estimate, r.lower,
+                          r.upper, None if reasons else r.scale_dependent, reasons))
+  return rows
+
+
+def chinchilla_rows(table: RunTable, groups: Sequence[str], num_samples: int, seed: int,
+                    level: float) -> list[dict]:
+  """Per group: L(N, D) = E + A/N^alpha + B/D^beta fitted on the runs' final points with
+  intervals, and the compute-optimal loss and parameter exponents it implies."""
+  rows = []
+  finals = fit.final_points(table)
+  for group in groups:
+    sub = finals.only_groups([group])
+    result = fit.fit_chinchilla(sub.params, sub.tokens, sub.loss)
+    samples = (fit.bootstrap_chinchilla(sub.params, sub.tokens, sub.loss, result,
+                                        num_samples=num_samples, seed=seed)
+               if num_samples else None)
+    row = {"group": group, "points": int(sub.loss.size), "objective": result.objective}
+    for name, value in result.law._asdict().items():
+      i = laws.interval(value, getattr(samples, name) if samples else [math.nan], level)
+      row.update({name: i.estimate, f"{name}_lower": i.lower, f"{name}_upper": i.upper})
+    row["loss_exponent"] = float(laws.chinchilla_frontier(result.law).alpha)
+    row["params_exponent"] = float(result.law.beta / (result.law.alpha + result.law.beta))
+    rows.append(row)
+  return rows
+
+
+# ----------------------------------------------------------------------------------------
+# The analysis.
+
+
+def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOptions,
+                    evidence: Evidence) -> ScalingAnalysis:
+  """The scaling analysis of `groups` in `table` (module docstring). Raises
+  fit.FitError (one line) when `options.reference` is not among `groups` or a fit cannot
+  be trusted, ceg.TargetNotReached when a raw-curve target is never reached."""
+  groups = tuple(groups)
+  if options.reference not in groups:
+    raise fit.FitError(f"reference: {options.reference!r} is not a fitted group "
+                       f"({', '.join(groups)})")
+  main = fit_frontiers(table, groups, options, options.irreducible, evidence)
+  sensitivity = None
+  if options.sensitivity not in (None, "") and str(options.sensitivity) != str(
+      options.irreducible):
+    sensitivity = fit_frontiers(table, groups, options, options.sensitivity, evidence)
+  coverage = tuple(coverage_rows(table, main.fit))
+  computes = (list(options.computes) if options.computes is not None
+              else auto_ceg_computes(coverage))
+  computes += [c for c in options.extra_computes if c not in computes]
+  cegs = fitted_cegs(main, options.reference, computes, options.target_losses, options.level)
+  raw = [r for t in options.target_losses for r in ceg_lib.raw_ceg_table(
+      table, options.reference, t, groups=list(groups), combine=options.raw_combine,
+      num_samples=options.bootstrap, seed=options.seed, level=options.level)]
+  chinchilla = (chinchilla_rows(table, groups, options.bootstrap, options.seed,
+                                options.level) if options.chinchilla else [])
+  return ScalingAnalysis(groups, options.reference, options, evidence, main, sensitivity,
+                         coverage, tuple(computes), tuple(cegs), tuple(raw),
+                         tuple(chinchilla))
