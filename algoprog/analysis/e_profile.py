@@ -106,6 +106,7 @@ def fit_fixed_E(log_compute: np.ndarray, loss: np.ndarray, weight: np.ndarray,
   r, s = residual(log_b, alpha)
   value = objective(r)
   damping = np.full(value.shape, 1e-3)
+  stalled = 0
   for _ in range(_LM_ITERATIONS):
     r = np.where(w > 0, r, 0.0)
     a11, a12, a22 = (w * s * s).sum(-1), (w * s * s * x).sum(-1), (w * s * s * x * x).sum(-1)
@@ -118,6 +119,11 @@ def fit_fixed_E(log_compute: np.ndarray, loss: np.ndarray, weight: np.ndarray,
     r_new, s_new = residual(lb_new, al_new)
     value_new = objective(r_new)
     better = np.isfinite(value_new) & (value_new < value)
+    # Stop once no series has gained more than 1e-12 relatively for 3 iterations in a row.
+    gained = better & (value - value_new > 1e-12 * np.maximum(value, 1e-300))
+    stalled = 0 if gained.any() else stalled + 1
+    if stalled >= 3:
+      break
     log_b, alpha = np.where(better, lb_new, log_b), np.where(better, al_new, alpha)
     value = np.where(better, value_new, value)
     r = np.where(better[..., None], r_new, r)
