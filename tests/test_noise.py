@@ -81,3 +81,19 @@ def test_unreached_targets_are_named():
   seeds = {r: r.rsplit("_s", 1)[1] for r in table.run_ids}
   with pytest.raises(noise.ceg.TargetNotReached, match="base vs ablated: no seed pair"):
     noise.ablation_ceg(table, "base", "ablated", 1.0, seeds=seeds)
+
+
+def test_a_run_that_never_reaches_the_target_gives_a_bound():
+  rng = np.random.default_rng(3)
+  table = ablation_table(1.5, 2, 0.0, rng)
+  # Cut the ablated seed-1 run before it reaches loss 3.2: the CEG becomes a lower bound.
+  cut = ~((table.run_id == "ablated_s1") & (table.loss < 3.3))
+  short = table.select(cut)
+  seeds = {r: r.rsplit("_s", 1)[1] for r in short.run_ids}
+  a = noise.ablation_ceg(short, "base", "ablated", 3.2, seeds=seeds)
+  assert a.bound == "lower" and a.ceg < 1.5 and a.pair_cegs[0] == pytest.approx(1.5, rel=1e-3)
+  assert a.summary().startswith("base over ablated at loss 3.2: CEG >= ")
+  assert "ablated_s1" in a.summary() and math.isnan(a.paired_lower)
+  json.dumps(a.to_json())
+  with pytest.raises(ValueError, match="share seed 0"):
+    noise.ablation_ceg(table, "base", "ablated", 3.2, seeds={r: 0 for r in table.run_ids})

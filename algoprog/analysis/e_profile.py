@@ -37,9 +37,10 @@ interval over run resamples (same resamples at every E):
 Band over the plausible E: the range of the estimates, and the union of the intervals
 (lowest lower bound to highest upper bound). Verdict: each plausible grid E is classed by its
 interval (above the null, below it, or containing it; null 0 for differences, 1 for CEG);
-one class everywhere reads "... for every plausible E (E from x to y nats)", several read
-"depends on E (E <= x: ...; E >= y: ...)" ("the sign depends on E" when the estimates
-change sign).
+one class everywhere reads "... for every plausible E (x to y nats)", several read
+"it depends on E (E x to y: ...; ...)" ("the sign depends on E" when the estimates change
+sign); both add that the plausible E reach the top of the grid when they do (E could then
+lie higher still, up to the lowest loss).
 """
 
 from __future__ import annotations
@@ -405,10 +406,14 @@ def _verdict(quantity, group, reference, at, grid, estimate, lower, upper, plaus
   idx = np.flatnonzero(plausible)
   classes = [classify(float(estimate[k]), float(lower[k]), float(upper[k]), null)
              for k in idx]
+  # The grid stops just below the lowest loss: a plausible range that reaches its top may
+  # go on beyond it (E up to the data), and the reader should know.
+  note = ("; the plausible E reach the top of the grid, just below the lowest loss"
+          if plausible[-1] and grid.size > 1 else "")
   if len(set(classes)) == 1:
     lo, hi = grid[idx].min(), grid[idx].max()
     return (f"{_phrase(quantity, group, reference, at, classes[0])} for every plausible E "
-            f"({lo:.3g} to {hi:.3g} nats)")
+            f"({lo:.3g} to {hi:.3g} nats{note})")
   segments = []  # runs of one class along the plausible grid
   for k, cls in zip(idx, classes):
     if segments and segments[-1][0] == cls:
@@ -420,4 +425,4 @@ def _verdict(quantity, group, reference, at, grid, estimate, lower, upper, plaus
           else "it depends on E")
   parts = [f"E {lo:.3g} to {hi:.3g}: {_phrase(quantity, group, reference, at, cls)}"
            for cls, lo, hi in segments]
-  return f"{head} ({'; '.join(parts)})"
+  return f"{head} ({'; '.join(parts)}{note})"

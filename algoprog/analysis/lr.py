@@ -332,11 +332,13 @@ class RunSlot:
 
 
 def run_slots(table: RunTable) -> dict[str, RunSlot]:
-  """RunSlot of every run of a folder table, from its run.json (label, width, seed,
-  learning_rate); runs without them are left out."""
+  """RunSlot of every full run of a folder table, from its run.json (label, width, seed,
+  learning_rate); runs without them, and LR-sweep runs (stage "lr_sweep"), are left out."""
   out = {}
   for run_id in table.run_ids:
     info = table.run_info.get(run_id, {})
+    if info.get("stage") == "lr_sweep":
+      continue
     if all(k in info for k in ("label", "width", "learning_rate")):
       out[run_id] = RunSlot(f"{info['label']}/{info['width']}", info.get("seed"),
                             float(info["learning_rate"]))
@@ -372,6 +374,10 @@ def lr_choice_run_weights(table: RunTable, lr_choices: Mapping[str, Mapping], no
   resample, the choice between the chosen and runner-up LRs compares their sweep losses
   each plus Normal(0, noise**2) (nats).
   """
+  sweeps = [r for r in table.run_ids if table.run_info.get(r, {}).get("stage") == "lr_sweep"]
+  if sweeps:
+    raise LrError(f"LR choice resampling: the table holds LR-sweep runs ({sweeps[0]}, ...); "
+                  "load full runs only (runs.load_runs(..., stages=runs.FULL_STAGES))")
   slots = run_slots(table) if slots is None else slots
   run_ids = resample.run_order(table, groups)
   group_of = {r: g for r, g in zip(table.run_id.tolist(), table.group.tolist())}

@@ -23,6 +23,8 @@ Two intervals of ln CEG = mean(d):
                sigma / |dL/d ln C| in ln C (the curve's slope at the target, measured on
                each group's runs); sd(d_s)**2 = sigma**2 (1/slope_base**2 +
                1/slope_ablated**2), interval mean(d) +- t_nu sd(d_s) / sqrt(n).
+A pair in which one run never reaches the target bounds its ratio (that run needs more than
+its whole run's compute): the result is then a lower (or upper) bound, never a capped value.
 Smallest detectable CEG: a two-sided test at 1 - level with power `power` detects
 ln CEG >= (z_{(1+level)/2} + z_power) sd(d_s) / sqrt(n); reported from the seed noise's
 estimate and from its upper bound (the conservative value). Assumptions: Gaussian seed
@@ -138,6 +140,9 @@ class AblationCeg:
   e-fold of compute, < 0). detectable_ceg: smallest CEG a test at 1 - level with `power`
   detects given the noise estimate; detectable_ceg_conservative: with its upper bound.
   pair_cegs: per seed. unpaired: runs without a partner or a crossing (named).
+  bound: "" for an estimate; "lower" when some ablated run never reaches the target (its
+  whole run's compute stands in: the CEG is at least `ceg`), "upper" likewise for a base
+  run; intervals and the detectable CEG are then NaN.
   """
   base: str
   ablated: str
@@ -157,8 +162,16 @@ class AblationCeg:
   power: float
   level: float
   unpaired: tuple[str, ...]
+  bound: str = ""  # "lower"/"upper": some ablated/base run never reached the target
 
   def summary(self) -> str:
+    if self.bound:
+      short = "ablated" if self.bound == "lower" else "base"
+      return (f"{self.base} over {self.ablated} at loss {self.target_loss:g}: CEG "
+              f"{'>=' if self.bound == 'lower' else '<='} {self.ceg:.3g}x ({self.bound} bound "
+              f"from {self.pairs} seed pair(s): the {short} run of some pair never reaches "
+              f"the target, so it needs more than its whole run: "
+              f"{', '.join(self.unpaired)})")
     parts = [f"{self.base} over {self.ablated} at loss {self.target_loss:g}: CEG "
              f"{self.ceg:.3g}x from {self.pairs} seed pair(s)"]
     if math.isfinite(self.paired_lower):
@@ -197,10 +210,18 @@ def crossing_slope(compute: np.ndarray, loss: np.ndarray, target_loss: float) ->
 
 def _runs_by_seed(table: RunTable, group: str, seeds: Mapping[str, Hashable] | None
                   ) -> dict[Hashable, str]:
+  """{seed: run_id} of `group`'s runs; LR-sweep runs (run.json stage "lr_sweep") are not
+  ablation runs and are skipped."""
   sub = table.only_groups([group])
-  out = {}
+  out: dict[Hashable, str] = {}
   for run_id in sub.run_ids:
-    seed = (seeds or {}).get(run_id, table.run_info.get(run_id, {}).get("seed", run_id))
+    info = table.run_info.get(run_id, {})
+    if info.get("stage") == "lr_sweep":
+      continue
+    seed = (seeds or {}).get(run_id, info.get("seed", run_id))
+    if seed in out:
+      raise ValueError(f"group {group}: runs {out[seed]} and {run_id} share seed {seed}; "
+                       "pass seeds= or a table of one run per seed")
     out[seed] = run_id
   return out
 
@@ -224,8 +245,9 @@ def ablation_ceg(table: RunTable, base: str, ablated: str, target_loss: float, *
   unpaired = [r for name in (base, ablated) for s, r in by_seed[name].items()
               if s not in common]
   ratios, slopes = [], {base: [], ablated: []}
+  bounds = []  # (ln ratio bound, "lower"/"upper") of pairs where one run falls short
   for s in common:
-    cs = {}
+    cs, short = {}, {}
     for name in (base, ablated):
       run_id = by_seed[name][s]
       rows = table.run_id == run_id
@@ -234,13 +256,32 @@ def ablation_ceg(table: RunTable, base: str, ablated: str, target_loss: float, *
                                         name=f"run {run_id} ({name})")
       except ceg.TargetNotReached:
         unpaired.append(run_id)
+        if table.loss[rows][0] > target_loss:  # falls short: needs more than its compute
+          short[name] = float(table.compute[rows][-1])
         continue
       slopes[name].append(crossing_slope(table.compute[rows], table.loss[rows], target_loss))
     if len(cs) == 2:
       ratios.append(math.log(cs[ablated] / cs[base]))
-  if not ratios:
+    elif base in cs and ablated in short:
+      bounds.append((math.log(short[ablated] / cs[base]), "lower"))
+    elif ablated in cs and base in short:
+      bounds.append((math.log(cs[ablated] / short[base]), "upper"))
+  if not ratios and not bounds:
     raise ceg.TargetNotReached(f"{base} vs {ablated}: no seed pair in which both runs reach "
                                f"loss {target_loss:g}")
+  kinds = {k for _, k in bounds}
+  if bounds and len(kinds) == 1:
+    # Some pairs only bound their ratio: the mean over pairs is then a bound too (every
+    # term is the value or a bound on the same side); intervals are not available.
+    kind = kinds.pop()
+    d = np.asarray(ratios + [v for v, _ in bounds])
+    return AblationCeg(base, ablated, float(target_loss), int(d.size), math.exp(d.mean()),
+                       tuple(float(math.exp(v)) for v in d), *(math.nan,) * 4,
+                       math.nan, math.nan, math.nan, math.nan, math.nan, power, level,
+                       tuple(unpaired), kind)
+  if not ratios:
+    raise ceg.TargetNotReached(f"{base} vs {ablated}: seed pairs bound the CEG from both "
+                               f"sides at loss {target_loss:g}; no estimate")
   d = np.asarray(ratios)
   n = d.size
   mean = float(d.mean())
@@ -264,4 +305,4 @@ def ablation_ceg(table: RunTable, base: str, ablated: str, target_loss: float, *
   return AblationCeg(base, ablated, float(target_loss), n, math.exp(mean),
                      tuple(float(math.exp(v)) for v in d), *paired, *noise_interval,
                      slope_b, slope_a, sd_d, detect, detect_hi, power, level,
-                     tuple(unpaired))
+                     tuple(unpaired), "")
