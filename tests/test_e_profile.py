@@ -45,6 +45,9 @@ def test_profile_keeps_the_true_E_and_bands_cover_the_truth():
   assert ceg17.verdict.startswith("modern beats lstm at 1e+17 FLOPs for every plausible E")
   assert "falls faster" in diff.verdict
   json.dumps(profile.to_json())  # report-ready
+  lines = profile.summary()
+  assert lines[0].startswith("E profile of lstm, modern (16 fit points)")
+  assert lines[2].startswith("modern vs lstm, CEG at 1e+17 FLOPs: ")
   assert len(profile.rows()) == profile.E.size * 2 and len(diff.rows()) == profile.E.size
   figure = uncertainty_plots.e_profile(profile, ceg17)
   assert len(figure.axes) == 2

@@ -238,6 +238,24 @@ class EProfile:
     g = self.groups.index(group)
     return laws.PowerLaw(float(self.a[k, g]), float(self.alpha[k, g]), float(self.E[k]))
 
+  def summary(self) -> list[str]:
+    """Report lines: the plausible E and how they were chosen, then each verdict."""
+    low, high = self.plausible_range
+    boot = (f"bootstrap optimum interval [{self.E_hat_lower:.3g}, {self.E_hat_upper:.3g}]"
+            if math.isfinite(self.E_hat_lower) else "no bootstrap")
+    head = (f"E profile of {', '.join(self.groups)} ({self.num_points} fit points): best E "
+            f"{self.E_hat:.3g} nats; plausible E {low:.3g} to {high:.3g} nats (criterion "
+            f"{self.criterion}: likelihood ratio <= {self.threshold:.2f}, {boot}; "
+            f"{self.level:.0%})")
+    lines = [head]
+    for d in self.derived:
+      what = ("exponent difference" if d.quantity == "exponent_difference"
+              else f"CEG at {d.at:.3g} FLOPs")
+      lines.append(f"{d.group} vs {d.reference}, {what}: {d.band_estimate_low:.4g} to "
+                   f"{d.band_estimate_high:.4g} over the plausible E, interval "
+                   f"[{d.band_lower:.4g}, {d.band_upper:.4g}]: {d.verdict}")
+    return lines
+
   def rows(self) -> list[dict]:
     """One row per (grid E, group): the law and whether E is plausible."""
     return [{"E": float(e), "group": group, "a": float(self.a[k, g]),
@@ -251,7 +269,7 @@ class EProfile:
             "E_hat": self.E_hat, "E_hat_bootstrap": [_num(self.E_hat_lower),
                                                      _num(self.E_hat_upper)],
             "plausible_E": [low, high], "threshold": self.threshold,
-            "num_points": self.num_points, "grid": self.rows(),
+            "num_points": self.num_points, "summary": self.summary(), "grid": self.rows(),
             "derived": [d.to_json() for d in self.derived]}
 
 

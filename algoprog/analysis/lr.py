@@ -46,7 +46,6 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from algoprog.analysis import fit as fit_lib
 from algoprog.analysis import resample
 from algoprog.analysis.runs import RunTable
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 import numpy as np
 
@@ -202,7 +201,8 @@ def _verdict(group: str, reference: str, slope: laws.Interval, c_ref: np.ndarray
   if slope.lower > 0:
     return f"yes: the gain of {group} over {reference} grows with scale, {numbers} {span}"
   if slope.upper < 0:
-    return f"no, it shrinks: the gain of {group} over {reference} falls with scale, {numbers} {span}"
+    return (f"no, it shrinks: the gain of {group} over {reference} falls with scale, "
+            f"{numbers} {span}")
   if not (math.isfinite(slope.lower) and math.isfinite(slope.upper)):
     return f"no interval: {numbers} {span}"
   return (f"not resolved: the interval of the slope contains 0 (no scale dependence "
