@@ -183,6 +183,37 @@ def design_grid(width_counts: Sequence[int], width_min: int, width_maxes: Sequen
   return list(dict.fromkeys(designs))  # Same widths from two counts: one design.
 
 
+def parse_group(text: str) -> GroupAssumption:
+  """A group from "NAME:a=88,alpha=-0.094,E=1.9[,kind=lstm]" (FLOPs -> nats/token).
+
+  Raises:
+    PlanError: a missing name or a/alpha/E, an unknown key, a non-number, a non-positive
+      a, a negative E or an alpha >= 0 (one line quoting the text).
+  """
+  name, sep, rest = text.partition(":")
+  if not sep or not name.strip():
+    raise PlanError(f"group '{text}': expected NAME:a=A,alpha=ALPHA,E=E[,kind=KIND]")
+  values: dict[str, str] = {}
+  for item in filter(None, (s.strip() for s in rest.split(","))):
+    key, eq, value = item.partition("=")
+    if not eq or key.strip() not in ("a", "alpha", "E", "kind"):
+      raise PlanError(f"group '{text}': '{item}' is not one of a=, alpha=, E=, kind=")
+    values[key.strip()] = value.strip()
+  missing = [k for k in ("a", "alpha", "E") if k not in values]
+  if missing:
+    raise PlanError(f"group '{text}': missing {', '.join(missing)}")
+  try:
+    a, alpha, E = (float(values[k]) for k in ("a", "alpha", "E"))
+  except ValueError:
+    raise PlanError(f"group '{text}': a, alpha and E must be numbers") from None
+  if not (a > 0 and alpha < 0 and E >= 0 and all(map(math.isfinite, (a, alpha, E)))):
+    raise PlanError(f"group '{text}': expected a > 0, alpha < 0 and E >= 0 (finite)")
+  kind = values.get("kind", "transformer")
+  if kind not in KINDS:
+    raise PlanError(f"group '{text}': kind '{kind}', expected one of {', '.join(KINDS)}")
+  return GroupAssumption(name.strip(), laws.PowerLaw(a, alpha, E), kind)
+
+
 # ----------------------------------------------------------------------------------------
 # Model size closed forms.
 
@@ -309,6 +340,10 @@ class StudyOutcome:
   flagged: bool
   failed: bool = False
 
+  def covers(self, value: float) -> bool:
+    """Whether the interval contains `value` (on the test scale)."""
+    return bool(self.lower <= value <= self.upper)
+
 
 def analyse_study(table: runs.RunTable, hypothesis: Hypothesis,
                   settings: SimulationSettings, seed: int = 0) -> StudyOutcome:
@@ -347,6 +382,8 @@ class DesignResult:
   mean_estimate: mean estimate on the test scale (exponent difference, or ln CEG) over
     studies whose fit succeeded: against the true value it shows the design's bias (an
     envelope of few widths is not the frontier).
+  coverage: fraction of studies whose interval contains the true value (nominally
+    `level`; far below it, the power partly measures bias, not the effect).
   interval_width: mean interval width on the test scale (exponent difference, or ln CEG),
     over studies whose fit succeeded (NaN if none did).
   flagged: fraction of studies the fit diagnostics mark; failed: fraction whose fit failed.
@@ -356,6 +393,7 @@ class DesignResult:
   power: float
   mean_estimate: float
   interval_width: float
+  coverage: float
   flagged: float
   failed: float
   flops: float
@@ -371,6 +409,9 @@ def evaluate_design(assumptions: Assumptions, hypothesis: Hypothesis, design: De
   if simulations < 1:
     raise PlanError(f"simulations {simulations}: expected at least 1")
   rng = np.random.default_rng(seed)
+  truth = hypothesis.true_value(assumptions)
+  if hypothesis.quantity == "ceg":
+    truth = math.log(truth)
   outcomes = [analyse_study(simulate_table(assumptions, design, rng, settings), hypothesis,
                             settings, seed=seed + i) for i in range(simulations)]
   fitted = [o for o in outcomes if not o.failed]
@@ -378,6 +419,7 @@ def evaluate_design(assumptions: Assumptions, hypothesis: Hypothesis, design: De
   return DesignResult(
       design, float(np.mean([o.excludes_zero for o in outcomes])),
       mean([o.estimate for o in fitted]), mean([o.upper - o.lower for o in fitted]),
+      float(np.mean([o.covers(truth) for o in outcomes])),
       float(np.mean([o.flagged for o in outcomes])),
       float(np.mean([o.failed for o in outcomes])),
       design_flops(design, assumptions), design_decades(design, assumptions), simulations)
@@ -479,10 +521,19 @@ def assumptions_from_table(table: runs.RunTable, *, kinds: Mapping[str, str],
 # Reporting.
 
 
-def wall_hours(flops: float, accelerator: hardware.Accelerator, *, dtype: str = "bfloat16",
-               mfu: float = 0.4) -> float:
-  """Hours on one chip of `accelerator` at model-FLOP utilisation `mfu`."""
-  return hardware.wall_seconds(flops, accelerator, dtype=dtype, mfu=mfu) / 3600.0
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """A column of hours: `name` as the user wrote it, the accelerator, the dtype whose peak
+  counts, and the model-FLOP utilisation assumed (fraction of that peak)."""
+  name: str
+  accelerator: hardware.Accelerator
+  dtype: str = "bfloat16"
+  mfu: float = 0.4
+
+  def hours(self, flops: float) -> float:
+    """Hours on one chip: flops / (peak * mfu) / 3600."""
+    return hardware.wall_seconds(flops, self.accelerator, dtype=self.dtype,
+                                 mfu=self.mfu) / 3600.0
 
 
 def _hours_text(hours: float) -> str:
@@ -495,20 +546,17 @@ def _hours_text(hours: float) -> str:
   return f"{hours / 24:.0f}d"
 
 
-def results_table(results: Sequence[DesignResult],
-                  accelerators: Sequence[tuple[str, hardware.Accelerator, str]] = (),
-                  mfu: float = 0.4) -> str:
-  """Aligned text table, one row per design; `accelerators` (column name, chip, dtype)
-  add an hours-per-chip column each."""
+def results_table(results: Sequence[DesignResult], chips: Sequence[Chip] = ()) -> str:
+  """Aligned text table, one row per design, with an hours-per-chip column per chip."""
   header = ["widths", "seeds", "tok/param", "decades", "power", "mean est", "CI width",
-            "flagged", "FLOPs"] + [f"{name} h" for name, _, _ in accelerators]
+            "coverage", "flagged", "FLOPs"] + [f"{chip.name} h" for chip in chips]
   rows = [header]
   for r in results:
     rows.append([",".join(str(w) for w in r.design.widths), str(r.design.seeds),
                  f"{r.design.tokens_per_param:g}", f"{r.decades:.2f}", f"{r.power:.2f}",
-                 f"{r.mean_estimate:.3g}", f"{r.interval_width:.3g}", f"{r.flagged:.2f}", f"{r.flops:.3g}"]
-                + [_hours_text(wall_hours(r.flops, chip, dtype=dtype, mfu=mfu))
-                   for _, chip, dtype in accelerators])
+                 f"{r.mean_estimate:.3g}", f"{r.interval_width:.3g}", f"{r.coverage:.2f}",
+                 f"{r.flagged:.2f}",
+                 f"{r.flops:.3g}"] + [_hours_text(chip.hours(r.flops)) for chip in chips])
   widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
                    for row in rows)
@@ -516,11 +564,10 @@ def results_table(results: Sequence[DesignResult],
 
 def requirement_sentence(what: str, results: Sequence[DesignResult], *,
                          target_power: float = 0.8, level: float = 0.95,
-                         accelerator: tuple[str, hardware.Accelerator, str] | None = None,
-                         mfu: float = 0.4) -> str:
+                         chip: Chip | None = None) -> str:
   """"to determine `what` you need ..." from planned designs: the cheapest reaching
-  `target_power`, its FLOPs, compute span and (with `accelerator`) hours on one chip; or,
-  when none does, the best power any design reached."""
+  `target_power`, its FLOPs, compute span and (with `chip`) hours on one chip; or, when
+  none does, the best power any design reached."""
   best = cheapest(results, target_power)
   if best is None:
     if not results:
@@ -533,8 +580,7 @@ def requirement_sentence(what: str, results: Sequence[DesignResult], *,
   text = (f"to determine {what} you need {best.design.describe()}: {best.decades:.1f} "
           f"decades of compute, {best.flops:.3g} training FLOPs, power {best.power:.2f} "
           f"(expected {level:.0%} interval width {best.interval_width:.3g})")
-  if accelerator is not None:
-    name, chip, dtype = accelerator
-    text += (f", about {_hours_text(wall_hours(best.flops, chip, dtype=dtype, mfu=mfu))} "
-             f"on one {name} at {mfu:.0%} MFU ({dtype})")
+  if chip is not None:
+    text += (f", about {_hours_text(chip.hours(best.flops))} on one {chip.name} at "
+             f"{chip.mfu:.0%} MFU ({chip.dtype})")
   return text
