@@ -267,12 +267,16 @@ class SimulationSettings:
     ending at the run's last token.
   bootstrap: refits per simulated study (resampling runs); level: interval level.
   irreducible: E of the fits ("shared", "fit" or a number of nats).
+  skip_fraction: each run's points before this fraction of its tokens are not fitted
+    (the frontier is taken over all points first), as the study pipeline leaves out
+    warmup points (reproduce's analysis.skip_fraction, default 0.1).
   """
   points_per_run: int = 8
   curve_decades: float = 2.0
   bootstrap: int = 100
   level: float = 0.95
   irreducible: str | float = "shared"
+  skip_fraction: float = 0.1
 
 
 def run_budget(kind: str, width: int, tokens_per_param: float, assumptions: Assumptions
@@ -328,6 +332,18 @@ def simulate_table(assumptions: Assumptions, design: Design, rng: np.random.Gene
   return runs.make_table(**columns, source="simulated")
 
 
+def past_fraction(table: runs.RunTable, fraction: float) -> np.ndarray:
+  """One bool per point: at or past `fraction` of its run's final tokens (the study
+  pipeline's rule for leaving out warmup points; all True without a tokens column)."""
+  keep = np.ones(table.loss.shape, bool)
+  if fraction <= 0 or np.isnan(table.tokens).any():
+    return keep
+  for run_id in table.run_ids:
+    rows = table.run_id == run_id
+    keep[rows] = table.tokens[rows] >= fraction * table.tokens[rows].max()
+  return keep
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyOutcome:
   """One simulated study: the estimate and interval (on the test scale: exponent
@@ -354,7 +370,8 @@ def analyse_study(table: runs.RunTable, hypothesis: Hypothesis,
     result, bootstrap, _ = fit_lib.fit_and_bootstrap(
         table, groups=groups, frontier="envelope",
         options=fit_lib.PowerLawOptions(irreducible=settings.irreducible),
-        num_samples=settings.bootstrap, resample="runs", seed=seed)
+        num_samples=settings.bootstrap, resample="runs", seed=seed,
+        eligible=past_fraction(table, settings.skip_fraction))
   except fit_lib.FitError:
     return StudyOutcome(nan, nan, nan, False, True, True)
   reasons = diagnostics.fit_reasons(result)
@@ -384,8 +401,9 @@ class DesignResult:
     envelope of few widths is not the frontier).
   coverage: fraction of studies whose interval contains the true value (nominally
     `level`; far below it, the power partly measures bias, not the effect).
-  interval_width: mean interval width on the test scale (exponent difference, or ln CEG),
-    over studies whose fit succeeded (NaN if none did).
+  interval_width: median interval width on the test scale (exponent difference, or ln
+    CEG) over studies whose fit succeeded (NaN if none did); the median, because a design
+    with few runs per group has a few resamples of one run each and then a heavy tail.
   flagged: fraction of studies the fit diagnostics mark; failed: fraction whose fit failed.
   flops: total training FLOPs; decades: compute span of the final points.
   """
@@ -418,7 +436,8 @@ def evaluate_design(assumptions: Assumptions, hypothesis: Hypothesis, design: De
   mean = lambda values: float(np.mean(values)) if values else math.nan
   return DesignResult(
       design, float(np.mean([o.excludes_zero for o in outcomes])),
-      mean([o.estimate for o in fitted]), mean([o.upper - o.lower for o in fitted]),
+      mean([o.estimate for o in fitted]),
+      float(np.median([o.upper - o.lower for o in fitted])) if fitted else math.nan,
       float(np.mean([o.covers(truth) for o in outcomes])),
       float(np.mean([o.flagged for o in outcomes])),
       float(np.mean([o.failed for o in outcomes])),
@@ -579,7 +598,7 @@ def requirement_sentence(what: str, results: Sequence[DesignResult], *,
             f"< {target_power:g}; widen the grid (more widths, seeds or decades)")
   text = (f"to determine {what} you need {best.design.describe()}: {best.decades:.1f} "
           f"decades of compute, {best.flops:.3g} training FLOPs, power {best.power:.2f} "
-          f"(expected {level:.0%} interval width {best.interval_width:.3g})")
+          f"(median {level:.0%} interval width {best.interval_width:.3g})")
   if chip is not None:
     text += (f", about {_hours_text(chip.hours(best.flops))} on one {chip.name} at "
              f"{chip.mfu:.0%} MFU ({chip.dtype})")
