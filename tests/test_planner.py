@@ -65,7 +65,8 @@ def test_closed_forms_follow_the_trainer():
 def test_design_grid_rounds_dedupes_and_names_bad_fields():
   grid = planner.design_grid([3, 4], 32, [64, 256], [1, 2], [20])
   assert planner.Design((32, 48, 64), 1, 20.0) in grid
-  assert planner.Design((32, 80, 160, 256), 2, 20.0) in grid
+  assert planner.Design((32, 64, 128, 256), 2, 20.0) in grid
+  assert planner.Design((32, 96, 256), 2, 20.0) in grid
   assert all(w % 16 == 0 for d in grid for w in d.widths)
   # 4 widths from 32 to 64 round to the 3 of the count-3 design: one design, not two.
   assert len(grid) == len(set(grid)) == 6
@@ -184,6 +185,6 @@ def test_parse_group_and_its_errors():
 def test_past_fraction_keeps_points_after_warmup():
   table = runs.make_table(["a"] * 4 + ["b"] * 2, ["g"] * 6, [1, 2, 3, 4, 5, 6],
                           [5, 4, 3, 2, 2, 1], params=[1] * 6,
-                          tokens=[1, 5, 10, 100, 50, 500])
+                          tokens=[1, 5, 10, 100, 40, 500])
   assert planner.past_fraction(table, 0.1).tolist() == [False, False, True, True,
                                                          False, True]

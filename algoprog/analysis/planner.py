@@ -500,9 +500,10 @@ def assumptions_from_table(table: runs.RunTable, *, kinds: Mapping[str, str],
                            groups: Sequence[str] | None = None,
                            irreducible: str | float = "shared",
                            point_noise: float | None = None,
-                           seed_noise: float | None = None,
+                           seed_noise: float | None = None, skip_fraction: float = 0.1,
                            **kwargs) -> Assumptions:
-  """Fitted frontier laws (envelope, E per `irreducible`) and measured noise of a table.
+  """Fitted frontier laws (envelope, E per `irreducible`, each run's points before
+  `skip_fraction` of its tokens not fitted: `past_fraction`) and measured noise of a table.
 
   Point noise = the standard deviation (ddof = 3) of loss minus fitted law over each
   group's frontier points, pooled over groups (nats; it includes some seed noise, so
@@ -516,7 +517,8 @@ def assumptions_from_table(table: runs.RunTable, *, kinds: Mapping[str, str],
   groups = list(groups or table.groups)
   result, _, _ = fit_lib.fit_and_bootstrap(
       table, groups=groups, frontier="envelope",
-      options=fit_lib.PowerLawOptions(irreducible=irreducible))
+      options=fit_lib.PowerLawOptions(irreducible=irreducible),
+      eligible=past_fraction(table, skip_fraction))
   residuals = []
   for g, name in enumerate(result.groups):
     on = result.points_weight[g] > 0
