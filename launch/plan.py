@@ -63,6 +63,9 @@ _LEVEL = flags.DEFINE_float("level", 0.95, "Confidence level of the intervals.")
 _IRREDUCIBLE = flags.DEFINE_string("irreducible", "shared", "E of the fits: shared, fit or "
                                    "a number of nats.")
 _TARGET_POWER = flags.DEFINE_float("target_power", 0.8, "Power the cheapest design needs.")
+_MIN_COVERAGE = flags.DEFINE_float(
+    "min_coverage", 0.8, "Coverage (intervals holding the true value) the cheapest design "
+    "needs: below it, excluding zero is partly the design's bias.")
 _ACCELERATORS = flags.DEFINE_list("accelerators", ["cpu", "v5e", "h100"], "Chips for the "
                                   "hours columns: " + ", ".join([*hardware.ACCELERATORS,
                                                                  "cpu"]) + ".")
@@ -92,10 +95,12 @@ def _check_flags() -> None:
                             "(--law, at least two), not both or neither")
   if _LAW.value and len(_LAW.value) < 2:
     raise planner.PlanError("--law: expected at least two groups (one --law each)")
-  for flag, low, high in ((_LEVEL, 0, 1), (_TARGET_POWER, 0, 1), (_MFU, 0, 1),
-                          (_CPU_MFU, 0, 1)):
-    if not low < flag.value <= high or (flag is _LEVEL and flag.value >= 1):
+  for flag in (_LEVEL, _TARGET_POWER, _MFU, _CPU_MFU):
+    if not 0 < flag.value <= 1 or (flag is _LEVEL and flag.value >= 1):
       raise planner.PlanError(f"--{flag.name}={flag.value}: expected a number in (0, 1]")
+  if not 0 <= _MIN_COVERAGE.value <= 1:
+    raise planner.PlanError(f"--min_coverage={_MIN_COVERAGE.value}: expected a number in "
+                            "[0, 1]")
   for flag, minimum in ((_SIMULATIONS, 1), (_BOOTSTRAP, 10), (_POINTS, 2), (_VOCAB, 1),
                         (_SEQUENCE, 1)):
     if flag.value < minimum:
@@ -210,11 +215,13 @@ def main(argv):
         "coverage: intervals holding the true value; flagged: studies the fit diagnostics mark; "
         "hours per chip)")
   print(planner.results_table(results, chips))
-  best = planner.cheapest(results, _TARGET_POWER.value)
-  print(f"\ncheapest design reaching power {_TARGET_POWER.value:g}: "
+  best = planner.cheapest(results, _TARGET_POWER.value, _MIN_COVERAGE.value)
+  print(f"\ncheapest design reaching power {_TARGET_POWER.value:g} with coverage "
+        f"{_MIN_COVERAGE.value:g}: "
         + (best.design.describe() if best else "none in this grid"))
   print(planner.requirement_sentence(
-      hypothesis.describe(), results, target_power=_TARGET_POWER.value, level=_LEVEL.value,
+      hypothesis.describe(), results, target_power=_TARGET_POWER.value,
+      min_coverage=_MIN_COVERAGE.value, level=_LEVEL.value,
       chip=chips[0] if chips else None))
   if _OUT.value:
     out = pathlib.Path(_OUT.value)

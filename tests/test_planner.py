@@ -127,9 +127,9 @@ def test_ceg_hypothesis_tests_ln_ceg():
     planner.Hypothesis("ceg", "ref", "new")
 
 
-def _result(widths, seeds, power_, flops) -> planner.DesignResult:
+def _result(widths, seeds, power_, flops, coverage=0.95) -> planner.DesignResult:
   return planner.DesignResult(planner.Design(widths, seeds, 20.0), power_, -0.01, 0.01,
-                              0.95, 0.0, 0.0, flops, 2.0, 10)
+                              coverage, 0.0, 0.0, flops, 2.0, 10)
 
 
 def test_cheapest_design_reaching_the_target_and_the_sentence():
@@ -138,6 +138,10 @@ def test_cheapest_design_reaching_the_target_and_the_sentence():
   assert planner.cheapest(results).flops == 3e12
   assert planner.cheapest(results, 0.9).flops == 9e13
   assert planner.cheapest(results, 0.999) is None
+  # A design that excludes zero through its bias (its intervals miss the truth) is skipped.
+  biased = [_result((32, 48), 1, 0.95, 5e11, coverage=0.5)] + results
+  assert planner.cheapest(biased).flops == 5e11
+  assert planner.cheapest(biased, min_coverage=0.8).flops == 3e12
   chip = planner.Chip("h100", planner.hardware.ACCELERATORS["h100"], "bfloat16", 0.5)
   sentence = planner.requirement_sentence("the gap", results, chip=chip)
   assert sentence.startswith("to determine the gap you need widths 32-128 (2 widths), "

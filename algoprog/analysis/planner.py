@@ -462,10 +462,12 @@ def plan(assumptions: Assumptions, hypothesis: Hypothesis, designs: Iterable[Des
   return results
 
 
-def cheapest(results: Sequence[DesignResult], target_power: float = 0.8
-             ) -> DesignResult | None:
-  """The design with the fewest total FLOPs whose power reaches `target_power`, or None."""
-  reaching = [r for r in results if r.power >= target_power]
+def cheapest(results: Sequence[DesignResult], target_power: float = 0.8,
+             min_coverage: float = 0.0) -> DesignResult | None:
+  """The design with the fewest total FLOPs whose power reaches `target_power` and whose
+  coverage reaches `min_coverage` (a design whose intervals often miss the true value
+  excludes zero partly through its bias), or None."""
+  reaching = [r for r in results if r.power >= target_power and r.coverage >= min_coverage]
   return min(reaching, key=lambda r: r.flops) if reaching else None
 
 
@@ -584,20 +586,21 @@ def results_table(results: Sequence[DesignResult], chips: Sequence[Chip] = ()) -
 
 
 def requirement_sentence(what: str, results: Sequence[DesignResult], *,
-                         target_power: float = 0.8, level: float = 0.95,
-                         chip: Chip | None = None) -> str:
+                         target_power: float = 0.8, min_coverage: float = 0.0,
+                         level: float = 0.95, chip: Chip | None = None) -> str:
   """"to determine `what` you need ..." from planned designs: the cheapest reaching
-  `target_power`, its FLOPs, compute span and (with `chip`) hours on one chip; or, when
-  none does, the best power any design reached."""
-  best = cheapest(results, target_power)
+  `target_power` (and `min_coverage`), its FLOPs, compute span and (with `chip`) hours on
+  one chip; or, when none does, the best power any design reached."""
+  best = cheapest(results, target_power, min_coverage)
   if best is None:
     if not results:
       return f"to determine {what} no design was planned"
-    top = max(results, key=lambda r: r.power)
+    top = max(results, key=lambda r: (r.coverage >= min_coverage, r.power))
     return (f"to determine {what} you need more than any planned design: the best, "
             f"{top.design.describe()} ({top.decades:.1f} decades of compute, "
             f"{top.flops:.3g} FLOPs), excludes zero with probability {top.power:.2f} "
-            f"< {target_power:g}; widen the grid (more widths, seeds or decades)")
+            f"(target {target_power:g}) and holds the true value in {top.coverage:.0%} of "
+            f"its intervals; widen the grid (more widths, seeds or decades)")
   text = (f"to determine {what} you need {best.design.describe()}: {best.decades:.1f} "
           f"decades of compute, {best.flops:.3g} training FLOPs, power {best.power:.2f} "
           f"(median {level:.0%} interval width {best.interval_width:.3g})")
