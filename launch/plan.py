@@ -57,6 +57,9 @@ _SEQUENCE = flags.DEFINE_integer("sequence_length", planner.DEFAULT_SEQUENCE_LEN
 _POINTS = flags.DEFINE_integer("points_per_run", 8, "Evaluations per simulated run.")
 _CURVE_DECADES = flags.DEFINE_float("curve_decades", 2.0,
                                     "Decades of tokens each simulated curve spans.")
+_SKIP_FRACTION = flags.DEFINE_float(
+    "skip_fraction", 0.1, "Each run's points before this fraction of its tokens are not "
+    "fitted (warmup; the frontier is taken over all points first).")
 _SIMULATIONS = flags.DEFINE_integer("simulations", 100, "Simulated studies per design.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 100, "Bootstrap refits per simulated study.")
 _LEVEL = flags.DEFINE_float("level", 0.95, "Confidence level of the intervals.")
@@ -108,6 +111,9 @@ def _check_flags() -> None:
   for flag in (_SEED_NOISE, _POINT_NOISE):
     if flag.value is not None and not flag.value >= 0:
       raise planner.PlanError(f"--{flag.name}={flag.value}: expected nats >= 0")
+  if not 0 <= _SKIP_FRACTION.value < 1:
+    raise planner.PlanError(f"--skip_fraction={_SKIP_FRACTION.value}: expected a number in "
+                            "[0, 1)")
   if not _CURVE_DECADES.value > 0 or not _OPTIMAL_TPP.value > 0:
     bad = _CURVE_DECADES if not _CURVE_DECADES.value > 0 else _OPTIMAL_TPP
     raise planner.PlanError(f"--{bad.name}={bad.value}: expected a positive number")
@@ -145,7 +151,8 @@ def _assumptions() -> planner.Assumptions:
     groups = None  # One named: fit all and pick the other below.
   return planner.assumptions_from_table(
       table, kinds=kinds, groups=groups, irreducible=_IRREDUCIBLE.value,
-      point_noise=_POINT_NOISE.value, seed_noise=_SEED_NOISE.value, **common)
+      point_noise=_POINT_NOISE.value, seed_noise=_SEED_NOISE.value,
+      skip_fraction=_SKIP_FRACTION.value, **common)
 
 
 def _chips() -> list[planner.Chip]:
@@ -182,7 +189,7 @@ def main(argv):
     chips = _chips()
     settings = planner.SimulationSettings(
         points_per_run=_POINTS.value, curve_decades=_CURVE_DECADES.value,
-        bootstrap=_BOOTSTRAP.value, level=_LEVEL.value,
+        bootstrap=_BOOTSTRAP.value, level=_LEVEL.value, skip_fraction=_SKIP_FRACTION.value,
         irreducible=fit.PowerLawOptions(irreducible=_IRREDUCIBLE.value).irreducible)
   except (planner.PlanError, runs.RunTableError, fit.FitError) as e:
     sys.exit(f"error: {e}")
