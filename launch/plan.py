@@ -27,7 +27,7 @@ _RUNS = flags.DEFINE_string("runs", None, "A folder of runs or a .csv/.jsonl tab
 _COLUMNS = flags.DEFINE_string("columns", None, "Column mapping for a CSV/JSONL table "
                                "(as launch.fit).")
 _KINDS = flags.DEFINE_list("kinds", [], "With --runs: GROUP=KIND (transformer or lstm) "
-                           "for each group not a transformer.")
+                           "for each group not a transformer (a run folder records it).")
 _LAW = flags.DEFINE_multi_string(
     "law", [], "Stated assumption per group, repeatable: NAME:a=A,alpha=ALPHA,E=E[,kind="
     "lstm] (L = E + a*C^alpha, C in FLOPs, L in nats/token).")
@@ -137,15 +137,15 @@ def _assumptions() -> planner.Assumptions:
                           "stated" if None not in (_SEED_NOISE.value, _POINT_NOISE.value)
                           else "stated; defaults where not given (seed 0.02, point 0.01)")
     return planner.Assumptions(groups, noise, **common)
-  kinds = {}
+  columns = runs.ColumnMapping.parse(_COLUMNS.value) if _COLUMNS.value else None
+  table = runs.load_runs(_RUNS.value, columns, stages=runs.FULL_STAGES)
+  kinds = planner.kinds_from_runs(table)  # A folder records each run's model kind.
   for item in _KINDS.value:
     group, _, kind = item.partition("=")
     if kind not in planner.KINDS:
       raise planner.PlanError(f"--kinds={item}: expected GROUP=KIND with KIND one of "
                               f"{', '.join(planner.KINDS)}")
     kinds[group] = kind
-  columns = runs.ColumnMapping.parse(_COLUMNS.value) if _COLUMNS.value else None
-  table = runs.load_runs(_RUNS.value, columns, stages=runs.FULL_STAGES)
   groups = [g for g in (_REFERENCE.value, _GROUP.value) if g] or None
   if groups and len(groups) < 2:
     groups = None  # One named: fit all and pick the other below.
@@ -203,7 +203,7 @@ def main(argv):
         f"{assumptions.noise.point:.3g} nats per evaluation ({assumptions.noise.source})")
   print(f"  {_SIMULATIONS.value} simulated studies per design, {_BOOTSTRAP.value} bootstrap "
         f"refits each (runs resampled), {_LEVEL.value:.0%} intervals, E "
-        f"{settings.irreducible}; {len(designs)} designs")
+        f"{settings.irreducible}; {len(designs)} design{'s' if len(designs) > 1 else ''}")
   for chip in chips:
     print(f"  {chip.name}: {chip.accelerator.peak(chip.dtype):.3g} FLOP/s peak "
           f"({chip.dtype}) at {chip.mfu:.0%} MFU; {chip.accelerator.source}")

@@ -61,7 +61,7 @@ def test_plan_on_a_run_table(tmp_path):
                 "--hypothesis=ceg", "--ceg_compute=1e14", "--accelerators=v5e", *TINY)
   assert done.returncode == 0, done.stderr
   out = done.stdout
-  assert f"planning the CEG of new over ref at 1e+14 FLOPs from fitted to {path}" in out
+  assert f"planning the CEG of new over ref at 1e+14 FLOPs from laws fitted to {path}" in out
   assert "new (lstm)" in out and "ref (transformer)" in out
   assert "seed noise" not in out or "configuration" in out
   assert "measured: frontier scatter" in out

@@ -192,3 +192,13 @@ def test_past_fraction_keeps_points_after_warmup():
                           tokens=[1, 5, 10, 100, 40, 500])
   assert planner.past_fraction(table, 0.1).tolist() == [False, False, True, True,
                                                          False, True]
+
+
+def test_kinds_from_a_folders_recorded_configs():
+  import dataclasses
+  table = runs.make_table(["a", "b", "c"], ["lstm", "modern", "odd"], [1, 2, 3], [3, 2, 1])
+  info = lambda label, kind: {"label": label, "config": {"model": {"kind": kind}}}
+  table = dataclasses.replace(table, run_info={
+      "a": info("lstm", "lstm"), "b": info("modern", "transformer"),
+      "c": info("odd", "plugin_rnn")})
+  assert planner.kinds_from_runs(table) == {"lstm": "lstm", "modern": "transformer"}

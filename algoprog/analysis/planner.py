@@ -498,6 +498,16 @@ def seed_noise_from_table(table: runs.RunTable) -> diagnostics.SeedNoise:
   return diagnostics.SeedNoise(float(np.median(stds)), len(stds))
 
 
+def kinds_from_runs(table: runs.RunTable) -> dict[str, str]:
+  """{group: model kind} from a run folder's recorded configs (config.model.kind), for the
+  groups whose runs all record one known kind; {} for a CSV/JSONL table."""
+  seen: dict[str, set] = {}
+  for info in table.run_info.values():
+    model = (info.get("config") or {}).get("model") or {}
+    seen.setdefault(str(info.get("label")), set()).add(model.get("kind"))
+  return {g: next(iter(k)) for g, k in seen.items() if len(k) == 1 and next(iter(k)) in KINDS}
+
+
 def assumptions_from_table(table: runs.RunTable, *, kinds: Mapping[str, str],
                            groups: Sequence[str] | None = None,
                            irreducible: str | float = "shared",
@@ -537,7 +547,7 @@ def assumptions_from_table(table: runs.RunTable, *, kinds: Mapping[str, str],
             for g in result.groups),
       Noise(seed_noise if seed_noise is not None else noise.value,
             point_noise if point_noise is not None else measured_point, source),
-      source=f"fitted to {table.source or 'a run table'}", **kwargs)
+      source=f"laws fitted to {table.source or 'a run table'}", **kwargs)
 
 
 # ----------------------------------------------------------------------------------------
