@@ -21,15 +21,19 @@ placed on the law with N_eff = f(w)/6 so that its compute axis C = f(w)*D is the
 axis (the frontier of the simulated runs is the stated law in the FLOPs the planner
 counts). Each run trains D = tokens_per_param * P(w) tokens and is evaluated at
 `points_per_run` token counts log-spaced over `curve_decades` decades up to D: the curve
-falls along the frontier while D/N_eff is small and flattens towards E + A*N_eff^-b. No
+falls steeply (above the frontier) while D/N_eff is far below r, touches the frontier near
+D/N_eff = r and flattens towards E + A*N_eff^-b beyond it. No
 learning-rate schedule or LR mistuning is modelled (state LR uncertainty as noise).
 
 Each simulated study goes through the real fit pipeline: `fit.fit_and_bootstrap` (runs
-resampled, frontier "envelope", E per the options) and `ceg.scale_dependence` /
-`ceg.ceg_band` for the interval at `level`. Power = the fraction of simulated studies
-whose interval excludes 0 (exponent difference) or 1 (CEG); a study whose fit fails
-counts as not excluding. Interval width: upper - lower of the exponent difference, or
-ln(upper/lower) of the CEG. `flagged` is the fraction of studies whose fit diagnostics
+resampled; frontier "envelope" over all points, then each run's points before
+`skip_fraction` of its tokens left out, as the study leaves out warmup; E per the options)
+and `ceg.scale_dependence` / `ceg.ceg_band` for the interval at `level`. Power = the
+fraction of simulated studies whose interval excludes 0 (exponent difference) or 1 (CEG);
+a study whose fit fails counts as not excluding. Interval width: upper - lower of the
+exponent difference, or ln(upper/lower) of the CEG (median over studies). Coverage = the
+fraction of intervals holding the true value: far below `level`, a design excludes zero
+partly through its bias. `flagged` is the fraction of studies whose fit diagnostics
 (`diagnostics.fit_reasons`: E at a bound, iteration cap, span < 1 decade) mark either
 group: the pipeline would print those as not determined.
 
