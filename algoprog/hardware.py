@@ -86,10 +86,14 @@ ACCELERATORS: dict[str, Accelerator] = {
     "l4": _nvidia("NVIDIA L4", 30.3, 120.0, 242.0, "NVIDIA L4 Tensor Core GPU datasheet"),
 }
 
-# jax `device_kind` (lower-cased) -> table name. First match wins, so the more specific
-# patterns come first ("tpu v5 lite" before "tpu v5"). Variants with other peaks (H100
-# PCIe or NVL) are deliberately absent: no number beats a wrong one.
-_DEVICE_KINDS = (
+# jax `device_kind` (lower-cased) -> table name (device kinds as jax reports them: "TPU v4",
+# "TPU v5 lite" (v5e), "TPU v5" (v5p), "TPU v6 lite" (v6e), "NVIDIA H100 80GB HBM3" (SXM5),
+# "NVIDIA H200"). First match wins, so the more specific patterns come first ("tpu v5 lite"
+# before "tpu v5"). Variants with other peaks map to None (TPU v4 lite, the inference v4i;
+# H100/H200 NVL) or match nothing (H100 PCIe): no number beats a wrong one.
+_DEVICE_KINDS: tuple[tuple[str, str | None], ...] = (
+    ("tpu v4 lite", None),
+    ("nvl", None),
     ("tpu v4", "v4"),
     ("tpu v5 lite", "v5e"),
     ("tpu v5e", "v5e"),
@@ -129,7 +133,7 @@ def accelerator_for(device: Any) -> Accelerator | None:
     return cpu_accelerator()
   for pattern, name in _DEVICE_KINDS:
     if pattern in kind:
-      return ACCELERATORS[name]
+      return ACCELERATORS[name] if name else None
   return None
 
 

@@ -33,8 +33,10 @@ def test_device_kind_maps_to_its_entry(kind, name):
 
 
 def test_unknown_devices_and_names():
-  assert hardware.accelerator_for(types.SimpleNamespace(device_kind="NVIDIA H100 PCIe",
-                                                        platform="gpu")) is None
+  for kind in ("NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200 NVL", "TPU v4 lite",
+               "TPU7x"):
+    assert hardware.accelerator_for(types.SimpleNamespace(device_kind=kind,
+                                                          platform="gpu")) is None, kind
   with pytest.raises(KeyError, match="accelerator 'b200': expected one of v4, v5e"):
     hardware.accelerator_named("b200")
   assert hardware.accelerator_named(" H100 ") is hardware.ACCELERATORS["h100"]
