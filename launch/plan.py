@@ -43,7 +43,7 @@ _CEG_COMPUTE = flags.DEFINE_float("ceg_compute", None,
                                   "FLOPs at which the CEG hypothesis is tested.")
 _WIDTH_MIN = flags.DEFINE_integer("width_min", 32, "Smallest width of every design.")
 _WIDTH_MAX = flags.DEFINE_list("width_max", ["64", "128", "256"], "Largest widths.")
-_WIDTH_COUNT = flags.DEFINE_list("width_count", ["3", "5"], "Widths per design "
+_WIDTH_COUNT = flags.DEFINE_list("width_count", ["3"], "Widths per design "
                                  "(log-spaced, multiples of 16).")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "4"], "Seeds per width.")
 _TOKENS_PER_PARAM = flags.DEFINE_list("tokens_per_param", ["20", "40"],
