@@ -63,8 +63,9 @@ _SKIP_FRACTION = flags.DEFINE_float(
 _SIMULATIONS = flags.DEFINE_integer("simulations", 100, "Simulated studies per design.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 100, "Bootstrap refits per simulated study.")
 _LEVEL = flags.DEFINE_float("level", 0.95, "Confidence level of the intervals.")
-_IRREDUCIBLE = flags.DEFINE_string("irreducible", "shared", "E of the fits: shared, fit or "
-                                   "a number of nats.")
+_IRREDUCIBLE = flags.DEFINE_string(
+    "irreducible", "auto", "E of the fits: shared, fit, a number of nats, or auto: shared, "
+    "except for stated laws whose E differ (then fit).")
 _TARGET_POWER = flags.DEFINE_float("target_power", 0.8, "Power the cheapest design needs.")
 _MIN_COVERAGE = flags.DEFINE_float(
     "min_coverage", 0.8, "Coverage (intervals holding the true value) the cheapest design "
@@ -119,6 +120,15 @@ def _check_flags() -> None:
     raise planner.PlanError(f"--{bad.name}={bad.value}: expected a positive number")
   if _HYPOTHESIS.value == "ceg" and _CEG_COMPUTE.value is None:
     raise planner.PlanError("--ceg_compute: required with --hypothesis=ceg (FLOPs)")
+  if _CEG_COMPUTE.value is not None and not 0 < _CEG_COMPUTE.value < math.inf:
+    raise planner.PlanError(f"--ceg_compute={_CEG_COMPUTE.value}: expected a positive "
+                            "number of FLOPs")
+  if _IRREDUCIBLE.value != "auto":
+    try:
+      fit.PowerLawOptions(irreducible=_IRREDUCIBLE.value)
+    except fit.FitError:
+      raise planner.PlanError(f"--irreducible={_IRREDUCIBLE.value}: expected auto, shared, "
+                              "fit or a number of nats") from None
   if _DTYPE.value not in hardware.DTYPES:
     raise planner.PlanError(f"--dtype={_DTYPE.value}: expected one of "
                             f"{', '.join(hardware.DTYPES)}")
@@ -150,9 +160,19 @@ def _assumptions() -> planner.Assumptions:
   if groups and len(groups) < 2:
     groups = None  # One named: fit all and pick the other below.
   return planner.assumptions_from_table(
-      table, kinds=kinds, groups=groups, irreducible=_IRREDUCIBLE.value,
+      table, kinds=kinds, groups=groups, irreducible=_irreducible(None),
       point_noise=_POINT_NOISE.value, seed_noise=_SEED_NOISE.value,
       skip_fraction=_SKIP_FRACTION.value, **common)
+
+
+def _irreducible(groups: tuple[planner.GroupAssumption, ...] | None) -> str | float:
+  """--irreducible, with auto resolved: shared (the groups train on the same data), except
+  for stated laws whose E differ, which a shared E would misfit."""
+  if _IRREDUCIBLE.value != "auto":
+    return fit.PowerLawOptions(irreducible=_IRREDUCIBLE.value).irreducible
+  if groups and len({g.law.E for g in groups}) > 1:
+    return "fit"
+  return "shared"
 
 
 def _chips() -> list[planner.Chip]:
@@ -190,7 +210,7 @@ def main(argv):
     settings = planner.SimulationSettings(
         points_per_run=_POINTS.value, curve_decades=_CURVE_DECADES.value,
         bootstrap=_BOOTSTRAP.value, level=_LEVEL.value, skip_fraction=_SKIP_FRACTION.value,
-        irreducible=fit.PowerLawOptions(irreducible=_IRREDUCIBLE.value).irreducible)
+        irreducible=_irreducible(assumptions.groups if _LAW.value else None))
   except (planner.PlanError, runs.RunTableError, fit.FitError) as e:
     sys.exit(f"error: {e}")
 

@@ -85,6 +85,8 @@ def test_plan_on_a_run_table(tmp_path):
     (["--law=a:a=1,alpha=-0.1,E=1", "--law=b:a=1,alpha=-0.2,E=1", "--group=c"],
      "error: group 'c': not among the assumed groups (a, b)"),
     (["--runs=/nonexistent.csv"], "error: /nonexistent.csv: no such file or folder"),
+    (["--law=a:a=1,alpha=-0.1,E=1", "--law=b:a=1,alpha=-0.2,E=1", "--irreducible=some"],
+     "error: --irreducible=some: expected auto, shared, fit or a number of nats"),
     (["--law=a:a=1,alpha=-0.1,E=1", "--law=b:a=1,alpha=-0.2,E=1", "--width_max=x"],
      "error: --width_max=x: expected numbers"),
 ])
