@@ -78,6 +78,36 @@ _CHINCHILLA = flags.DEFINE_bool(
 flags.mark_flags_as_required(["runs", "out"])
 
 
+def _irreducible_ok(value: str) -> bool:
+  try:
+    return value in ("auto", "fit", "shared") or (math.isfinite(float(value))
+                                                   and float(value) >= 0)
+  except ValueError:
+    return False
+
+
+# Checked when the flags are parsed, before any run is read: one line naming the flag.
+flags.register_validator("bootstrap", lambda v: v >= 0,
+                         "expected a number of refits >= 0 (0: none)")
+flags.register_validator("level", lambda v: 0 < v < 1,
+                         "expected a confidence level in (0, 1), e.g. 0.95")
+flags.register_validator("huber_delta", lambda v: v > 0 and math.isfinite(v),
+                         "expected a positive number")
+flags.register_validator("irreducible", _irreducible_ok,
+                         "expected 'auto', 'fit', 'shared' or a number of "
+                         "nats >= 0")
+flags.register_validator("out", lambda v: v is None or not pathlib.Path(v).is_file(),
+                         "expected a folder (created if missing); it is a file")
+for _name in ("min_compute", "max_compute"):
+  flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v > 0),
+                           "expected a positive number of FLOPs")
+flags.register_multi_flags_validator(
+    ["min_compute", "max_compute"],
+    lambda f: f["min_compute"] is None or f["max_compute"] is None
+    or f["min_compute"] < f["max_compute"],
+    "--min_compute must be below --max_compute")
+
+
 class FlagError(ValueError):
   """A flag's value is unusable; the message names the flag."""
 

@@ -111,6 +111,25 @@ def test_fit_command_errors_are_one_line(tmp_path):
   assert "no such file or folder" in done.stderr
 
 
+def test_bad_flag_values_stop_before_reading_any_run(tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  # The runs folder does not exist: each flag error must come first, as one line.
+  for flags, expected in (
+      (["--bootstrap=-1"], "flag --bootstrap=-1: expected a number of refits >= 0"),
+      (["--level=1.5"], "flag --level=1.5: expected a confidence level in (0, 1)"),
+      (["--huber_delta=0"], "flag --huber_delta=0.0: expected a positive number"),
+      (["--irreducible=-0.5"], "flag --irreducible=-0.5: expected 'auto', 'fit'"),
+      ([f"--out={a_file}"], "expected a folder (created if missing); it is a file"),
+      (["--min_compute=1e12", "--max_compute=1e10"],
+       "--min_compute must be below --max_compute")):
+    done = launch(f"--runs={tmp_path / 'nothing'}",
+                  *([f"--out={tmp_path / 'out'}"] if "--out" not in flags[0] else []), *flags)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last, last
+
+
 def test_multi_valued_flags_take_repeats_and_comma_lists(tmp_path):
   write_runs(tmp_path / "runs")
   out = tmp_path / "out"
