@@ -19,6 +19,13 @@ do not depend on devices or microbatches and a resumed run repeats them exactly.
 reads the validation set as batch_size contiguous streams (data.validation_batches with
 streams=True), starting from zeros and carrying the state across all windows, with no resets.
 Transformers have carry None.
+
+A run (train_and_evaluate): the config is resolved and the corpus loaded, then `plan_run`
+computes the run's `RunPlan` once (steps, evaluation steps and tokens, checkpoint cadence,
+warmup, FLOPs per token, parameter counts; config.json records the plan's filled-in copy of
+the config, the caller's config is not changed), and a `TrainingLoop` takes the steps with
+the periodic work between them as named methods: fetch and check the train losses, evaluate
+and write the metrics row, log progress, checkpoint, agree on stopping after a signal.
 """
 
 from __future__ import annotations
@@ -605,7 +612,7 @@ class TrainingLoop:
                run_dir: pathlib.Path, writes: bool):
     """Restores the latest checkpoint of `run_dir` (or initialises) and opens metrics.jsonl
     at that step; `writes`: whether this process writes the run files."""
-    self.plan, self.trainer, self.run_dir = plan, trainer, run_dir
+    self.plan, self.trainer = plan, trainer
     batch_size, length = plan.config.data.batch_size, plan.config.data.sequence_length
     self.stream = data.TokenStream(corpus.train_tokens, batch_size, length)
     self.rows = host_rows(batch_size)
