@@ -17,13 +17,15 @@ This is the format `algoprog.analysis.runs` reads (docs/fit.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
 import pathlib
 import socket
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from absl import logging
 
@@ -118,6 +120,26 @@ def read_config(run_dir: pathlib.Path) -> dict | None:
 
 def write_config(run_dir: pathlib.Path, config: dict) -> None:
   write_json(pathlib.Path(run_dir) / CONFIG_FILE, config)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: pathlib.Path, busy: Callable[[str], Exception]) -> Iterator[None]:
+  """Holds an exclusive fcntl lock on the file `path` for the block, the file naming the
+  holder (pid and host); when another process holds it, raises busy(that holder's line)
+  instead of waiting. A trainer locks its run directory, a sweep its sweep directory."""
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  with os.fdopen(fd, "r+") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise busy(f.read().strip() or "another process") from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run_directories(folder: pathlib.Path) -> list[pathlib.Path]:

@@ -29,7 +29,7 @@ import sys
 import ml_collections
 from absl import app, flags
 
-from algoprog.training import compiled_flops, config as config_lib, flops
+from algoprog.training import config as config_lib, flops, train
 
 _MODE = flags.DEFINE_enum("mode", "table", ["table", "plan"], "What to print.")
 _CONFIGS = flags.DEFINE_string("configs", "configs", "Folder of preset *.py files.")
@@ -75,7 +75,7 @@ def with_width(config: ml_collections.ConfigDict, width: int, sequence_length: i
   return config_lib.resolve(c)
 
 
-xla_train_step_flops = compiled_flops.xla_train_step_flops  # Kept for callers of launch.flops.
+xla_train_step_flops = train.xla_train_step_flops  # Kept for callers of launch.flops.
 
 
 @dataclasses.dataclass

@@ -140,7 +140,7 @@ def test_plugin_flops_replace_the_builtin_component_and_agree_with_xla():
   assert all(float(parts[k]) == pytest.approx(float(base[k])) for k in base)
   assert float(parts["qk_norm"]) > 0
   analytical = float(flops.training_flops_per_token(r.model, 256, 32))
-  xla = compiled_flops.xla_flops_per_token(r, 256)
+  xla = train.xla_flops_per_token(r, 256)
   assert analytical == pytest.approx(xla, rel=0.02)
 
 

@@ -161,3 +161,38 @@ def test_divergence_is_recorded_as_failed(small_corpus, tmp_path):
     train.train_and_evaluate(config, tmp_path / "run")
   run = json.loads((tmp_path / "run" / rundir.RUN_FILE).read_text())
   assert run["status"] == "failed" and "train loss" in run["failure_reason"]
+
+
+def test_run_plan_is_what_the_run_records_and_leaves_the_config_alone(setup, tmp_path):
+  config, corpus, stream = setup
+  before = config.to_dict()
+  plan = train.plan_run(config, corpus)
+  assert config.to_dict() == before  # The resolved config is not filled in place.
+  assert "vocab_size" not in config.data and "steps" not in config.train
+  assert plan.config.data.vocab_size == corpus.vocab_size == plan.vocab_size
+  assert plan.total_steps == plan.config.train.steps == 12
+  assert plan.tokens_per_step == stream.tokens_per_step
+  assert plan.tokens_planned == plan.config.train.tokens == 12 * stream.tokens_per_step
+  assert plan.eval_steps == {1, 2, 4, 8, 12}
+  assert plan.checkpoint_every_steps == 5 and plan.log_every_steps == 4
+  assert plan.eval_tokens == train.derived_eval_tokens(
+      plan.tokens_planned, len(plan.eval_steps), corpus.validation_tokens.size)
+  assert plan.flops_source == "analytical" and plan.flops_warning is None
+  assert plan.params_total > plan.params_nonembedding > 0
+
+  info = train.train_and_evaluate(config, tmp_path / "run")
+  assert config.to_dict() == before
+  assert rundir.read_config(tmp_path / "run") == json.loads(json.dumps(plan.config.to_dict()))
+  assert (info["steps_planned"], info["tokens_planned"]) == (plan.total_steps,
+                                                             plan.tokens_planned)
+  assert (info["params_total"], info["flops_per_token"]) == (plan.params_total,
+                                                             plan.flops_per_token)
+  assert [r["step"] for r in rundir.read_metrics(tmp_path / "run")] == sorted(plan.eval_steps)
+
+
+def test_a_plan_longer_than_the_corpus_is_refused(setup):
+  config, corpus, _ = setup
+  longer = config_lib.resolve(config)  # A copy.
+  longer.train.tokens = 10**9
+  with pytest.raises(data.DataError, match=r"train.tokens: the budget needs"):
+    train.plan_run(longer, corpus)

@@ -1,8 +1,11 @@
-"""FLOPs as the compiler counts them: XLA's cost analysis of the compiled train step.
+"""FLOPs as the compiler counts them: XLA's cost analysis of a compiled train step.
 
 The cross-check of algoprog.training.flops's analytical count (launch/flops.py tabulates both), and
 the trainer's fallback for plug-in components that register no FLOPs function
 (algoprog.training.registry). Nothing runs: shapes are abstract, only compilation happens.
+This module counts whatever step it is given; algoprog.training.train builds the step it
+trains (train.xla_train_step_flops, train.xla_flops_per_token), so the count follows the
+trainer without this module importing it.
 
 Per token: FLOPs are linear in the batch from batch 2 on (batch 1 lets XLA squeeze a
 dimension and differs), so (FLOPs at batch 4 - at batch 2) / (2 * sequence length) is the
@@ -12,35 +15,26 @@ scan body once, so recurrent models (the LSTM) are undercounted: not for them.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 CONVENTION = ("XLA cost analysis (flops + transcendentals) of the compiled train step, per "
               "token: (batch 4 - batch 2) / (2 * sequence length); optimizer excluded")
 
 
-def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
-                         batch_size: int) -> float:
-  """XLA's cost analysis of one compiled train step (microbatches 1) of a resolved config:
-  flops + transcendentals (FLOPs)."""
-  from algoprog.training import models, optim, train  # train imports this module.
-  model = models.build_model(config.model, vocab_size)
-  optimizer = optim.make_optimizer(config.optim, 100)
-  step = train.make_train_step(model, optimizer, 1)
-  length = config.data.sequence_length
-
-  def init():
-    params = model.init(jax.random.key(0), jnp.zeros((1, length), jnp.int32))["params"]
-    return train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-
-  tokens = jax.ShapeDtypeStruct((batch_size, length), jnp.int32)
-  cost = jax.jit(step).lower(jax.eval_shape(init), tokens, tokens).compile().cost_analysis()
+def step_flops(train_step: Callable, abstract_state: Any, batch_size: int,
+               sequence_length: int) -> float:
+  """XLA's cost analysis of `train_step(state, inputs, targets)` compiled for int32
+  [batch_size, sequence_length] inputs and targets: flops + transcendentals (FLOPs)."""
+  tokens = jax.ShapeDtypeStruct((batch_size, sequence_length), jnp.int32)
+  cost = jax.jit(train_step).lower(abstract_state, tokens, tokens).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # A list on older jax.
   return float(cost.get("flops", 0.0) + cost.get("transcendentals", 0.0))
 
 
-def xla_flops_per_token(config: ml_collections.ConfigDict, vocab_size: int) -> float:
-  """Training FLOPs per token of a resolved config by XLA's count (CONVENTION)."""
-  at2, at4 = (xla_train_step_flops(config, vocab_size, b) for b in (2, 4))
-  return (at4 - at2) / (2 * config.data.sequence_length)
+def flops_per_token(flops_at_batch: Callable[[int], float], sequence_length: int) -> float:
+  """Training FLOPs per token by CONVENTION, from a step's count at a given batch size."""
+  at2, at4 = (flops_at_batch(b) for b in (2, 4))
+  return (at4 - at2) / (2 * sequence_length)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -43,7 +42,6 @@ import pathlib
 import queue
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -922,27 +920,15 @@ def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Pat
   return runs
 
 
-@contextlib.contextmanager
-def sweep_lock(sweep_dir: pathlib.Path):
-  """Holds an exclusive fcntl lock on sweep_dir/.sweep.lock (which names the holder) for
-  the block: a second sweep on the same directory gets SweepBusy instead of racing the
-  first (starting its runs a second time, rewriting their records)."""
+def sweep_lock(sweep_dir: pathlib.Path) -> contextlib.AbstractContextManager:
+  """Holds an exclusive lock on sweep_dir/.sweep.lock (which names the holder) for the
+  block: a second sweep on the same directory gets SweepBusy instead of racing the first
+  (starting its runs a second time, rewriting their records)."""
   sweep_dir = pathlib.Path(sweep_dir)
-  fd = os.open(sweep_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-  with os.fdopen(fd, "r+") as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = f.read().strip() or "another process"
-      raise SweepBusy(f"workdir {sweep_dir} is in use by another sweep ({holder}); wait for "
-                      "it to finish or use another --workdir") from None
-    f.truncate(0)
-    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+  return rundir.exclusive_lock(
+      sweep_dir / LOCK_FILE,
+      lambda holder: SweepBusy(f"workdir {sweep_dir} is in use by another sweep "
+                               f"({holder}); wait for it to finish or use another --workdir"))
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers: int,

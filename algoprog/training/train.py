@@ -19,19 +19,23 @@ do not depend on devices or microbatches and a resumed run repeats them exactly.
 reads the validation set as batch_size contiguous streams (data.validation_batches with
 streams=True), starting from zeros and carrying the state across all windows, with no resets.
 Transformers have carry None.
+
+A run (train_and_evaluate): the config is resolved and the corpus loaded, then `plan_run`
+computes the run's `RunPlan` once (steps, evaluation steps and tokens, checkpoint cadence,
+warmup, FLOPs per token, parameter counts; config.json records the plan's filled-in copy of
+the config, the caller's config is not changed), and a `TrainingLoop` takes the steps with
+the periodic work between them as named methods: fetch and check the train losses, evaluate
+and write the metrics row, log progress, checkpoint, agree on stopping after a signal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
-import os
 import pathlib
 import signal
-import socket
 import threading
 import time
 from typing import Any, Callable
@@ -47,8 +51,8 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from algoprog import rundir
-from algoprog.training import checkpoints, config as config_lib, console, data, flops, models, optim
-from algoprog.training import compiled_flops
+from algoprog.training import checkpoints, compiled_flops, config as config_lib, console, data
+from algoprog.training import flops, models, optim
 
 DATA_AXIS = "data"
 
@@ -224,7 +228,7 @@ class Trainer:
         make_train_step(self.model, self.optimizer, self.config.train.microbatches,
                         seed=self.config.seed, lstm_window=self.config.train.lstm_window,
                         lstm_reset_probability=self.config.train.lstm_reset_probability,
-                        lstm_reset=self.config.train.get("lstm_reset", "window")),
+                        lstm_reset=self.config.train.lstm_reset),
         in_shardings=(self.state_shardings, self.batch_sharding, self.batch_sharding),
         out_shardings=(self.state_shardings, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
@@ -316,6 +320,30 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
   return diffs
 
 
+def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
+                         batch_size: int) -> float:
+  """XLA's cost analysis of one compiled train step (microbatches 1, no mesh) of a resolved
+  config: flops + transcendentals (FLOPs)."""
+  model = models.build_model(config.model, vocab_size)
+  optimizer = optim.make_optimizer(config.optim, 100)
+  length = config.data.sequence_length
+
+  def init():
+    params = model.init(jax.random.key(0), jnp.zeros((1, length), jnp.int32))["params"]
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+
+  return compiled_flops.step_flops(make_train_step(model, optimizer, 1),
+                                   jax.eval_shape(init), batch_size, length)
+
+
+def xla_flops_per_token(config: ml_collections.ConfigDict, vocab_size: int) -> float:
+  """Training FLOPs per token of a resolved config by XLA's count
+  (compiled_flops.CONVENTION)."""
+  return compiled_flops.flops_per_token(
+      lambda batch_size: xla_train_step_flops(config, vocab_size, batch_size),
+      config.data.sequence_length)
+
+
 def token_flops(config: ml_collections.ConfigDict, vocab_size: int
                 ) -> tuple[float, str, str | None]:
   """(training FLOPs per token, their convention, warning or None) of a resolved config:
@@ -331,8 +359,7 @@ def token_flops(config: ml_collections.ConfigDict, vocab_size: int
                "for the built-ins, docs/flops.md; register a FLOPs function to compare "
                "like with like)")
     logging.warning("%s", warning)
-    return (compiled_flops.xla_flops_per_token(config, vocab_size), compiled_flops.CONVENTION,
-            warning)
+    return xla_flops_per_token(config, vocab_size), compiled_flops.CONVENTION, warning
 
 
 class RunError(RuntimeError):
@@ -351,25 +378,13 @@ MIN_EVAL_TOKENS = 65_536  # Floor of the derived train.eval_tokens.
 MAX_CHECKPOINT_EVERY_STEPS = 1_000  # Cap of the derived train.checkpoint_every_steps.
 
 
-@contextlib.contextmanager
-def workdir_lock(run_dir: pathlib.Path):
-  """Holds an exclusive fcntl lock on run_dir/.lock (which names the holder) for the
-  block; a second trainer on the same workdir gets RunError instead of racing the first."""
-  fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-  with os.fdopen(fd, "r+") as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = f.read().strip() or "another process"
-      raise RunError(f"workdir {run_dir} is in use by another trainer ({holder}); wait for "
-                     "it to finish or use another --workdir") from None
-    f.truncate(0)
-    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+def workdir_lock(run_dir: pathlib.Path) -> contextlib.AbstractContextManager:
+  """Holds an exclusive lock on run_dir/.lock (which names the holder) for the block; a
+  second trainer on the same workdir gets RunError instead of racing the first."""
+  return rundir.exclusive_lock(
+      run_dir / LOCK_FILE,
+      lambda holder: RunError(f"workdir {run_dir} is in use by another trainer ({holder}); "
+                              "wait for it to finish or use another --workdir"))
 
 
 @contextlib.contextmanager
@@ -420,6 +435,94 @@ def writes_run_files() -> bool:
   return jax.process_index() == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """What one run will do, computed once from its resolved config and corpus (`plan_run`).
+
+  `config` is what config.json records: the resolved config with the data-dependent fields
+  filled in (data.vocab_size, train.tokens, train.steps), a copy that nothing changes. The
+  derived cadences (eval_tokens, checkpoint_every_steps) are kept here, not in it: sweeps
+  compare config.json with their plan, and these are pure functions of recorded numbers.
+  """
+  config: ml_collections.ConfigDict
+  vocab_size: int
+  params_total: int  # Of the built model, embeddings included.
+  params_embedding: int
+  flops_per_token: float  # Training FLOPs per token (forward + backward), by the convention.
+  flops_convention: str  # flops.CONVENTION, or compiled_flops.CONVENTION when XLA counted.
+  flops_warning: str | None  # Why XLA counted (a plug-in without a FLOPs function); or None.
+  tokens_per_step: int  # batch size x sequence length.
+  total_steps: int
+  eval_steps: frozenset[int]  # 1-based step counts after which to evaluate (`eval_steps`).
+  eval_tokens: int  # Validation tokens an intermediate evaluation scores (the last: all).
+  log_every_steps: int
+  checkpoint_every_steps: int
+  warmup_steps: int  # Steps before the divergence check applies.
+  divergence_loss: float  # nats/token: a mean train loss above it after warmup has diverged.
+
+  @property
+  def tokens_planned(self) -> int:
+    return self.total_steps * self.tokens_per_step
+
+  @property
+  def params_nonembedding(self) -> int:
+    return self.params_total - self.params_embedding
+
+  @property
+  def flops_source(self) -> str:
+    return "analytical" if self.flops_warning is None else "xla_cost_analysis"
+
+
+def plan_run(config: ml_collections.ConfigDict, corpus: data.Corpus) -> RunPlan:
+  """The plan of a run of the resolved `config` on `corpus` (leaves `config` as it is).
+
+  The token budget is train.tokens, else train.flops / FLOPs per token, else
+  max(train.min_tokens, train.tokens_per_param x parameters), rounded to whole steps.
+
+  Raises:
+    data.DataError: the budget needs more steps than one epoch of the corpus holds.
+  """
+  # The parameter count fixes the token budget, so count on abstract shapes first.
+  model = models.build_model(config.model, corpus.vocab_size)
+  abstract_params = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, config.data.sequence_length),
+                                                      jnp.int32)))["params"]
+  params_total = models.count_params(abstract_params)
+  flops_per_token, flops_convention, flops_warning = token_flops(config, corpus.vocab_size)
+  if config.train.tokens:
+    tokens = config.train.tokens
+  elif config.train.flops:
+    tokens = int(config.train.flops / flops_per_token)
+  else:
+    tokens = max(config.train.min_tokens, int(config.train.tokens_per_param * params_total))
+  stream = data.TokenStream(corpus.train_tokens, config.data.batch_size,
+                            config.data.sequence_length)
+  total_steps = max(1, round(tokens / stream.tokens_per_step))
+  if total_steps > stream.steps_per_epoch:
+    raise data.DataError(
+        f"train.tokens: the budget needs {total_steps} steps of {stream.tokens_per_step} "
+        f"tokens but the corpus has {stream.steps_per_epoch} ({corpus.train_tokens.size:,} "
+        "training tokens, one epoch): lower train.tokens / train.tokens_per_param")
+  filled = ml_collections.ConfigDict(config.to_dict())
+  filled.data.vocab_size = corpus.vocab_size
+  filled.train.tokens = total_steps * stream.tokens_per_step
+  filled.train.steps = total_steps
+  evaluate_after = frozenset(eval_steps(total_steps, config.train.eval_every_steps))
+  return RunPlan(
+      config=filled, vocab_size=corpus.vocab_size, params_total=params_total,
+      params_embedding=models.embedding_param_count(abstract_params),
+      flops_per_token=flops_per_token, flops_convention=flops_convention,
+      flops_warning=flops_warning, tokens_per_step=stream.tokens_per_step,
+      total_steps=total_steps, eval_steps=evaluate_after,
+      eval_tokens=config.train.eval_tokens or derived_eval_tokens(
+          filled.train.tokens, len(evaluate_after), int(corpus.validation_tokens.size)),
+      log_every_steps=config.train.log_every_steps,
+      checkpoint_every_steps=config.train.checkpoint_every_steps or min(
+          MAX_CHECKPOINT_EVERY_STEPS, -(-total_steps // 10)),
+      warmup_steps=optim.warmup_steps(config.optim, total_steps),
+      divergence_loss=math.log(corpus.vocab_size) + DIVERGENCE_MARGIN_NATS)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        mesh: Mesh | None = None, stop_after_steps: int | None = None
                        ) -> dict:
@@ -437,7 +540,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   or checkpoint step) and returns with status "interrupted" (rerunning resumes).
 
   Args:
-    config: an unresolved or resolved config (algoprog.training.config).
+    config: an unresolved or resolved config (algoprog.training.config); not changed.
     workdir: the run directory (algoprog.rundir describes its files).
     mesh: device mesh; default all devices.
     stop_after_steps: stop (with a checkpoint) after this many total steps, as if killed:
@@ -455,58 +558,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   run_dir.mkdir(parents=True, exist_ok=True)
   config = config_lib.resolve(config)
   corpus = data.load_corpus(config.data)
-  stream = data.TokenStream(corpus.train_tokens, config.data.batch_size,
-                            config.data.sequence_length)
   if corpus.validation_tokens.size < config.data.validation_tokens:
     logging.warning("data.validation_tokens: the corpus holds out only %d of the %d tokens "
                     "asked for; validating on %d (run.json's data_fingerprint records both)",
                     corpus.validation_tokens.size, config.data.validation_tokens,
                     corpus.validation_tokens.size)
-
-  # The parameter count fixes the token budget, so count on abstract shapes first.
-  model = models.build_model(config.model, corpus.vocab_size)
-  abstract_params = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, config.data.sequence_length),
-                                                      jnp.int32)))["params"]
-  params_total = models.count_params(abstract_params)
-  params_embedding = models.embedding_param_count(abstract_params)
-  flops_per_token, flops_convention, flops_warning = token_flops(config, corpus.vocab_size)
-  if config.train.tokens:
-    tokens = config.train.tokens
-  elif config.train.flops:
-    tokens = int(config.train.flops / flops_per_token)
-  else:
-    tokens = max(config.train.min_tokens, int(config.train.tokens_per_param * params_total))
-  total_steps = max(1, round(tokens / stream.tokens_per_step))
-  if total_steps > stream.steps_per_epoch:
-    raise data.DataError(
-        f"train.tokens: the budget needs {total_steps} steps of {stream.tokens_per_step} "
-        f"tokens but the corpus has {stream.steps_per_epoch} ({corpus.train_tokens.size:,} "
-        "training tokens, one epoch): lower train.tokens / train.tokens_per_param")
-  evaluate_after = eval_steps(total_steps, config.train.eval_every_steps)
-  with config.unlocked():
-    config.data.vocab_size = corpus.vocab_size
-    config.train.tokens = total_steps * stream.tokens_per_step
-    config.train.steps = total_steps
-
+  plan = plan_run(config, corpus)
   writes = writes_run_files()
   with contextlib.ExitStack() as held:
     if writes:
       held.enter_context(workdir_lock(run_dir))
-    previous = _check_workdir(run_dir, config, corpus.fingerprint)
+    previous = _check_workdir(run_dir, plan.config, corpus.fingerprint)
     if previous is not None and previous.get("status") == "completed":
       logging.info("run %s is already complete (final validation loss %s); nothing to do",
                    run_dir, previous.get("final_validation_loss"))
       return previous
-    return _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes,
-                  params_total, params_embedding,
-                  (flops_per_token, flops_convention, flops_warning), evaluate_after)
+    return _train(plan, corpus, run_dir, mesh=mesh, stop_after_steps=stop_after_steps,
+                  writes=writes)
 
 
 def _check_workdir(run_dir: pathlib.Path, config: ml_collections.ConfigDict,
                    fingerprint: dict) -> dict | None:
   """The workdir's previous run.json, after checking that it holds this run on this data."""
-  old_config = rundir.read_json(run_dir / rundir.CONFIG_FILE)
+  old_config = rundir.read_config(run_dir)
   if old_config is not None:
     diffs = _config_differences(config_lib.backfill(old_config), config.to_dict())
     if diffs:
@@ -524,20 +598,185 @@ def _check_workdir(run_dir: pathlib.Path, config: ml_collections.ConfigDict,
   return previous
 
 
-def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, params_total,
-           params_embedding, token_flops_info, evaluate_after) -> dict:
-  flops_per_token, flops_convention, flops_warning = token_flops_info
-  total_steps = config.train.steps
+class TrainingLoop:
+  """One run's steps, from its latest checkpoint (or the initial state) on, and the
+  periodic work between them, one method per piece of the protocol (train_and_evaluate):
+  `take_train_losses` (fetch, check for NaN and divergence), `evaluate` (the one place a
+  metrics row is built and written), `log_progress`, `checkpoint`; `run` puts them in order.
+
+  Holds the train state and the stream state a checkpoint saves beside it: the step, the
+  train-loss sum since the last metrics row, and the wall time so far (seconds).
+  """
+
+  def __init__(self, plan: RunPlan, trainer: Trainer, corpus: data.Corpus,
+               run_dir: pathlib.Path, writes: bool):
+    """Restores the latest checkpoint of `run_dir` (or initialises) and opens metrics.jsonl
+    at that step; `writes`: whether this process writes the run files."""
+    self.plan, self.trainer = plan, trainer
+    batch_size, length = plan.config.data.batch_size, plan.config.data.sequence_length
+    self.stream = data.TokenStream(corpus.train_tokens, batch_size, length)
+    self.rows = host_rows(batch_size)
+    self.validation = data.validation_batches(corpus.validation_tokens, batch_size, length,
+                                              streams=models.is_recurrent(trainer.model))
+    # Intermediate evaluations: the first batches of the stream layout, i.e. B evenly spaced
+    # contiguous runs of windows (contiguous, so the LSTM carries its state along them);
+    # metrics rows record the tokens each evaluation scored.
+    subset_batches = -(-plan.eval_tokens // plan.tokens_per_step)
+    self.validation_subset = (
+        self.validation if subset_batches >= len(self.validation) else
+        data.validation_batches(corpus.validation_tokens, batch_size, length,
+                                streams=True)[:subset_batches])
+    self.checkpoints = checkpoints.manager(run_dir, plan.config.train.keep_checkpoints)
+    try:
+      restored = checkpoints.restore_latest(self.checkpoints, trainer.abstract_state)
+      if restored is None:
+        self.state = trainer.init(jax.random.key(plan.config.seed))
+        self.stream_state = {"step": 0, "train_loss_sum": 0.0, "train_loss_steps": 0,
+                             "wall_time_s": 0.0}
+      else:
+        self.state, self.stream_state = restored
+        logging.info("resumed %s at step %d", run_dir, self.stream_state["step"])
+      self.writer = rundir.MetricsWriter(run_dir, resume_step=self.stream_state["step"],
+                                         enabled=writes)
+    except BaseException:
+      self.checkpoints.close()
+      raise
+    self.done = self.stream_state["step"]  # Steps taken (1-based count of the last).
+    self.stopping = False  # Set once every process agreed to stop after `done`.
+    self.validation_loss = float("nan")  # Of the latest evaluation (nats/token).
+    self.pending_losses = []  # Device scalars of the steps since the last fetch.
+    self.start_time = time.time() - self.stream_state["wall_time_s"]
+    self.interval_start, self.interval_step = time.time(), self.done
+
+  def run(self, last_step: int, stop_requested: Callable[[], bool]) -> None:
+    """Trains until `last_step` steps are done, or until every process agrees to stop
+    (`stop_requested` says whether this one was asked to), checkpointing there."""
+    for step in range(self.done, last_step):
+      self.train_step(step)
+      evaluate = self.done in self.plan.eval_steps
+      log = self.done % self.plan.log_every_steps == 0 or self.done == last_step
+      save = self.done % self.plan.checkpoint_every_steps == 0 or self.done == last_step
+      self.stopping = _stop_agreed(stop_requested(), evaluate or log or save)
+      if not (evaluate or log or save or self.stopping):
+        continue
+      latest_train_loss = self.take_train_losses()
+      if evaluate:
+        self.evaluate()
+      if log:
+        self.log_progress(latest_train_loss)
+      if save or self.stopping:
+        self.checkpoint()
+      if self.stopping:
+        return
+
+  def train_step(self, step: int) -> None:
+    """Takes step `step` (0-based); its loss stays on the devices until fetched."""
+    inputs, targets = self.stream.batch(step, self.rows)
+    self.state, train_loss = self.trainer.train_step(
+        self.state, *self.trainer.shard_batch(inputs, targets))
+    self.pending_losses.append(train_loss)
+    self.done = step + 1
+
+  def take_train_losses(self) -> float:
+    """Fetches the pending train losses, checks them, adds them to the stream state's sum
+    and returns the latest (nats/token).
+
+    Raises:
+      TrainingFailed: a loss is not finite, or their mean after the warmup is above
+        plan.divergence_loss.
+    """
+    losses = [float(x) for x in jax.device_get(self.pending_losses)]
+    first = self.done - len(losses) + 1  # The 1-based step of losses[0].
+    self.pending_losses = []
+    for i, loss in enumerate(losses):
+      if not math.isfinite(loss):
+        raise TrainingFailed(f"train loss is {loss} at step {first + i}")
+    warmup = self.plan.warmup_steps
+    after_warmup = [loss for i, loss in enumerate(losses) if first + i > warmup]
+    if after_warmup and sum(after_warmup) / len(after_warmup) > self.plan.divergence_loss:
+      raise TrainingFailed(
+          f"diverged: mean train loss {sum(after_warmup) / len(after_warmup):.4g} "
+          f"nats/token over steps {self.done - len(after_warmup) + 1}-{self.done} is above "
+          f"ln(vocab) + {DIVERGENCE_MARGIN_NATS:g} = {self.plan.divergence_loss:.4g}")
+    for loss in losses:  # One by one, in step order: the sums of a per-step fetch.
+      self.stream_state["train_loss_sum"] += loss
+    self.stream_state["train_loss_steps"] += len(losses)
+    return losses[-1]
+
+  def evaluate(self) -> None:
+    """Scores the validation set (all of it after the last step, else the subset) and writes
+    the metrics row; the train-loss sum starts again."""
+    final = self.done == self.plan.total_steps
+    self.validation_loss, scored = self.trainer.evaluate_tokens(
+        self.state.params, self.validation if final else self.validation_subset)
+    self.writer.write(self.metrics_row(scored))
+    self.stream_state["train_loss_sum"], self.stream_state["train_loss_steps"] = 0.0, 0
+
+  def metrics_row(self, validation_tokens: int) -> dict:
+    """metrics.jsonl's row after `done` steps (algoprog.rundir lists its fields)."""
+    tokens_seen = self.done * self.plan.tokens_per_step
+    train_loss_steps = self.stream_state["train_loss_steps"]
+    return {
+        "step": self.done, "tokens": tokens_seen,
+        "flops": self.plan.flops_per_token * tokens_seen,
+        "train_loss": self.stream_state["train_loss_sum"] / train_loss_steps,
+        "validation_loss": self.validation_loss, "validation_tokens": validation_tokens,
+        "wall_time_s": time.time() - self.start_time,
+        "learning_rate": float(self.trainer.learning_rate(self.done - 1)),
+    }
+
+  def log_progress(self, latest_train_loss: float) -> None:
+    """One progress line: position, losses, throughput since the last line, ETA."""
+    elapsed = max(time.time() - self.interval_start, 1e-9)
+    steps_per_s = (self.done - self.interval_step) / elapsed
+    steps_left = self.plan.total_steps - self.done
+    tokens_seen = self.done * self.plan.tokens_per_step
+    logging.info(
+        "step %d/%d  tokens %.3g  FLOPs %.3g  train %.4f  validation %.4f  %.0f tok/s  "
+        "%.2f steps/s  ETA %s", self.done, self.plan.total_steps, tokens_seen,
+        self.plan.flops_per_token * tokens_seen, latest_train_loss, self.validation_loss,
+        steps_per_s * self.plan.tokens_per_step, steps_per_s,
+        console.format_duration(steps_left / max(steps_per_s, 1e-9)))
+    self.interval_start, self.interval_step = time.time(), self.done
+
+  def checkpoint(self) -> None:
+    """Saves the train state and the stream state after `done` steps."""
+    self.stream_state["step"] = self.done
+    self.stream_state["wall_time_s"] = time.time() - self.start_time
+    checkpoints.save(self.checkpoints, self.done, self.state, self.stream_state)
+
+  def final_validation_loss(self) -> float:
+    """The whole validation set's loss after the last step (nats/token): the last
+    evaluation's, or scored now for a run restored at its end (killed before run.json said
+    it was complete)."""
+    if (self.stream_state["step"] == self.plan.total_steps and not self.pending_losses
+        and math.isnan(self.validation_loss)):
+      return self.trainer.evaluate(self.state.params, self.validation)
+    return self.validation_loss
+
+  def wall_time_s(self) -> float:
+    """Training wall time so far (seconds), the time before a resume included."""
+    return time.time() - self.start_time
+
+  def close(self) -> None:
+    self.writer.close()
+    self.checkpoints.close()
+
+
+def _train(plan: RunPlan, corpus: data.Corpus, run_dir: pathlib.Path, *, mesh: Mesh | None,
+           stop_after_steps: int | None, writes: bool) -> dict:
+  """Records the plan (config.json, run.json "running"), runs the loop, records how it
+  ended; returns run.json's contents."""
   if writes:
-    rundir.write_json(run_dir / rundir.CONFIG_FILE, config.to_dict())
+    rundir.write_config(run_dir, plan.config.to_dict())
+  config = plan.config
   run_info = {
       "run_id": run_dir.name, "label": config.label, "stage": config.stage,
       "status": "running",
-      "params_total": params_total, "params_nonembedding": params_total - params_embedding,
-      "flops_per_token": flops_per_token, "flops_convention": flops_convention,
-      "flops_source": "analytical" if flops_warning is None else "xla_cost_analysis",
-      "flops_warning": flops_warning,
-      "tokens_planned": config.train.tokens, "steps_planned": total_steps,
+      "params_total": plan.params_total, "params_nonembedding": plan.params_nonembedding,
+      "flops_per_token": plan.flops_per_token, "flops_convention": plan.flops_convention,
+      "flops_source": plan.flops_source, "flops_warning": plan.flops_warning,
+      "tokens_planned": plan.tokens_planned, "steps_planned": plan.total_steps,
       "seed": config.seed, "width": config.model.width,
       "learning_rate": config.optim.learning_rate, "batch_size": config.data.batch_size,
       "sequence_length": config.data.sequence_length,
@@ -551,122 +790,28 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
 
   record()
   logging.info("run %s: %s params (%s non-embedding), %d steps x %d tokens, "
-               "%.3g FLOPs/token (%s), budget %.3g FLOPs", run_dir, f"{params_total:,}",
-               f"{params_total - params_embedding:,}", total_steps, stream.tokens_per_step,
-               flops_per_token, flops_convention, flops_per_token * config.train.tokens)
+               "%.3g FLOPs/token (%s), budget %.3g FLOPs", run_dir, f"{plan.params_total:,}",
+               f"{plan.params_nonembedding:,}", plan.total_steps, plan.tokens_per_step,
+               plan.flops_per_token, plan.flops_convention,
+               plan.flops_per_token * plan.tokens_planned)
 
-  trainer = build_trainer(config, corpus.vocab_size, total_steps, mesh)
-  validation = data.validation_batches(corpus.validation_tokens, config.data.batch_size,
-                                       config.data.sequence_length,
-                                       streams=models.is_recurrent(trainer.model))
-  # Intermediate evaluations: the first batches of the stream layout, i.e. B evenly spaced
-  # contiguous runs of windows (contiguous, so the LSTM carries its state along them). The
-  # derived values stay 0 in config.json (sweeps compare it with their plan); they are pure
-  # functions of recorded numbers, and metrics rows record the tokens each evaluation scored.
-  eval_tokens = config.train.eval_tokens or derived_eval_tokens(
-      config.train.tokens, len(evaluate_after), int(corpus.validation_tokens.size))
-  checkpoint_every = config.train.checkpoint_every_steps or min(
-      MAX_CHECKPOINT_EVERY_STEPS, -(-total_steps // 10))
-  subset_batches = -(-eval_tokens // (config.data.batch_size * config.data.sequence_length))
-  validation_subset = (validation if subset_batches >= len(validation) else
-                       data.validation_batches(corpus.validation_tokens,
-                                               config.data.batch_size,
-                                               config.data.sequence_length,
-                                               streams=True)[:subset_batches])
-  warmup = optim.warmup_steps(config.optim, total_steps)
-  divergence_loss = math.log(corpus.vocab_size) + DIVERGENCE_MARGIN_NATS
-  mngr = checkpoints.manager(run_dir, config.train.keep_checkpoints)
-  try:
-    restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
-  except BaseException:
-    mngr.close()
-    raise
-  if restored is None:
-    state = trainer.init(jax.random.key(config.seed))
-    stream_state = {"step": 0, "train_loss_sum": 0.0, "train_loss_steps": 0,
-                    "wall_time_s": 0.0}
-  else:
-    state, stream_state = restored
-    logging.info("resumed %s at step %d", run_dir, stream_state["step"])
-  writer = rundir.MetricsWriter(run_dir, resume_step=stream_state["step"], enabled=writes)
-  rows = host_rows(config.data.batch_size)
-  validation_loss = float("nan")
-  start_time = time.time() - stream_state["wall_time_s"]
-  interval_start, interval_step = time.time(), stream_state["step"]
-  last_step = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
-  pending_losses = []  # Device scalars of the steps since the last fetch.
-  done, stopping = stream_state["step"], False
+  trainer = build_trainer(config, plan.vocab_size, plan.total_steps, mesh)
+  loop = TrainingLoop(plan, trainer, corpus, run_dir, writes)
+  last_step = (plan.total_steps if stop_after_steps is None
+               else min(plan.total_steps, stop_after_steps))
   try:
     with _stop_on_sigterm() as stop:
-      for step in range(stream_state["step"], last_step):
-        inputs, targets = stream.batch(step, rows)
-        state, train_loss = trainer.train_step(state, *trainer.shard_batch(inputs, targets))
-        pending_losses.append(train_loss)
-        done = step + 1
-        evaluate = done in evaluate_after
-        log = done % config.train.log_every_steps == 0 or done == last_step
-        save = done % checkpoint_every == 0 or done == last_step
-        stopping = _stop_agreed(stop["signal"] is not None, evaluate or log or save)
-        save = save or stopping
-        if not (evaluate or log or save):
-          continue
-        losses = [float(x) for x in jax.device_get(pending_losses)]
-        first = done - len(losses) + 1  # The 1-based step of losses[0].
-        pending_losses = []
-        for i, loss in enumerate(losses):
-          if not math.isfinite(loss):
-            raise TrainingFailed(f"train loss is {loss} at step {first + i}")
-        after_warmup = [loss for i, loss in enumerate(losses) if first + i > warmup]
-        if after_warmup and sum(after_warmup) / len(after_warmup) > divergence_loss:
-          raise TrainingFailed(
-              f"diverged: mean train loss {sum(after_warmup) / len(after_warmup):.4g} "
-              f"nats/token over steps {done - len(after_warmup) + 1}-{done} is above "
-              f"ln(vocab) + {DIVERGENCE_MARGIN_NATS:g} = {divergence_loss:.4g}")
-        for loss in losses:  # One by one, in step order: the sums of a per-step fetch.
-          stream_state["train_loss_sum"] += loss
-        stream_state["train_loss_steps"] += len(losses)
-        if evaluate:
-          validation_loss, scored = trainer.evaluate_tokens(
-              state.params, validation if done == total_steps else validation_subset)
-          tokens_seen = done * stream.tokens_per_step
-          writer.write({
-              "step": done, "tokens": tokens_seen, "flops": flops_per_token * tokens_seen,
-              "train_loss": stream_state["train_loss_sum"] / stream_state["train_loss_steps"],
-              "validation_loss": validation_loss, "validation_tokens": scored,
-              "wall_time_s": time.time() - start_time,
-              "learning_rate": float(trainer.learning_rate(step)),
-          })
-          stream_state["train_loss_sum"], stream_state["train_loss_steps"] = 0.0, 0
-        if log:
-          elapsed = max(time.time() - interval_start, 1e-9)
-          steps_per_s = (done - interval_step) / elapsed
-          logging.info(
-              "step %d/%d  tokens %.3g  FLOPs %.3g  train %.4f  validation %.4f  %.0f tok/s  "
-              "%.2f steps/s  ETA %s", done, total_steps, done * stream.tokens_per_step,
-              flops_per_token * done * stream.tokens_per_step, losses[-1], validation_loss,
-              steps_per_s * stream.tokens_per_step, steps_per_s,
-              console.format_duration((total_steps - done) / max(steps_per_s, 1e-9)))
-          interval_start, interval_step = time.time(), done
-        if save:
-          stream_state["step"] = done
-          stream_state["wall_time_s"] = time.time() - start_time
-          checkpoints.save(mngr, done, state, stream_state)
-        if stopping:
-          break
+      loop.run(last_step, stop_requested=lambda: stop["signal"] is not None)
   except TrainingFailed as e:
     record(status="failed", failure_reason=str(e))
     raise
   finally:
-    writer.close()
-    mngr.close()
-  if done == total_steps:
-    if stream_state["step"] == total_steps and not pending_losses and math.isnan(
-        validation_loss):  # Restored at the end (killed before run.json said so).
-      validation_loss = trainer.evaluate(state.params, validation)
-    record(status="completed", final_validation_loss=validation_loss,
-           wall_time_s=time.time() - start_time)
-  elif stopping:
+    loop.close()
+  if loop.done == plan.total_steps:
+    record(status="completed", final_validation_loss=loop.final_validation_loss(),
+           wall_time_s=loop.wall_time_s())
+  elif loop.stopping:
     logging.warning("run %s interrupted by SIGTERM at step %d/%d (checkpointed); rerun the "
-                    "same command to resume", run_dir, done, total_steps)
-    record(status="interrupted", interrupted_at_step=done)
+                    "same command to resume", run_dir, loop.done, plan.total_steps)
+    record(status="interrupted", interrupted_at_step=loop.done)
   return run_info
