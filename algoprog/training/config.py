@@ -16,7 +16,7 @@ import pathlib
 
 import ml_collections
 
-from algoprog.training import registry
+from algoprog.training import registry, tracking
 from algoprog.training.model_spec import HEAD_DIM, ModelSpec
 
 
@@ -119,6 +119,12 @@ def base_config() -> ml_collections.ConfigDict:
   # 65,536 (capped by the set). Metrics rows record the tokens each evaluation scored.
   c.train.eval_tokens = 0
   c.train.log_every_steps = 20  # Progress line (with steps/s and ETA) every this many steps.
+  # Where metrics rows go besides metrics.jsonl (always written): a comma list of "jsonl",
+  # "tensorboard" (event files in the run directory; `pip install 'algoprog[tensorboard]'`)
+  # and "wandb" (Weights & Biases; `pip install wandb`, WANDB_PROJECT etc. from the
+  # environment), e.g. "jsonl,tensorboard" (algoprog.training.tracking). Can change
+  # between a run and its resume.
+  c.train.trackers = "jsonl"
   # Orbax checkpoint cadence (and at the end, and on SIGTERM); 0 -> a tenth of the run,
   # at most 1,000 steps. Can change between a run and its resume.
   c.train.checkpoint_every_steps = 0
@@ -128,6 +134,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.lstm_reset = "window"  # When resets are drawn: "window" (each) | "batch" (per step).
   return c
 
+
+# Fields that change how a run is watched and saved, not its results: they may differ
+# between a run and its resume, and a sweep does not call a run stale for them.
+BOOKKEEPING_FIELDS = ("train.log_every_steps", "train.checkpoint_every_steps",
+                      "train.keep_checkpoints", "train.trackers")
 
 _CHOICES = {
     "data.source": ("embedded", "text", "tfds"),
@@ -217,6 +228,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
                 "data.max_documents", "data.max_bytes", "train.eval_tokens",
                 "train.checkpoint_every_steps"):
     positive(field, allow_zero=True)
+  try:  # .get: a config built by hand before the field existed tracks to metrics.jsonl.
+    tracking.parse_trackers(c.train.get("trackers", "jsonl"))
+  except tracking.TrackerError as e:
+    raise ConfigError(f"train.trackers: {e}") from None
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "
                       "train.flops are 0")

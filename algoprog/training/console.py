@@ -1,14 +1,19 @@
 """What a person watching a run sees: our progress lines, not the libraries' chatter.
 
 Orbax, tfds and etils log many INFO lines per checkpoint through absl's logger; the filter
-keeps their warnings and errors and drops their INFO records.
+keeps their warnings and errors and drops their INFO records. jax's backend probing ("Unable
+to initialize backend 'tpu'" on every machine without a TPU) is INFO too. Progress bars
+(tfds' tqdm, when local text is prepared) are drawn only when stderr is a terminal
+(`is_terminal`, read by algoprog.training.tfds_text): in a log file their carriage returns
+and escape codes are noise.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
-_CHATTY = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/grain/")
+_CHATTY = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/grain/", "/jax/_src/xla_bridge")
 
 
 class _DropLibraryInfo(logging.Filter):
@@ -23,6 +28,11 @@ def quiet_libraries() -> None:
   from absl import logging as absl_logging
   absl_logging.get_absl_handler().addFilter(_DropLibraryInfo())
   logging.getLogger("absl").addFilter(_DropLibraryInfo())
+
+
+def is_terminal() -> bool:
+  """Whether stderr (where progress goes) is an interactive terminal."""
+  return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
 def os_error_line(e: OSError, workdir) -> str:

@@ -48,7 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from algoprog import rundir
 from algoprog.training import checkpoints, config as config_lib, console, data, flops, models, optim
-from algoprog.training import compiled_flops
+from algoprog.training import compiled_flops, tracking
 
 DATA_AXIS = "data"
 
@@ -299,10 +299,7 @@ def eval_steps(total_steps: int, every: int) -> set[int]:
   return {s for s in steps if s <= total_steps}
 
 
-# Fields that change how a run is watched and saved, not its results: they may differ
-# between a run and its resume.
-_BOOKKEEPING_FIELDS = ("train.log_every_steps", "train.checkpoint_every_steps",
-                       "train.keep_checkpoints")
+_BOOKKEEPING_FIELDS = config_lib.BOOKKEEPING_FIELDS  # May differ between a run and its resume.
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -588,7 +585,9 @@ def _train(config, run_dir, corpus, stream, mesh, stop_after_steps, writes, para
   else:
     state, stream_state = restored
     logging.info("resumed %s at step %d", run_dir, stream_state["step"])
-  writer = rundir.MetricsWriter(run_dir, resume_step=stream_state["step"], enabled=writes)
+  writer = tracking.Trackers(run_dir, resume_step=stream_state["step"], enabled=writes,
+                             names=config.train.get("trackers", "jsonl"),
+                             config=config.to_dict())
   rows = host_rows(config.data.batch_size)
   validation_loss = float("nan")
   start_time = time.time() - stream_state["wall_time_s"]
