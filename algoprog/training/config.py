@@ -346,7 +346,19 @@ def backfill(recorded: dict) -> dict:
   return fill(recorded, filled, base)
 
 
-REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]  # Where configs/ lives.
+# Where configs/ and launch/ live: the checkout, or after a non-editable `pip install` the
+# site-packages folder holding algoprog/, launch/ and configs/ side by side.
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def find_config_file(path: str | pathlib.Path) -> pathlib.Path:
+  """`path` as given when it exists (or is absolute), else the same relative path under
+  REPOSITORY_ROOT: so configs/modern.py names the shipped preset from any directory, in a
+  checkout and in an installed algoprog alike. Not checked for existence."""
+  path = pathlib.Path(path)
+  if not path.is_absolute() and not path.exists() and (REPOSITORY_ROOT / path).exists():
+    return REPOSITORY_ROOT / path
+  return path
 
 
 def load_config_file(path: str | pathlib.Path, field: str = "--config"
@@ -354,17 +366,18 @@ def load_config_file(path: str | pathlib.Path, field: str = "--config"
   """`get_config()` of a config file: the one loader of every config file the code reads.
 
   A relative path that does not exist from the working directory is taken from the
-  repository root (so configs/... works from anywhere). `field` names what gave the path
-  in the error.
+  repository root or the installed package (`find_config_file`, so configs/... works from
+  anywhere). `field` names what gave the path in the error.
 
   Raises:
     ConfigError: no such file, the file does not run, or it defines no get_config().
   """
-  path = pathlib.Path(path)
-  if not path.is_absolute() and not path.exists():
-    path = REPOSITORY_ROOT / path
+  given = pathlib.Path(path)
+  path = find_config_file(given)
   if not path.is_file():
-    raise ConfigError(f"{field}: no config file {path}")
+    raise ConfigError(f"{field}: no config file {given}" + (
+        "" if given.is_absolute() else f" (looked in {pathlib.Path.cwd()} and "
+        f"{REPOSITORY_ROOT})"))
   spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   try:
