@@ -121,9 +121,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 20  # Progress line (with steps/s and ETA) every this many steps.
   # Where metrics rows go besides metrics.jsonl (always written): a comma list of "jsonl",
   # "tensorboard" (event files in the run directory; `pip install 'algoprog[tensorboard]'`)
-  # and "wandb" (Weights & Biases; `pip install wandb`, WANDB_PROJECT etc. from the
-  # environment), e.g. "jsonl,tensorboard" (algoprog.training.tracking). Can change
-  # between a run and its resume.
+  # and "wandb" (Weights & Biases; `pip install 'algoprog[wandb]'`; WANDB_PROJECT etc.
+  # from the environment), e.g. "jsonl,tensorboard" (algoprog.training.tracking). Can
+  # change between a run and its resume.
   c.train.trackers = "jsonl"
   # Orbax checkpoint cadence (and at the end, and on SIGTERM); 0 -> a tenth of the run,
   # at most 1,000 steps. Can change between a run and its resume.

@@ -8,10 +8,10 @@
                `pip install 'algoprog[tensorboard]'`), one scalar per numeric field of each
                row at its step, so `tensorboard --logdir SWEEP_OR_STUDY_DIR` shows every run
                under its run directory's name.
-  wandb        a Weights & Biases run (`pip install wandb`; the project, entity and mode come
-               from WANDB_PROJECT / WANDB_ENTITY / WANDB_MODE as wandb reads them), named
-               after the run directory, with the resolved config; a resumed run continues
-               the same W&B run.
+  wandb        a Weights & Biases run (`pip install 'algoprog[wandb]'`; the project, entity
+               and mode come from WANDB_PROJECT / WANDB_ENTITY / WANDB_MODE as wandb reads
+               them), named after the run directory, with the resolved config; a resumed
+               run continues the same W&B run.
 
 Every tracker gets the same rows, in step order. On resume, metrics.jsonl keeps the rows up
 to the restored step and the event files are rewritten from them, so neither shows a step
@@ -31,7 +31,8 @@ from algoprog import rundir
 
 # Tracker name -> the package it needs (None: nothing beyond algoprog's dependencies).
 TRACKERS = {"jsonl": None, "tensorboard": "tensorboardX", "wandb": "wandb"}
-_INSTALL = {"tensorboard": "pip install 'algoprog[tensorboard]'", "wandb": "pip install wandb"}
+_INSTALL = {"tensorboard": "pip install 'algoprog[tensorboard]'",
+            "wandb": "pip install 'algoprog[wandb]'"}
 
 
 class TrackerError(ValueError):
