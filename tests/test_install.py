@@ -21,10 +21,10 @@ SCRIPTS = ("train", "sweep", "reproduce", "fit", "account", "flops", "corpus", "
 def wheel(tmp_path_factory) -> pathlib.Path:
   """The wheel pip builds from a copy of the sources (a build in the checkout would leave
   build/ behind), offline and with this environment's setuptools."""
-  if importlib.util.find_spec("wheel") is None:
-    import setuptools
-    if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
-      pytest.skip("setuptools < 70.1 builds wheels only with the wheel package (dev extra)")
+  setuptools = pytest.importorskip("setuptools", reason="the dev extra installs it")
+  if (importlib.util.find_spec("wheel") is None
+      and tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1)):
+    pytest.skip("setuptools < 70.1 builds wheels only with the wheel package (dev extra)")
   source = tmp_path_factory.mktemp("source")
   for name in ("pyproject.toml", "README.md"):
     shutil.copy(ROOT / name, source / name)
