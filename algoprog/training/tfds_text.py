@@ -64,8 +64,8 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
         disable_shuffling=True)
 
   # tfds prints "Downloading and preparing dataset ..." and "... downloaded and prepared"
-  # to stdout in bold for every build: nothing is downloaded here, and the caller logs what
-  # it prepares.
+  # to stdout in bold for every build, though nothing is downloaded here: local text is
+  # prepared once per distinct content, quickly, and silently.
   def _log_download_bytes(self) -> None:
     pass
 
