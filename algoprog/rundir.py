@@ -9,6 +9,8 @@ A run directory holds:
                  train_loss, validation_loss (nats/token), validation_tokens (scored),
                  wall_time_s, learning_rate
   checkpoints/   orbax checkpoints
+  events.out.tfevents.*  TensorBoard event files mirroring metrics.jsonl, when
+                 train.trackers names tensorboard (algoprog.training.tracking)
   .lock          fcntl-locked by the trainer while it runs; names its pid and host
 Writes are atomic (JSON files) or flushed row by row (metrics.jsonl), and readers drop a
 torn row or an empty file with a warning rather than fail.
@@ -33,6 +35,7 @@ METRICS_FILE = "metrics.jsonl"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
 LAUNCHER_LOG = "launcher.log"  # A sweep's capture of the trainer's stdout/stderr.
+TENSORBOARD_EVENTS = "events.out.tfevents.*"  # tensorboardX's file names (a glob).
 
 # run.json's status: "running" while a trainer holds the run (or it died without a word),
 # "interrupted" when a signal stopped it after a checkpoint (the same command resumes it),
@@ -145,6 +148,11 @@ def exclusive_lock(path: pathlib.Path, busy: Callable[[str], Exception]) -> Iter
 def run_directories(folder: pathlib.Path) -> list[pathlib.Path]:
   """Every run directory (one holding a run.json) at or below `folder`, sorted."""
   return sorted(p.parent for p in pathlib.Path(folder).rglob(RUN_FILE))
+
+
+def tensorboard_event_files(run_dir: pathlib.Path) -> list[pathlib.Path]:
+  """The run's TensorBoard event files (written by algoprog.training.tracking), sorted."""
+  return sorted(pathlib.Path(run_dir).glob(TENSORBOARD_EVENTS))
 
 
 def _jsonable(value: Any) -> Any:

@@ -29,12 +29,13 @@ import sys
 import ml_collections
 from absl import app, flags
 
-from algoprog.training import config as config_lib, flops, train
+from algoprog.training import config as config_lib, console, flops, train
 
 _MODE = flags.DEFINE_enum("mode", "table", ["table", "plan"], "What to print.")
-_CONFIGS = flags.DEFINE_string("configs", "configs", "Folder of preset *.py files.")
-_WIDTHS = flags.DEFINE_list("widths", ["32", "48", "64", "96", "128", "160", "192", "224",
-                                       "256"], "Widths of the table.")
+_CONFIGS = flags.DEFINE_string("configs", "configs", "Folder of preset *.py files (a "
+                               "relative one not in the working directory: the shipped one).")
+_WIDTHS = console.define_integer_list("widths", [32, 48, 64, 96, 128, 160, 192, 224, 256],
+                                      "Widths of the table, a comma list.")
 _VOCAB = flags.DEFINE_integer("vocab_size", 50_257, "Vocabulary (GPT-2's by default).")
 _LENGTH = flags.DEFINE_integer("sequence_length", 128, "Tokens per sequence.")
 _ONLY = flags.DEFINE_list("presets", [], "table: only these presets (default all).")
@@ -55,9 +56,15 @@ VARIANTS = {  # One field switched at a time: every component the closed forms c
 
 
 def load_presets(folder: str | pathlib.Path) -> dict[str, ml_collections.ConfigDict]:
-  """{name: get_config()} for every configs/*.py that configures a model (sorted)."""
+  """{name: get_config()} for every configs/*.py that configures a model (sorted); a
+  relative folder missing from the working directory is the shipped one
+  (config.find_config_file)."""
   presets = {}
-  for path in sorted(pathlib.Path(folder).glob("*.py")):
+  folder = config_lib.find_config_file(folder)
+  if not folder.is_dir():
+    raise config_lib.ConfigError(f"--configs: expected a folder of preset *.py files; got "
+                                 f"{folder}")
+  for path in sorted(folder.glob("*.py")):
     config = config_lib.load_config_file(path)
     if config is not None and "model" in config:  # Not e.g. the accounting config.
       presets[path.stem] = config
@@ -233,6 +240,10 @@ def main(argv):
     presets = load_presets(_CONFIGS.value)
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")
+  unknown = [n for n in _ONLY.value if n not in presets]
+  if unknown:
+    sys.exit(f"error: --presets: expected names from {', '.join(presets)}; got "
+             f"{unknown[0]!r}")
   if _ONLY.value and _MODE.value == "table":
     presets = {n: c for n, c in presets.items() if n in _ONLY.value}
   length = _LENGTH.value
@@ -249,7 +260,7 @@ def main(argv):
     print(f"skipped (recurrent; XLA counts a scan body once): {', '.join(skipped)}")
   rows, seen = [], {}
   for name, c in table_configs(presets, _VARIANTS.value).items():
-    for width in map(int, _WIDTHS.value):
+    for width in _WIDTHS.value:
       resolved = with_width(c, width, length)
       key = cost_key(resolved)
       if key in seen:  # Same model and optimizer terms (e.g. a schedule ablation).
@@ -264,4 +275,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags_or_exit)

@@ -7,7 +7,9 @@ parameters, optimizer state and stream position atomically.
 
 from __future__ import annotations
 
+import logging as logging_lib
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -28,6 +30,36 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, stream_state: dict)
   mngr.wait_until_finished()
 
 
+def _drop_closed_loop_callbacks() -> None:
+  """Silences the noise of a failed restore for the rest of the process (a fallback to an
+  older checkpoint has then succeeded, and the warning says which step was unreadable).
+
+  Orbax closes its asyncio loop while tensorstore reads of the failed restore are still
+  pending; each one's completion, calling into the closed loop from a tensorstore thread,
+  prints a RuntimeError("Event loop is closed") traceback through sys.unraisablehook
+  (dozens of them, when the race goes that way), and failed read tasks nobody awaited are
+  logged by asyncio as "Task exception was never retrieved". Every other unraisable
+  exception and asyncio record still goes through.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_algoprog_drops_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook._algoprog_drops_closed_loop = True
+  sys.unraisablehook = hook
+  logging_lib.getLogger("asyncio").addFilter(_drop_orbax_unretrieved_tasks)
+
+
+def _drop_orbax_unretrieved_tasks(record: logging_lib.LogRecord) -> bool:
+  message = record.getMessage()
+  return not ("Task exception was never retrieved" in message and "/orbax/" in message)
+
+
 class CheckpointError(RuntimeError):
   """No checkpoint of a run can be restored; the message names the folder."""
 
@@ -44,6 +76,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any
     CheckpointError: checkpoints exist but none restores.
   """
   steps = sorted(mngr.all_steps(), reverse=True)
+  _drop_closed_loop_callbacks()
   unreadable = []
   for step in steps:
     try:

@@ -16,7 +16,7 @@ import pathlib
 
 import ml_collections
 
-from algoprog.training import registry
+from algoprog.training import registry, tracking
 from algoprog.training.model_spec import HEAD_DIM, ModelSpec
 
 
@@ -119,6 +119,12 @@ def base_config() -> ml_collections.ConfigDict:
   # 65,536 (capped by the set). Metrics rows record the tokens each evaluation scored.
   c.train.eval_tokens = 0
   c.train.log_every_steps = 20  # Progress line (with steps/s and ETA) every this many steps.
+  # Where metrics rows go besides metrics.jsonl (always written): a comma list of "jsonl",
+  # "tensorboard" (event files in the run directory; `pip install 'algoprog[tensorboard]'`)
+  # and "wandb" (Weights & Biases; `pip install 'algoprog[wandb]'`; WANDB_PROJECT etc.
+  # from the environment), e.g. "jsonl,tensorboard" (algoprog.training.tracking). Can
+  # change between a run and its resume.
+  c.train.trackers = "jsonl"
   # Orbax checkpoint cadence (and at the end, and on SIGTERM); 0 -> a tenth of the run,
   # at most 1,000 steps. Can change between a run and its resume.
   c.train.checkpoint_every_steps = 0
@@ -128,6 +134,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.lstm_reset = "window"  # When resets are drawn: "window" (each) | "batch" (per step).
   return c
 
+
+# Fields that change how a run is watched and saved, not its results: they may differ
+# between a run and its resume, and a sweep does not call a run stale for them.
+BOOKKEEPING_FIELDS = ("train.log_every_steps", "train.checkpoint_every_steps",
+                      "train.keep_checkpoints", "train.trackers")
 
 _CHOICES = {
     "data.source": ("embedded", "text", "tfds"),
@@ -217,6 +228,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
                 "data.max_documents", "data.max_bytes", "train.eval_tokens",
                 "train.checkpoint_every_steps"):
     positive(field, allow_zero=True)
+  try:  # .get: a config built by hand before the field existed tracks to metrics.jsonl.
+    tracking.parse_trackers(c.train.get("trackers", "jsonl"))
+  except tracking.TrackerError as e:
+    raise ConfigError(f"train.trackers: {e}") from None
   if c.train.tokens == 0 and c.train.tokens_per_param == 0 and c.train.flops == 0:
     raise ConfigError("train.tokens: expected > 0 when train.tokens_per_param and "
                       "train.flops are 0")
@@ -331,7 +346,19 @@ def backfill(recorded: dict) -> dict:
   return fill(recorded, filled, base)
 
 
-REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]  # Where configs/ lives.
+# Where configs/ and launch/ live: the checkout, or after a non-editable `pip install` the
+# site-packages folder holding algoprog/, launch/ and configs/ side by side.
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def find_config_file(path: str | pathlib.Path) -> pathlib.Path:
+  """`path` as given when it exists (or is absolute), else the same relative path under
+  REPOSITORY_ROOT: so configs/modern.py names the shipped preset from any directory, in a
+  checkout and in an installed algoprog alike. Not checked for existence."""
+  path = pathlib.Path(path)
+  if not path.is_absolute() and not path.exists() and (REPOSITORY_ROOT / path).exists():
+    return REPOSITORY_ROOT / path
+  return path
 
 
 def load_config_file(path: str | pathlib.Path, field: str = "--config"
@@ -339,17 +366,18 @@ def load_config_file(path: str | pathlib.Path, field: str = "--config"
   """`get_config()` of a config file: the one loader of every config file the code reads.
 
   A relative path that does not exist from the working directory is taken from the
-  repository root (so configs/... works from anywhere). `field` names what gave the path
-  in the error.
+  repository root or the installed package (`find_config_file`, so configs/... works from
+  anywhere). `field` names what gave the path in the error.
 
   Raises:
     ConfigError: no such file, the file does not run, or it defines no get_config().
   """
-  path = pathlib.Path(path)
-  if not path.is_absolute() and not path.exists():
-    path = REPOSITORY_ROOT / path
+  given = pathlib.Path(path)
+  path = find_config_file(given)
   if not path.is_file():
-    raise ConfigError(f"{field}: no config file {path}")
+    raise ConfigError(f"{field}: no config file {given}" + (
+        "" if given.is_absolute() else f" (looked in {pathlib.Path.cwd()} and "
+        f"{REPOSITORY_ROOT})"))
   spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   try:

@@ -508,8 +508,7 @@ def planned_config(run: RunSpec, presets: dict | None = None) -> dict:
 _TRAINER_DERIVED = ("data.vocab_size", "train.steps", "train.tokens")
 # How a run is watched and saved, not what it computes: the trainer lets these change
 # between a run and its resume, so a finished run stands whatever they are now.
-_BOOKKEEPING = ("train.log_every_steps", "train.checkpoint_every_steps",
-                "train.keep_checkpoints")
+_BOOKKEEPING = config_lib.BOOKKEEPING_FIELDS
 
 
 def _recorded_tokens(planned: dict) -> int:

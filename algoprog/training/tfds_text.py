@@ -10,12 +10,13 @@ is the files' sorted order, and tfds' shuffling is disabled so the stream is in 
 from __future__ import annotations
 
 import hashlib
+import logging
 import pathlib
 import re
 
 import tensorflow_datasets as tfds
 
-from algoprog.training import corpus
+from algoprog.training import console, corpus
 
 _MIN_DOCUMENT_CHARS = 1024
 # Part of every builder config's name: documents cut by another rule are another dataset.
@@ -62,6 +63,15 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
         features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
         disable_shuffling=True)
 
+  # tfds prints "Downloading and preparing dataset ..." and "... downloaded and prepared"
+  # to stdout in bold for every build, though nothing is downloaded here: local text is
+  # prepared once per distinct content, quickly, and silently.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing is downloaded.
     return {"train": self._generate_examples()}
@@ -75,6 +85,18 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
         index += 1
 
 
+class _DropCustomConfigWarning(logging.Filter):
+  """tfds warns "Using custom data configuration: LocalTextConfig(...)" for every builder
+  made with a config it does not list: that is how this builder works, not a problem."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith(
+        "Using custom data configuration: LocalTextConfig")
+
+
+logging.getLogger("absl").addFilter(_DropCustomConfigWarning())  # tfds logs through absl.
+
+
 def prepare_and_read(files: list[pathlib.Path], data_dir: pathlib.Path,
                      digests: list[str] | None = None) -> list[str]:
   """Builds (first call) and reads the documents of `files` via array_record; `digests`
@@ -82,6 +104,8 @@ def prepare_and_read(files: list[pathlib.Path], data_dir: pathlib.Path,
   builder = LocalText(config=LocalTextConfig(files=files, digests=digests),
                       data_dir=str(data_dir),
                       file_format="array_record")
+  # Preparation's progress bars only where someone watches a terminal (algoprog.console).
+  tfds.display_progress_bar(console.is_terminal())
   try:
     builder.download_and_prepare()
   except AssertionError as e:  # tfds' way of saying the generator yielded nothing.

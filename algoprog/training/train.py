@@ -52,7 +52,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from algoprog import rundir
 from algoprog.training import checkpoints, compiled_flops, config as config_lib, console, data
-from algoprog.training import flops, models, optim
+from algoprog.training import flops, models, optim, tracking
 
 DATA_AXIS = "data"
 
@@ -303,10 +303,7 @@ def eval_steps(total_steps: int, every: int) -> set[int]:
   return {s for s in steps if s <= total_steps}
 
 
-# Fields that change how a run is watched and saved, not its results: they may differ
-# between a run and its resume.
-_BOOKKEEPING_FIELDS = ("train.log_every_steps", "train.checkpoint_every_steps",
-                       "train.keep_checkpoints")
+_BOOKKEEPING_FIELDS = config_lib.BOOKKEEPING_FIELDS  # May differ between a run and its resume.
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -636,8 +633,9 @@ class TrainingLoop:
       else:
         self.state, self.stream_state = restored
         logging.info("resumed %s at step %d", run_dir, self.stream_state["step"])
-      self.writer = rundir.MetricsWriter(run_dir, resume_step=self.stream_state["step"],
-                                         enabled=writes)
+      self.writer = tracking.Trackers(run_dir, resume_step=self.stream_state["step"],
+                                      enabled=writes, names=plan.config.train.trackers,
+                                      config=plan.config.to_dict())
     except BaseException:
       self.checkpoints.close()
       raise
