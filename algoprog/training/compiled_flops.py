@@ -7,10 +7,15 @@ the trainer's fallback for plug-in components that register no FLOPs function
 Per token: FLOPs are linear in the batch from batch 2 on (batch 1 lets XLA squeeze a
 dimension and differs), so (FLOPs at batch 4 - at batch 2) / (2 * sequence length) is the
 per-token cost and the intercept the per-step cost (the optimizer update). XLA counts a
-scan body once, so recurrent models (the LSTM) are undercounted: not for them.
+scan body once, so recurrent models (the LSTM) are undercounted: not for them. For the
+same reason the step is compiled on the unfused output layer (model.loss_block_tokens = 0):
+the fused one is a scan over token blocks, and it recomputes the logits in the backward,
+which are not model FLOPs (docs/flops.md); the unfused step executes exactly the model's.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +27,11 @@ CONVENTION = ("XLA cost analysis (flops + transcendentals) of the compiled train
 
 def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
                          batch_size: int) -> float:
-  """XLA's cost analysis of one compiled train step (microbatches 1) of a resolved config:
-  flops + transcendentals (FLOPs)."""
+  """XLA's cost analysis of one compiled train step (microbatches 1, unfused output layer)
+  of a resolved config: flops + transcendentals (FLOPs)."""
   from algoprog.training import models, optim, train  # train imports this module.
-  model = models.build_model(config.model, vocab_size)
+  spec = models.ModelSpec.from_config(config.model)
+  model = models.build_model(dataclasses.replace(spec, loss_block_tokens=0), vocab_size)
   optimizer = optim.make_optimizer(config.optim, 100)
   step = train.make_train_step(model, optimizer, 1)
   length = config.data.sequence_length
