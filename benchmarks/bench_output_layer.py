@@ -1,9 +1,9 @@
 r"""Benchmark: the fused output layer + cross-entropy (algoprog.training.output_layer) against
-the logits path, in the whole train step of the modern Transformer at the study's
-vocabulary (50,257).
+the logits path, in the whole train step of the modern Transformer (or, --kind=lstm, the
+LSTM) at the study's vocabulary (50,257).
 
-  python benchmarks/bench_output_layer.py [--widths=64,128] [--blocks=0,512,1024,2048]
-      [--batch=32] [--steps=5]
+  PYTHONPATH=. python benchmarks/bench_output_layer.py [--widths=64,128]
+      [--blocks=0,512,1024,2048] [--batch=32] [--steps=5] [--kind=transformer]
 
 Every variant's train step (model.loss_block_tokens = each of --blocks; 0 is the unfused
 path) is compiled in one process and the steps are timed alternately, step by step, so load
@@ -28,12 +28,14 @@ _BATCH = flags.DEFINE_integer("batch", 32, "Sequences per step (of 128 tokens)."
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per variant and width.")
 _VOCAB = flags.DEFINE_integer("vocab", 50_257, "Vocabulary size (GPT-2's).")
 _MATMUL_DTYPE = flags.DEFINE_string("matmul_dtype", "float32", "model.matmul_dtype.")
+_KIND = flags.DEFINE_enum("kind", "transformer", ["transformer", "lstm"],
+                          "model.kind (the LSTM: truncated BPTT, windows of 32).")
 
 
 def compiled_step(width: int, block: int):
   """(compiled train step, state, batch, temporaries bytes, peak bytes)."""
   c = config_lib.base_config()
-  c.model.width, c.model.loss_block_tokens = width, block
+  c.model.kind, c.model.width, c.model.loss_block_tokens = _KIND.value, width, block
   c.model.matmul_dtype = _MATMUL_DTYPE.value
   c.data.batch_size = _BATCH.value
   c = config_lib.resolve(c)
@@ -53,7 +55,7 @@ def compiled_step(width: int, block: int):
 
 def main(argv):
   del argv
-  print(f"modern Transformer, vocab {_VOCAB.value:,}, batch {_BATCH.value} x 128, "
+  print(f"{'modern Transformer' if _KIND.value == 'transformer' else 'LSTM'}, vocab {_VOCAB.value:,}, batch {_BATCH.value} x 128, "
         f"{_MATMUL_DTYPE.value} matmuls, {jax.devices()[0].device_kind}; "
         f"{_STEPS.value} timed steps each, alternating")
   print("| width | loss_block_tokens | best step ms | median step ms | speed-up (best) | "
