@@ -127,7 +127,8 @@ def test_backfill_fills_fields_newer_than_a_recorded_config_as_they_resolve_for_
                    "model.matmul_dtype", "data.max_bytes", "train.eval_tokens",
                    # Read with .get defaults by models/flops before ModelSpec.
                    "model.matrix_biases", "model.attention", "model.positions_init_std",
-                   "model.lstm_bias_sets", "train.trackers"):
+                   "model.lstm_bias_sets", "train.trackers", "model.loss_block_tokens",
+                   "model.attention_impl"):
       *parents, leaf = dotted.split(".")
       node = old
       for key in parents:

@@ -10,7 +10,10 @@ trainer without this module importing it.
 Per token: FLOPs are linear in the batch from batch 2 on (batch 1 lets XLA squeeze a
 dimension and differs), so (FLOPs at batch 4 - at batch 2) / (2 * sequence length) is the
 per-token cost and the intercept the per-step cost (the optimizer update). XLA counts a
-scan body once, so recurrent models (the LSTM) are undercounted: not for them.
+scan body once, so recurrent models (the LSTM) are undercounted: not for them. For the
+same reason the step is compiled on the unfused output layer (model.loss_block_tokens = 0):
+the fused one is a scan over token blocks, and it recomputes the logits in the backward,
+which are not model FLOPs (docs/flops.md); the unfused step executes exactly the model's.
 """
 
 from __future__ import annotations

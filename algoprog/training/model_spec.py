@@ -83,6 +83,8 @@ class ModelSpec:
   matrix_biases: bool
   dtype: str
   matmul_dtype: str
+  loss_block_tokens: int
+  attention_impl: str
   lstm_bias_sets: int
   lstm_forget_bias: float
   layers_follow_width: bool = False

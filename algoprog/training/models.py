@@ -260,17 +260,24 @@ class CausalSelfAttention(nn.Module):
     k_BxLxHxK = split(dense("key", init)(x_TxD))
     v_BxLxHxK = split(dense("value", init)(x_TxD))
     q_BxLxHxK, k_BxLxHxK = self.transform_qk(q_BxLxHxK, k_BxLxHxK)
-    heads_first = lambda y: y.transpose(0, 2, 1, 3)
-    q_BxHxLxK = heads_first(q_BxLxHxK)
-    k_BxHxLxK = heads_first(k_BxLxHxK)
-    v_BxHxLxK = heads_first(v_BxLxHxK)
     if m.matmul_dtype != "float32":  # The score and value matmuls' operands.
-      q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (y.astype(m.matmul_dtype)
-                                         for y in (q_BxHxLxK, k_BxHxLxK, v_BxHxLxK))
-    # Scaling q (B L D values) rather than the scores (B H L L) is exact for k = 16.
-    out_BxHxLxK = causal_attention(q_BxHxLxK * jnp.asarray(1.0 / math.sqrt(k), q_BxHxLxK.dtype),
-                                   k_BxHxLxK, v_BxHxLxK).astype(x_BxLxD.dtype)
-    out_TxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b * length, d)
+      q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (y.astype(m.matmul_dtype)
+                                         for y in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
+    if m.attention_impl == "dot_product_attention":
+      # jax's [B, L, H, K] layout; cuDNN's flash kernel on GPU (bf16 operands), else XLA.
+      out_BxLxHxK = jax.nn.dot_product_attention(
+          q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, scale=1.0 / math.sqrt(k), is_causal=True)
+      out_TxD = out_BxLxHxK.astype(x_BxLxD.dtype).reshape(b * length, d)
+    else:
+      heads_first = lambda y: y.transpose(0, 2, 1, 3)
+      q_BxHxLxK = heads_first(q_BxLxHxK)
+      k_BxHxLxK = heads_first(k_BxLxHxK)
+      v_BxHxLxK = heads_first(v_BxLxHxK)
+      # Scaling q (B L D values) rather than the scores (B H L L) is exact for k = 16.
+      out_BxHxLxK = causal_attention(
+          q_BxHxLxK * jnp.asarray(1.0 / math.sqrt(k), q_BxHxLxK.dtype), k_BxHxLxK,
+          v_BxHxLxK).astype(x_BxLxD.dtype)
+      out_TxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b * length, d)
     out_scale = 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init else 1.0
     return dense("out", _kernel_init(m, out_scale))(out_TxD).reshape(b, length, d)
 
@@ -337,7 +344,9 @@ class Transformer(nn.Module):
   vocab_size: int
 
   @nn.compact
-  def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+  def __call__(self, tokens_BxL: jax.Array, return_hidden: bool = False) -> jax.Array:
+    """Logits [B, L, V] float32; with `return_hidden`, the final hidden states [B, L, D]
+    the unembedding would take (output_layer's fused loss computes it from them)."""
     m = self.model
     dtype = jnp.dtype(m.dtype)
     embed = nn.Embed(self.vocab_size, m.width, embedding_init=_embedding_init(m),
@@ -358,6 +367,8 @@ class Transformer(nn.Module):
       x_BxLxD = TransformerLayer(m, name=f"layer_{i}")(x_BxLxD)
     if m.final_norm:
       x_BxLxD = make_norm(m, "final_norm")(x_BxLxD)
+    if return_hidden:
+      return x_BxLxD
     return unembed(self, m, embed, x_BxLxD, self.vocab_size)
 
 
@@ -468,8 +479,10 @@ class LSTM(nn.Module):
   vocab_size: int
 
   @nn.compact
-  def __call__(self, tokens_BxL: jax.Array, carry_BxNx2xD: jax.Array | None = None
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, tokens_BxL: jax.Array, carry_BxNx2xD: jax.Array | None = None,
+               return_hidden: bool = False) -> tuple[jax.Array, jax.Array]:
+    """(logits [B, L, V], carry); with `return_hidden`, (last layer's hidden states
+    [B, L, D], carry) for output_layer's fused loss."""
     m = self.model
     embed = nn.Embed(self.vocab_size, m.width, embedding_init=_embedding_init(m),
                      name="embed")
@@ -480,6 +493,8 @@ class LSTM(nn.Module):
     for i in range(m.num_layers):
       x_BxLxD, carry_Bx2xD = LSTMLayer(m, name=f"layer_{i}")(x_BxLxD, carry_BxNx2xD[:, i])
       carries.append(carry_Bx2xD)
+    if return_hidden:
+      return x_BxLxD, jnp.stack(carries, axis=1)
     return unembed(self, m, embed, x_BxLxD, self.vocab_size), jnp.stack(carries, axis=1)
 
 

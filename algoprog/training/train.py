@@ -52,7 +52,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from algoprog import rundir
 from algoprog.training import checkpoints, compiled_flops, config as config_lib, console, data
-from algoprog.training import flops, models, optim, tracking
+from algoprog.training import flops, models, optim, output_layer, tracking
 
 DATA_AXIS = "data"
 
@@ -106,6 +106,25 @@ def cross_entropy_sum(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   return jnp.sum(losses * weights_BxL), jnp.sum(weights_BxL)
 
 
+def model_loss_sum(model: nn.Module, params, inputs_BxL: jax.Array, targets_BxL: jax.Array,
+                   weights_BxL: jax.Array | None = None, carry=None
+                   ) -> tuple[jax.Array, jax.Array, Any]:
+  """(sum of token losses in nats, number of weighted tokens, carry after the inputs) of
+  `model` on a batch; `carry` enters a recurrent model (None: zeros) and is None out of a
+  Transformer. The loss goes through output_layer's fused blocks when the model's
+  loss_block_tokens asks for it (output_layer.uses_fused_loss), else through the logits."""
+  recurrent = models.is_recurrent(model)
+  args = (inputs_BxL, carry) if recurrent else (inputs_BxL,)
+  if output_layer.uses_fused_loss(model):
+    out = model.apply({"params": params}, *args, return_hidden=True)
+    hidden, carry = out if recurrent else (out, carry)
+    return output_layer.cross_entropy_sum(model.model, params, hidden, targets_BxL,
+                                          weights_BxL) + (carry,)
+  out = model.apply({"params": params}, *args)
+  logits, carry = out if recurrent else (out, carry)
+  return cross_entropy_sum(logits, targets_BxL, weights_BxL) + (carry,)
+
+
 _RESET_STREAM = 1  # Folded into the seed's key so reset draws never reuse the init key.
 
 
@@ -136,8 +155,8 @@ def truncated_bptt_loss_sum(model: nn.Module, params, carry_BxNx2xD, inputs_BxL,
   def one_window(carry, batch):
     inputs_BxW, targets_BxW, reset_B = batch
     carry = jnp.where(reset_B[:, None, None, None], 0.0, jax.lax.stop_gradient(carry))
-    logits, carry = model.apply({"params": params}, inputs_BxW, carry)
-    return carry, cross_entropy_sum(logits, targets_BxW)
+    loss, count, carry = model_loss_sum(model, params, inputs_BxW, targets_BxW, carry=carry)
+    return carry, (loss, count)
 
   carry, (losses, counts) = jax.lax.scan(
       one_window, carry_BxNx2xD, (by_window(inputs_BxL), by_window(targets_BxL), resets_BxT.T))
@@ -158,7 +177,7 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
     if recurrent:
       return truncated_bptt_loss_sum(model, params, carry, inputs, targets, resets,
                                      lstm_window or inputs.shape[1])
-    loss, n = cross_entropy_sum(model.apply({"params": params}, inputs), targets)
+    loss, n, _ = model_loss_sum(model, params, inputs, targets)
     return loss, (n, carry)
 
   grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
@@ -194,11 +213,7 @@ def make_eval_step(model: nn.Module) -> Callable:
   `carry` is the recurrent state entering the batch (None for Transformers)."""
 
   def eval_step(params, carry, inputs_BxL, targets_BxL, weights_BxL):
-    if models.is_recurrent(model):
-      logits, carry = model.apply({"params": params}, inputs_BxL, carry)
-    else:
-      logits = model.apply({"params": params}, inputs_BxL)
-    return cross_entropy_sum(logits, targets_BxL, weights_BxL) + (carry,)
+    return model_loss_sum(model, params, inputs_BxL, targets_BxL, weights_BxL, carry)
 
   return eval_step
 
@@ -319,9 +334,11 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
                          batch_size: int) -> float:
-  """XLA's cost analysis of one compiled train step (microbatches 1, no mesh) of a resolved
-  config: flops + transcendentals (FLOPs)."""
-  model = models.build_model(config.model, vocab_size)
+  """XLA's cost analysis of one compiled train step (microbatches 1, no mesh, the unfused
+  output layer: compiled_flops says why) of a resolved config: flops + transcendentals
+  (FLOPs)."""
+  spec = models.ModelSpec.from_config(config.model)
+  model = models.build_model(dataclasses.replace(spec, loss_block_tokens=0), vocab_size)
   optimizer = optim.make_optimizer(config.optim, 100)
   length = config.data.sequence_length
 

@@ -1,0 +1,171 @@
+"""The fused output layer + cross-entropy: the loss of hidden states without [T, V] logits.
+
+The unfused path (model.loss_block_tokens = 0) has the model return logits [B, L, V] in
+float32 and takes their cross-entropy (train.cross_entropy_sum): at the study's vocabulary
+of 50,257 those logits (and their gradient) are by far the largest arrays of a step, ~0.8 GB
+at 4,096 tokens, written and read several times. Here the model returns its final hidden
+states [B, L, D] instead (`return_hidden=True`), and `cross_entropy_sum` computes
+
+  sum_t weight_t * (logsumexp_v(h_t . w_v + b_v) - (h_t . w_target + b_target))
+
+block by block: the tokens are cut into blocks of loss_block_tokens // B positions of every
+row (all B rows in each block, so a batch sharded on the data axis stays sharded and each
+device computes its rows' share), and a `lax.scan` computes each block's logits [B * P, V],
+its logsumexp and its picked logits, keeping only the per-token logsumexp. The backward (a
+custom VJP) recomputes each block's logits, forms its gradient softmax - onehot scaled by
+the loss cotangent and weight, and accumulates the three gradients: hidden states (dlogits
+@ W), the tied (or untied) unembedding (dlogits^T @ h, a [V, D] float32 carry) and the
+output bias (ones @ dlogits, as models.add_output_bias does). Peak memory is one block's
+logits and their gradient instead of all of them; the price is one more [T, D] x [D, V]
+matmul (the recompute), which docs/flops.md excludes from model FLOPs, as MFU conventions
+do.
+
+Precision follows model.matmul_dtype exactly as the unfused path does: "bfloat16" casts
+both operands of every matmul (the logits, and both backward matmuls with the cotangent
+cast too) to bf16 and accumulates in float32; the softmax, logsumexp and bias gradient stay
+float32. Within f32 rounding the loss and gradients equal the unfused path's
+(tests/test_output_layer.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from algoprog.training.model_spec import ModelSpec
+
+
+def uses_fused_loss(model: Any) -> bool:
+  """Whether the train/eval steps take `model`'s loss through `cross_entropy_sum`: its
+  spec asks for it (model.loss_block_tokens > 0) and the module returns hidden states on
+  `return_hidden=True` (the built-in Transformer and LSTM; other plug-in models keep the
+  logits path)."""
+  from algoprog.training import models  # models does not import this module.
+  spec = getattr(model, "model", None)
+  return (isinstance(spec, ModelSpec) and spec.loss_block_tokens > 0
+          and isinstance(model, (models.Transformer, models.LSTM)))
+
+
+def unembedding(spec: ModelSpec, params: Any) -> tuple[jax.Array, jax.Array | None]:
+  """(w [V, D], output bias [V] or None) of a built-in model's params: the tied embedding
+  table, or the untied unembed/kernel transposed."""
+  if spec.tie_embeddings:
+    w_VxD = params["embed"]["embedding"]
+  else:
+    w_VxD = params["unembed"]["kernel"].T
+  return w_VxD, params["output_bias"] if spec.output_bias else None
+
+
+def cross_entropy_sum(spec: ModelSpec, params: Any, hidden_BxLxD: jax.Array,
+                      targets_BxL: jax.Array, weights_BxL: jax.Array | None = None
+                      ) -> tuple[jax.Array, jax.Array]:
+  """(sum of token losses in nats, number of weighted tokens) of the model's final hidden
+  states, as train.cross_entropy_sum of the logits would give, in blocks of
+  spec.loss_block_tokens tokens."""
+  w_VxD, bias_V = unembedding(spec, params)
+  if weights_BxL is None:
+    weights_BxL = jnp.ones(targets_BxL.shape, jnp.float32)
+  loss = blockwise_cross_entropy_sum(hidden_BxLxD, w_VxD, bias_V, targets_BxL, weights_BxL,
+                                     spec.loss_block_tokens, spec.matmul_dtype)
+  return loss, jnp.sum(weights_BxL)
+
+
+def blockwise_cross_entropy_sum(hidden_BxLxD: jax.Array, w_VxD: jax.Array,
+                                bias_V: jax.Array | None, targets_BxL: jax.Array,
+                                weights_BxL: jax.Array, block_tokens: int,
+                                matmul_dtype: str = "float32") -> jax.Array:
+  """sum_t weight_t * cross-entropy of logits h_t @ w^T + bias at target_t (nats), without
+  materialising the [B * L, V] logits.
+
+  Blocks hold P = max(1, block_tokens // B) positions of every row (at most L); L is
+  padded to a multiple of P with zero-weight positions, so any L works.
+  """
+  b, length, d = hidden_BxLxD.shape
+  positions = min(length, max(1, block_tokens // b))
+  blocks = -(-length // positions)
+  pad = blocks * positions - length
+  if pad:  # Zero weight: padded positions add nothing to the loss or any gradient.
+    hidden_BxLxD = jnp.pad(hidden_BxLxD, ((0, 0), (0, pad), (0, 0)))
+    targets_BxL = jnp.pad(targets_BxL, ((0, 0), (0, pad)))
+    weights_BxL = jnp.pad(weights_BxL, ((0, 0), (0, pad)))
+  # [B, L] -> [blocks, B, P]: the scan runs over the leading axis; B stays where the data
+  # axis shards it.
+  by_block = lambda x: jnp.swapaxes(x.reshape((b, blocks, positions) + x.shape[2:]), 0, 1)
+  if bias_V is None:  # A zero bias: its gradient is computed and dropped (V per block).
+    bias_V = jnp.zeros((w_VxD.shape[0],), jnp.float32)
+  return _blockwise(by_block(hidden_BxLxD), w_VxD, bias_V, by_block(targets_BxL),
+                    by_block(weights_BxL.astype(jnp.float32)), matmul_dtype)
+
+
+def _operand(x: jax.Array, matmul_dtype: str) -> jax.Array:
+  """x in the matmul operand dtype, through float32 (models.unembed takes float32 hidden
+  states)."""
+  x = x.astype(jnp.float32)
+  return x if matmul_dtype == "float32" else x.astype(matmul_dtype)
+
+
+def _logits(h_TxD: jax.Array, w_VxD: jax.Array, bias_V: jax.Array) -> jax.Array:
+  """h @ w^T + bias in float32 [T, V] (operands already in the matmul dtype)."""
+  logits_TxV = jax.lax.dot_general(h_TxD, w_VxD, (((1,), (1,)), ((), ())),
+                                   preferred_element_type=jnp.float32)
+  return logits_TxV + bias_V.astype(jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _blockwise(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
+  """The weighted loss sum over N blocks of [B, P] tokens (see the module docstring)."""
+  return _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP,
+                        matmul_dtype)[0]
+
+
+def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
+  w_low = _operand(w_VxD, matmul_dtype)  # Cast once, not per block.
+
+  def block(total, xs):
+    h_BxPxD, targets_BxP, weights_BxP = xs
+    h_TxD = _operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype)
+    logits_TxV = _logits(h_TxD, w_low, bias_V)
+    top_T1 = jnp.max(logits_TxV, axis=-1, keepdims=True)
+    lse_T = jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T1), axis=-1)) + top_T1[:, 0]
+    picked_T = jnp.take_along_axis(logits_TxV, targets_BxP.reshape(-1, 1), axis=-1)[:, 0]
+    return total + jnp.sum((lse_T - picked_T) * weights_BxP.reshape(-1)), lse_T
+
+  total, lse_NxT = jax.lax.scan(block, jnp.zeros((), jnp.float32),
+                                (h_NxBxPxD, targets_NxBxP, weights_NxBxP))
+  return total, (h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, lse_NxT)
+
+
+def _blockwise_bwd(matmul_dtype, residuals, dtotal):
+  h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, lse_NxT = residuals
+  w_low = _operand(w_VxD, matmul_dtype)
+  vocab = w_VxD.shape[0]
+
+  def block(carry, xs):
+    dw_VxD, dbias_V = carry
+    h_BxPxD, targets_BxP, weights_BxP, lse_T = xs
+    h_TxD = _operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype)
+    logits_TxV = _logits(h_TxD, w_low, bias_V)  # The recompute.
+    onehot_TxV = targets_BxP.reshape(-1, 1) == jnp.arange(vocab, dtype=targets_BxP.dtype)
+    scale_T1 = (dtotal * weights_BxP).reshape(-1, 1)
+    dlogits_TxV = scale_T1 * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
+    dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
+    dh_TxD = jnp.dot(dlow_TxV, w_low, preferred_element_type=jnp.float32)
+    dw_VxD = dw_VxD + jax.lax.dot_general(dlow_TxV, h_TxD, (((0,), (0,)), ((), ())),
+                                          preferred_element_type=jnp.float32)
+    # ones @ dlogits: XLA:CPU's column sums are slow (models.add_output_bias).
+    ones_T = jnp.ones((dlogits_TxV.shape[0],), jnp.float32)
+    dbias_V = dbias_V + ones_T @ dlogits_TxV
+    return (dw_VxD, dbias_V), dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype)
+
+  zeros = (jnp.zeros(w_VxD.shape, jnp.float32), jnp.zeros(bias_V.shape, jnp.float32))
+  (dw_VxD, dbias_V), dh_NxBxPxD = jax.lax.scan(
+      block, zeros, (h_NxBxPxD, targets_NxBxP, weights_NxBxP, lse_NxT))
+  return (dh_NxBxPxD, dw_VxD.astype(w_VxD.dtype), dbias_V.astype(bias_V.dtype),
+          np.zeros(targets_NxBxP.shape, jax.dtypes.float0), jnp.zeros_like(weights_NxBxP))
+
+
+_blockwise.defvjp(_blockwise_fwd, _blockwise_bwd)
