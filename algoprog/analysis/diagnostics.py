@@ -126,7 +126,12 @@ def seed_noise(run_infos: Iterable[Mapping]) -> SeedNoise:
 
 def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
                ) -> dict[str, list[str]]:
-  """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.training.sweep)."""
+  """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.training.sweep).
+
+  "LR within seed noise" is not a reason for a sweep whose runner-up full runs were
+  trained (`runner_up_trained`): the bootstrap chooses between the two LRs in each
+  resample (algoprog.analysis.scaling.lr_choice_fit), so the ambiguity is in the interval.
+  """
   reasons: dict[str, list[str]] = {}
   for key, entry in sorted(lr_choices.items()):
     label = key.rsplit("/", 1)[0]
@@ -138,6 +143,8 @@ def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
       out.append(f"LR at grid edge: {entry['chosen_learning_rate']:.3g} at the edge of the "
                  f"sweep grid ({key})")
     margin = entry.get("margin_to_next_best")
+    if entry.get("runner_up_trained"):
+      continue
     if margin is None:
       out.append(f"LR within seed noise: the sweep at {key} had one usable point")
     elif margin < NOISE_MULTIPLE * noise.value:
