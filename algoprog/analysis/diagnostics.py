@@ -124,13 +124,15 @@ def seed_noise(run_infos: Iterable[Mapping]) -> SeedNoise:
   return SeedNoise(float(np.median(stds)), len(stds))
 
 
-def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
-               ) -> dict[str, list[str]]:
+def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise, *,
+               runner_up_in_interval: bool = False) -> dict[str, list[str]]:
   """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.training.sweep).
 
-  "LR within seed noise" is not a reason for a sweep whose runner-up full runs were
-  trained (`runner_up_trained`): the bootstrap chooses between the two LRs in each
-  resample (algoprog.analysis.scaling.lr_choice_fit), so the ambiguity is in the interval.
+  runner_up_in_interval: the caller's intervals choose between the chosen and runner-up
+  LRs' runs in each resample (the frontier fits: algoprog.analysis.scaling.lr_choice_fit);
+  then "LR within seed noise" is not a reason for a sweep whose runner-up full runs were
+  trained (`runner_up_trained`): the ambiguity is in the interval. Off (the ablations),
+  it stays a reason.
   """
   reasons: dict[str, list[str]] = {}
   for key, entry in sorted(lr_choices.items()):
@@ -143,7 +145,7 @@ def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
       out.append(f"LR at grid edge: {entry['chosen_learning_rate']:.3g} at the edge of the "
                  f"sweep grid ({key})")
     margin = entry.get("margin_to_next_best")
-    if entry.get("runner_up_trained"):
+    if runner_up_in_interval and entry.get("runner_up_trained"):
       continue
     if margin is None:
       out.append(f"LR within seed noise: the sweep at {key} had one usable point")
@@ -192,7 +194,9 @@ def diagnose(result: fit_lib.PowerLawFit, table: RunTable | None = None, *,
     for g in result.groups:
       skipped[g].append("LR choice (no LR-sweep record)")
   else:
-    by_label = lr_reasons(lr_choices, noise or SeedNoise(DEFAULT_SEED_NOISE, 0))
+    # The frontier bootstrap chooses between runner-up and chosen runs (scaling.lr_choice_fit).
+    by_label = lr_reasons(lr_choices, noise or SeedNoise(DEFAULT_SEED_NOISE, 0),
+                          runner_up_in_interval=True)
     for g in result.groups:
       reasons[g] += by_label.get(g, [])
   if entropy is None or table is None or result.frontier == "isoflop":
