@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 
 AMBIGUOUS_PROBABILITY = 0.1
+# nats: the seed noise assumed where none is measured or given, a guess for small runs.
+DEFAULT_SEED_NOISE = 0.02
 
 
 def runner_up_probability(margin: float, noise: float) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from algoprog import lr_law
 from algoprog.training import config as config_lib
 
 
@@ -58,7 +59,8 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                  ablation_tokens_per_param: float, ablations: tuple = tuple(ABLATIONS),
                  lr_points: int = 3, lr_spacing_decades: float = 0.5,
                  lr_budget_fraction: float = 0.05, lr_min_tokens: int = 16_000_000,
-                 lr_max_extensions: int = 2, lr_seed_noise: float = 0.02,
+                 lr_max_extensions: int = 2,
+                 lr_seed_noise: float = lr_law.DEFAULT_SEED_NOISE,
                  train_runner_up: bool = True, workers: int = 1, bootstrap: int = 1000,
                  extra_ceg_compute: tuple = (), scaling_configs: dict | None = None,
                  scaling_overrides: dict | None = None, lr_anchors: dict | None = None,
@@ -84,7 +86,7 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
       (algoprog.training.sweep.lr_search).
     sweep.lr_sweep.seed_noise: nats, the seed noise assumed when judging whether an LR
       choice is ambiguous (P(runner-up truly better) > 10%, margin < ~1.8 x this;
-      algoprog.lr_law); 0.02 nats, the analysis's default guess for small runs.
+      algoprog.lr_law); default 0.02 nats, the analysis's guess for small runs.
     sweep.groups.<label>: one architecture or ablation variant (algoprog.training.sweep.plan_runs):
       config, widths, seeds, tokens_per_param, lr_widths/lr_values (sweep centres), lr_sweep,
       lr_sweep_widths, lr_law_widths, lr_center, train_runner_up, overrides

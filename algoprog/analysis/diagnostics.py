@@ -42,6 +42,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from algoprog import lr_law
 from algoprog.analysis import fit as fit_lib
 from algoprog.analysis.runs import RunTable
 
@@ -49,7 +50,7 @@ E_LOWER_FRACTION = 1e-3
 E_UPPER_FRACTION = 0.99
 MIN_DECADES = 1.0
 NOISE_MULTIPLE = 2.0
-DEFAULT_SEED_NOISE = 0.02  # nats: a guess for small runs; run several seeds to measure it.
+DEFAULT_SEED_NOISE = lr_law.DEFAULT_SEED_NOISE  # nats; run several seeds to measure it.
 PLATEAU_TOLERANCE = 0.1  # nats
 
 

@@ -351,9 +351,11 @@ def chinchilla_rows(table: RunTable, groups: Sequence[str], num_samples: int, se
 
 def chosen_lr_mask(table: RunTable, evidence: Evidence) -> np.ndarray | None:
   """One bool per point: False on runner-up full runs (trained at an LR other than their
-  sweep's choice, algoprog.analysis.lr.chosen_runs_mask); None when there are none (or no
-  LR-sweep record): then nothing changes."""
-  if not evidence.lr_choices:
+  sweep's choice, algoprog.analysis.lr.chosen_runs_mask); None when there are none, no
+  LR-sweep record, or the table holds LR-sweep runs too (launch.fit --all_stages: every
+  run is fitted as asked): then nothing changes."""
+  if not evidence.lr_choices or any(
+      info.get("stage") == "lr_sweep" for info in table.run_info.values()):
     return None
   mask = lr_lib.chosen_runs_mask(table, evidence.lr_choices)
   return None if mask.all() else mask

@@ -348,11 +348,13 @@ def group_lr_plan(label: str, group: ml_collections.ConfigDict,
   Runner-up: the second-best finite grid point; its full runs are trained when the
   group's `train_runner_up` is set and the choice is ambiguous,
   P = Phi(-margin / (sqrt 2 seed_noise)) > 10% (margin < ~1.8 x `lr_sweep.seed_noise`,
-  nats; algoprog.lr_law), so the analysis can let LR ambiguity widen the intervals.
+  nats, default lr_law.DEFAULT_SEED_NOISE), so the analysis can let LR ambiguity widen the
+  intervals. `train_runner_up` defaults to off (plain sweep configs); the study presets
+  turn it on (algoprog.study).
   """
   anchors = dict(zip(group.lr_widths, group.lr_values))
   max_extensions = int(lr_sweep.get("max_extensions", 0))
-  noise = float(lr_sweep.get("seed_noise", 0.0))
+  noise = float(lr_sweep.get("seed_noise", lr_law.DEFAULT_SEED_NOISE))
   swept = tuple(group.get("lr_sweep_widths") or ()) or tuple(group.widths)
   law_widths = tuple(group.get("lr_law_widths") or ())
   centres, grids, chosen, runner_up, train = {}, {}, {}, {}, []
