@@ -186,7 +186,9 @@ def main(argv):
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
              "warnings": analysis.all_warnings(), "lr": numbers["lr"]}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
-  plots.save_figure(plots.loss_vs_compute(table, analysis.fit, list(target_losses),
+  chosen = scaling.chosen_lr_mask(table, analysis.evidence)  # Runner-up runs: CIs only.
+  plots.save_figure(plots.loss_vs_compute(table if chosen is None else table.select(chosen),
+                                          analysis.fit, list(target_losses),
                                           list(analysis.raw_ceg)), out / "loss_vs_compute")
   if analysis.bootstrap is not None and computes:
     compute = sorted(computes)
