@@ -38,7 +38,8 @@ import numpy as np
 
 from algoprog import rundir
 from algoprog.analysis import (ablations as ablations_lib, account, ceg, diagnostics,
-                               measured_account, plots, report, runs, scaling as scaling_lib)
+                               measured_account, plots, report, runs, scaling as scaling_lib,
+                               uncertainty_plots)
 from algoprog.training import config as config_lib
 from algoprog.training import data, sweep
 
@@ -69,7 +70,7 @@ def scaling_options(analysis: ml_collections.ConfigDict, table: runs.RunTable
       eligible=scaling_lib.past_warmup(table, analysis.skip_fraction),
       bootstrap=analysis.bootstrap, resample=analysis.resample, seed=analysis.seed,
       level=analysis.level, computes=tuple(analysis.ceg_compute) or None,
-      extra_computes=tuple(analysis.extra_ceg_compute))
+      extra_computes=tuple(analysis.extra_ceg_compute), lr_optima=True)
 
 
 def _scaling_figures(table: runs.RunTable, result: scaling_lib.ScalingAnalysis,
@@ -90,6 +91,15 @@ def _scaling_figures(table: runs.RunTable, result: scaling_lib.ScalingAnalysis,
   for name, figure in figures.items():
     plots.save_figure(figure, out / name)
   return list(figures)
+
+
+def _lr_figure(result: scaling_lib.ScalingAnalysis, out: pathlib.Path) -> list[str]:
+  """lr_laws: the sweeps' LR optima and the groups' LR laws; its name (none without)."""
+  if result.lr is None or not result.lr.optima:
+    return []
+  plots.save_figure(uncertainty_plots.lr_laws(list(result.lr.optima), result.lr.laws,
+                                              title="LR optima and LR laws"), out / "lr_laws")
+  return ["lr_laws"]
 
 
 def _ablation_figures(table: runs.RunTable, result: ablations_lib.AblationAnalysis,
@@ -131,7 +141,11 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
     warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
     scaling = scaling_lib.analyse_scaling(table, groups, scaling_options(analysis, table),
                                           evidence)
-    scaling_figures = _scaling_figures(table, scaling, out)
+    # Runner-up full runs (ambiguous LR choices) only widen the scaling intervals; every
+    # other number and figure uses the chosen-LR runs.
+    chosen = scaling_lib.chosen_lr_mask(table, evidence)
+    table = table if chosen is None else table.select(chosen)
+    scaling_figures = _scaling_figures(table, scaling, out) + _lr_figure(scaling, out)
     ablations = ablations_lib.analyse_ablations(
         table, seeds, {name: (spec.reference, spec.variant)
                        for name, spec in analysis.ablations.items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from algoprog import lr_law
 from algoprog.training import config as config_lib
 
 
@@ -58,7 +59,9 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                  ablation_tokens_per_param: float, ablations: tuple = tuple(ABLATIONS),
                  lr_points: int = 3, lr_spacing_decades: float = 0.5,
                  lr_budget_fraction: float = 0.05, lr_min_tokens: int = 16_000_000,
-                 lr_max_extensions: int = 2, workers: int = 1, bootstrap: int = 1000,
+                 lr_max_extensions: int = 2,
+                 lr_seed_noise: float = lr_law.DEFAULT_SEED_NOISE,
+                 train_runner_up: bool = True, workers: int = 1, bootstrap: int = 1000,
                  extra_ceg_compute: tuple = (), scaling_configs: dict | None = None,
                  scaling_overrides: dict | None = None, lr_anchors: dict | None = None,
                  ablation_specs: dict | None = None) -> ml_collections.ConfigDict:
@@ -81,9 +84,14 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
       grid (points, log10 spacing) and the reduced budget max(min_tokens, fraction x full).
     sweep.lr_sweep.max_extensions: points the grid may grow by past an end that wins
       (algoprog.training.sweep.lr_search).
+    sweep.lr_sweep.seed_noise: nats, the seed noise assumed when judging whether an LR
+      choice is ambiguous (P(runner-up truly better) > 10%, margin < ~1.8 x this;
+      algoprog.lr_law); default 0.02 nats, the analysis's guess for small runs.
     sweep.groups.<label>: one architecture or ablation variant (algoprog.training.sweep.plan_runs):
       config, widths, seeds, tokens_per_param, lr_widths/lr_values (sweep centres), lr_sweep,
-      lr_sweep_widths, lr_center, overrides.
+      lr_sweep_widths, lr_law_widths, lr_center, train_runner_up, overrides
+      (train_runner_up: on in every group here; an ambiguous LR choice also trains the
+      runner-up LR's full runs, which the analysis's bootstrap chooses between).
     analysis.scaling_groups: groups whose frontiers are fitted.
     analysis.reference: the group CEGs of the scaling fits are measured against.
     analysis.skip_fraction: each run's points before this fraction of its tokens (warmup
@@ -121,7 +129,8 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                 **train}})
   c.sweep.lr_sweep = ml_collections.ConfigDict(dict(
       points=lr_points, spacing_decades=lr_spacing_decades, budget_fraction=lr_budget_fraction,
-      min_tokens=lr_min_tokens, center=3e-3, max_extensions=lr_max_extensions))
+      min_tokens=lr_min_tokens, center=3e-3, max_extensions=lr_max_extensions,
+      seed_noise=float(lr_seed_noise)))
   groups = {}
   config_files = {**SCALING_CONFIGS, **(scaling_configs or {})}
   anchors_by_label = {**STUDY_LEARNING_RATES, **(lr_anchors or {})}
@@ -136,7 +145,8 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                          lr_widths=tuple(anchors), lr_values=tuple(anchors.values()),
                          lr_sweep=True,
                          lr_sweep_widths=tuple(lr_sweep_widths.get(label, widths)),
-                         lr_center=0.0, flops_budgets=(),
+                         lr_law_widths=(), lr_center=0.0, flops_budgets=(),
+                         train_runner_up=bool(train_runner_up),
                          overrides=dict((scaling_overrides or {}).get(label, {})))
   modern = STUDY_LEARNING_RATES["modern"]
   specs = {**ABLATIONS, **(ablation_specs or {})}
@@ -154,8 +164,9 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
                          tokens_per_param=float(ablation_tokens_per_param),
                          lr_widths=() if center else tuple(modern),
                          lr_values=() if center else tuple(modern.values()),
-                         lr_sweep=True, lr_sweep_widths=(), lr_center=float(center or 0.0),
-                         flops_budgets=(), overrides={})
+                         lr_sweep=True, lr_sweep_widths=(), lr_law_widths=(),
+                         lr_center=float(center or 0.0), flops_budgets=(),
+                         train_runner_up=bool(train_runner_up), overrides={})
   c.sweep.groups = ml_collections.ConfigDict(groups)
 
   c.analysis = ml_collections.ConfigDict()

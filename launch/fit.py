@@ -23,6 +23,7 @@ from absl import app, flags
 from algoprog import rundir
 from algoprog.training import console
 from algoprog.analysis import ceg, diagnostics, fit, plots, report, runs, scaling
+from algoprog.analysis import uncertainty_plots
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).")
@@ -156,7 +157,8 @@ def main(argv):
         & (table.compute <= (_MAX_COMPUTE.value or math.inf)),
         bootstrap=_BOOTSTRAP.value, resample=_RESAMPLE.value, seed=_SEED.value,
         level=_LEVEL.value, computes=computes, target_losses=target_losses,
-        raw_combine=_RAW_COMBINE.value, chinchilla=_CHINCHILLA.value)
+        raw_combine=_RAW_COMBINE.value, chinchilla=_CHINCHILLA.value,
+        lr_optima=True)
     evidence = scaling.Evidence(runs.lr_choices_near(pathlib.Path(_RUNS.value)),
                                 diagnostics.seed_noise(table.run_info.values()),
                                 _UNIGRAM_ENTROPY.value or None)
@@ -182,9 +184,11 @@ def main(argv):
              "other_stages": [dataclasses.asdict(e) for e in table.other_stages],
              **{k: numbers[k] for k in ("ceg", "raw_ceg", "chinchilla")},
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
-             "warnings": analysis.all_warnings()}
+             "warnings": analysis.all_warnings(), "lr": numbers["lr"]}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
-  plots.save_figure(plots.loss_vs_compute(table, analysis.fit, list(target_losses),
+  chosen = scaling.chosen_lr_mask(table, analysis.evidence)  # Runner-up runs: CIs only.
+  plots.save_figure(plots.loss_vs_compute(table if chosen is None else table.select(chosen),
+                                          analysis.fit, list(target_losses),
                                           list(analysis.raw_ceg)), out / "loss_vs_compute")
   if analysis.bootstrap is not None and computes:
     compute = sorted(computes)
@@ -193,8 +197,17 @@ def main(argv):
              for g in analysis.groups if g != reference]
     if bands:
       plots.save_figure(plots.ceg_vs_compute(bands), out / "ceg_vs_compute")
+  save_lr_figure(analysis, out)
   print(f"\nwrote {out}/: laws.csv laws.json ceg.csv raw_ceg.csv excluded.csv summary.json "
         "loss_vs_compute.png")
+
+
+def save_lr_figure(analysis: scaling.ScalingAnalysis, out: pathlib.Path) -> None:
+  """lr_laws.png/.svg: the sweeps' LR optima against width and the groups' LR laws
+  (when there is an LR-sweep record with optima)."""
+  if analysis.lr is not None and analysis.lr.optima:
+    plots.save_figure(uncertainty_plots.lr_laws(list(analysis.lr.optima), analysis.lr.laws),
+                      out / "lr_laws")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from algoprog import lr_law
 from algoprog.analysis import fit as fit_lib
 from algoprog.analysis.runs import RunTable
 
@@ -49,7 +50,7 @@ E_LOWER_FRACTION = 1e-3
 E_UPPER_FRACTION = 0.99
 MIN_DECADES = 1.0
 NOISE_MULTIPLE = 2.0
-DEFAULT_SEED_NOISE = 0.02  # nats: a guess for small runs; run several seeds to measure it.
+DEFAULT_SEED_NOISE = lr_law.DEFAULT_SEED_NOISE  # nats; run several seeds to measure it.
 PLATEAU_TOLERANCE = 0.1  # nats
 
 
@@ -124,9 +125,16 @@ def seed_noise(run_infos: Iterable[Mapping]) -> SeedNoise:
   return SeedNoise(float(np.median(stds)), len(stds))
 
 
-def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
-               ) -> dict[str, list[str]]:
-  """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.training.sweep)."""
+def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise, *,
+               runner_up_in_interval: bool = False) -> dict[str, list[str]]:
+  """{label: reasons} from an LR-sweep record {"label/width": entry} (algoprog.training.sweep).
+
+  runner_up_in_interval: the caller's intervals choose between the chosen and runner-up
+  LRs' runs in each resample (the frontier fits: algoprog.analysis.scaling.lr_choice_fit);
+  then "LR within seed noise" is not a reason for a sweep whose runner-up full runs were
+  trained (`runner_up_trained`): the ambiguity is in the interval. Off (the ablations),
+  it stays a reason.
+  """
   reasons: dict[str, list[str]] = {}
   for key, entry in sorted(lr_choices.items()):
     label = key.rsplit("/", 1)[0]
@@ -138,6 +146,8 @@ def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise
       out.append(f"LR at grid edge: {entry['chosen_learning_rate']:.3g} at the edge of the "
                  f"sweep grid ({key})")
     margin = entry.get("margin_to_next_best")
+    if runner_up_in_interval and entry.get("runner_up_trained"):
+      continue
     if margin is None:
       out.append(f"LR within seed noise: the sweep at {key} had one usable point")
     elif margin < NOISE_MULTIPLE * noise.value:
@@ -185,7 +195,9 @@ def diagnose(result: fit_lib.PowerLawFit, table: RunTable | None = None, *,
     for g in result.groups:
       skipped[g].append("LR choice (no LR-sweep record)")
   else:
-    by_label = lr_reasons(lr_choices, noise or SeedNoise(DEFAULT_SEED_NOISE, 0))
+    # The frontier bootstrap chooses between runner-up and chosen runs (scaling.lr_choice_fit).
+    by_label = lr_reasons(lr_choices, noise or SeedNoise(DEFAULT_SEED_NOISE, 0),
+                          runner_up_in_interval=True)
     for g in result.groups:
       reasons[g] += by_label.get(g, [])
   if entropy is None or table is None or result.frontier == "isoflop":

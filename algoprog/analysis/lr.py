@@ -46,10 +46,12 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from algoprog import lr_law
 from algoprog.analysis import resample
 from algoprog.analysis.runs import RunTable
 
-AMBIGUOUS_PROBABILITY = 0.1
+# The ambiguity criterion and the log-log law are shared with the sweep (algoprog.lr_law).
+AMBIGUOUS_PROBABILITY = lr_law.AMBIGUOUS_PROBABILITY
 DEFAULT_SPAN = 5  # points of a sweep around the best one that the parabola sees
 
 
@@ -137,10 +139,7 @@ def sweep_optimum(learning_rates: Sequence[float], losses: Sequence[float], nois
   chosen = float(lr[best])
   runner_up = float(lr[ranked[1]]) if lr.size > 1 else math.nan
   margin = float(loss[ranked[1]] - loss[best]) if lr.size > 1 else math.nan
-  if lr.size > 1 and noise > 0:
-    p_runner = float(stats.norm.cdf(-margin / (math.sqrt(2.0) * noise)))
-  else:
-    p_runner = 0.0 if lr.size > 1 else math.nan
+  p_runner = lr_law.runner_up_probability(margin, noise) if lr.size > 1 else math.nan
   u = np.log(lr)
   step = float(np.median(np.diff(u))) if u.size > 1 else math.nan
   common = dict(key=key, group=group or key, width=width_value, chosen=chosen,
@@ -275,14 +274,10 @@ def fit_lr_law(widths: Sequence[float], optimum_lr: Sequence[float],
   if np.unique(w).size < 2:
     raise LrError(f"LR law of {group}: {np.unique(w).size} width(s) with a bounded optimum; "
                   "need at least 2")
-  x = np.log(w)
-  weight = 1.0 / se**2 if weighted else np.ones_like(x)
-  design = np.stack([np.ones_like(x), x], 1)
-  gram = design.T @ (weight[:, None] * design)
-  coef = np.linalg.solve(gram, design.T @ (weight * y))
-  residual = y - design @ coef
-  dof = x.size - 2
-  chi2 = float(np.sum(weight * residual**2))
+  weight = 1.0 / se**2 if weighted else np.ones_like(w)
+  law = lr_law.fit_log_log(w, np.exp(y), weight)
+  dof = w.size - 2
+  chi2 = law.weighted_ssr
   if weighted:
     # Birge ratio: the optima scatter more than their own errors say -> widen.
     scale = max(1.0, chi2 / dof) if dof > 0 else 1.0
@@ -291,13 +286,13 @@ def fit_lr_law(widths: Sequence[float], optimum_lr: Sequence[float],
   else:
     scale = chi2 / dof if dof > 0 else math.nan
     quantile = stats.t.ppf(0.5 + level / 2, dof) if dof > 0 else math.nan
-  covariance = np.linalg.inv(gram) * scale
-  scatter = float(np.sqrt(np.sum(residual**2) / dof)) if dof > 0 else 0.0
+  covariance = law.gram_inverse * scale
+  scatter = float(np.sqrt(np.sum(law.residuals**2) / dof)) if dof > 0 else 0.0
   sd = np.sqrt(np.diag(covariance))
-  return LrLaw(group, float(math.exp(coef[0])), float(coef[1]),
-               float(math.exp(coef[0] - quantile * sd[0])),
-               float(math.exp(coef[0] + quantile * sd[0])),
-               float(coef[1] - quantile * sd[1]), float(coef[1] + quantile * sd[1]),
+  return LrLaw(group, float(math.exp(law.ln_c)), law.b,
+               float(math.exp(law.ln_c - quantile * sd[0])),
+               float(math.exp(law.ln_c + quantile * sd[0])),
+               law.b - quantile * sd[1], law.b + quantile * sd[1],
                covariance, scatter, tuple(float(v) for v in w), level)
 
 

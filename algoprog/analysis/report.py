@@ -287,6 +287,8 @@ def report_markdown(config: Any, s: dict) -> str:
     parts.append(markdown_table(
         ["group/width", "chosen LR", "at grid edge", "margin", "LR: final loss"], rows))
     parts.append("![LR sweeps](analysis/lr_sweeps.png)\n")
+  if scaling.get("lr"):
+    parts.append(lr_uncertainty_markdown(scaling["lr"]))
   if s["excluded"]:
     parts.append("## Excluded runs\n")
     parts.append(markdown_table(["run", "group", "reason"], [
@@ -294,6 +296,66 @@ def report_markdown(config: Any, s: dict) -> str:
   parts.append("Files: `analysis/` holds every table as CSV, all numbers in `summary.json`, "
                "and the figures as PNG and SVG; `sweep/` holds the runs.\n")
   return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------
+# LR optima and LR laws (algoprog.analysis.scaling.LrSection.to_json): both reports.
+
+
+def lr_optima_rows(lr: Mapping) -> list[list[str]]:
+  """Header and one row per LR sweep: chosen LR, the parabola optimum with its interval,
+  P(runner-up truly better), and whether the runner-up's full runs are in the bootstrap."""
+  runner_up = set(lr.get("runner_up_sweeps", ()))
+  rows = [["sweep", "chosen LR", "optimum LR [CI]", "p_runner_up", "runner-up runs",
+           "method"]]
+  for o in lr["optima"]:
+    # An end the sweep cannot bound (0 or inf, null in JSON) is shown as open.
+    lower = "open" if not o["lower"] else f"{o['lower']:.3g}"
+    upper = "open" if o["upper"] is None else f"{o['upper']:.3g}"
+    optimum = f"{number_text(o['lr'], '{:.3g}')} [{lower}, {upper}]"
+    rows.append([o["key"], number_text(o["chosen"], "{:.3g}"),
+                 optimum + (f" (beyond the grid: {o['beyond_grid']})" if o["beyond_grid"]
+                            else ""),
+                 number_text(o["p_runner_up"], "{:.2f}")
+                 + (" ambiguous" if o["ambiguous"] else ""),
+                 "in the CI" if o["key"] in runner_up else "-", o["method"]])
+  return rows
+
+
+def lr_law_rows(lr: Mapping) -> list[list[str]]:
+  """Header and one row per group's LR law lr* = c * width^b with intervals."""
+  rows = [["group", "c [CI]", "b [CI]", "widths"]]
+  for group, law in sorted(lr["laws"].items()):
+    rows.append([group, interval_text(law["c"], *law["c_interval"], "{:.3g}"),
+                 interval_text(law["b"], *law["b_interval"], "{:.3g}"),
+                 ", ".join(f"{w:g}" for w in law["widths"])])
+  return rows
+
+
+def lr_uncertainty_markdown(lr: Mapping) -> str:
+  """The report's section on LR optima and laws."""
+  optima, law_rows = lr_optima_rows(lr), lr_law_rows(lr)
+  parts = ["## LR optima and LR laws\n",
+           "Optimum: vertex of a parabola in ln LR through the best sweep points, interval "
+           "from refits with the losses perturbed by the seed noise; p_runner_up: probability "
+           "the second-best grid LR is truly better. Where the runner-up's full runs were "
+           "trained, each bootstrap resample chooses between the two LRs by its own "
+           "perturbed sweep losses, so the ambiguity widens the intervals above instead of "
+           "vetoing the group.\n", markdown_table(optima[0], optima[1:])]
+  if law_rows[1:]:
+    parts += ["LR law per group, lr* = c * width^b (weighted least squares in log-log):\n",
+              markdown_table(law_rows[0], law_rows[1:]),
+              "![LR laws](analysis/lr_laws.png)\n"]
+  return "\n".join(parts)
+
+
+def lr_uncertainty_text(lr: Mapping) -> str:
+  """launch.fit's lines on LR optima and laws."""
+  lines = ["\nLR optima per sweep (parabola in ln LR; interval under the seed noise)",
+           aligned_table(lr_optima_rows(lr))]
+  if lr["laws"]:
+    lines += ["\nLR laws  lr* = c * width^b", aligned_table(lr_law_rows(lr))]
+  return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------
@@ -381,6 +443,8 @@ def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> st
         [r["group"], str(r["points"])] + [_row_interval(r, k)
                                           for k in ("E", "A", "B", "alpha", "beta")]
         for r in analysis.chinchilla]))
+  if analysis.lr is not None:
+    lines.append(lr_uncertainty_text(analysis.lr.to_json()))
   if table.excluded:
     lines.append(f"\nexcluded runs ({len(table.excluded)}):")
     lines += [f"  {e.run_id} ({e.group}): {e.reason}" for e in table.excluded]

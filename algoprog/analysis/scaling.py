@@ -11,7 +11,12 @@ and derives from it, section by section:
   ceg            CEG over `options.reference` from the fitted laws at `computes` (FLOPs) and
                  `target_losses` (nats/token), plus each exponent difference;
   raw_ceg        CEG from the raw curves at each target loss (no law);
-  chinchilla     L(N, D) fits on the runs' final points (with `options.chinchilla`).
+  chinchilla     L(N, D) fits on the runs' final points (with `options.chinchilla`);
+  lr             LR optima per sweep and the LR law per group (with `options.lr_optima` and
+                 an LR-sweep record; `lr_section`). Whatever the option, runner-up full
+                 runs (trained when an LR choice was ambiguous, algoprog.training.sweep)
+                 are left out of every full-data number and chosen between in each
+                 bootstrap resample (`lr_choice_fit`), so LR ambiguity widens the intervals.
 The result is typed (frozen dataclasses); `to_json()` gives the dict summary.json holds.
 
 A new section is one more option (default: off), one function of the fitted main section
@@ -30,7 +35,9 @@ import numpy as np
 
 from algoprog import rundir
 from algoprog.analysis import ceg as ceg_lib
-from algoprog.analysis import diagnostics, fit, laws
+import warnings
+
+from algoprog.analysis import diagnostics, fit, laws, lr as lr_lib, resample
 from algoprog.analysis.runs import RunTable
 
 
@@ -80,6 +87,7 @@ class ScalingOptions:
   target_losses: tuple[float, ...] = ()
   raw_combine: str = "envelope"
   chinchilla: bool = False
+  lr_optima: bool = False  # The lr section: LR optima per sweep and LR laws per group.
 
 
 def _json_rows(rows: Sequence[Any]) -> list[dict]:
@@ -165,6 +173,7 @@ class ScalingAnalysis:
   ceg: tuple[FittedCeg, ...]
   raw_ceg: tuple[ceg_lib.RawCeg, ...] = ()
   chinchilla: tuple[dict, ...] = ()
+  lr: "LrSection | None" = None
 
   @property
   def fit(self) -> fit.PowerLawFit:
@@ -190,7 +199,8 @@ class ScalingAnalysis:
             "sensitivity": self.sensitivity.to_json() if self.sensitivity else None,
             "raw_ceg": _json_rows(self.raw_ceg), "chinchilla": _json_rows(self.chinchilla),
             "seed_noise": {"value": self.evidence.noise.value,
-                           "source": self.evidence.noise.source}}
+                           "source": self.evidence.noise.source},
+            "lr": self.lr.to_json() if self.lr else None}
 
 
 # ----------------------------------------------------------------------------------------
@@ -258,10 +268,16 @@ def fit_frontiers(table: RunTable, groups: Sequence[str], options: ScalingOption
   power_law = fit.PowerLawOptions(irreducible=irreducible,
                                   shared_exponent=options.shared_exponent,
                                   huber_delta=options.huber_delta)
-  result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
-      table, groups=list(groups), frontier=options.frontier, options=power_law,
-      num_samples=options.bootstrap, resample=options.resample, seed=options.seed,
-      eligible=options.eligible)
+  chosen = chosen_lr_mask(table, evidence)
+  if chosen is None:
+    result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
+        table, groups=list(groups), frontier=options.frontier, options=power_law,
+        num_samples=options.bootstrap, resample=options.resample, seed=options.seed,
+        eligible=options.eligible)
+  else:
+    result, bootstrap, fit_warnings = lr_choice_fit(table, chosen, groups, options,
+                                                    power_law, evidence)
+    table = table.select(chosen)
   diags = diagnostics.diagnose(result, table, lr_choices=evidence.lr_choices,
                                noise=evidence.noise, entropy=evidence.entropy)
   return FrontierFit(str(irreducible), result, bootstrap,
@@ -330,6 +346,75 @@ def chinchilla_rows(table: RunTable, groups: Sequence[str], num_samples: int, se
 
 
 # ----------------------------------------------------------------------------------------
+# LR choice and the lr section.
+
+
+def chosen_lr_mask(table: RunTable, evidence: Evidence) -> np.ndarray | None:
+  """One bool per point: False on runner-up full runs (trained at an LR other than their
+  sweep's choice, algoprog.analysis.lr.chosen_runs_mask); None when there are none, no
+  LR-sweep record, or the table holds LR-sweep runs too (launch.fit --all_stages: every
+  run is fitted as asked): then nothing changes."""
+  if not evidence.lr_choices or any(
+      info.get("stage") == "lr_sweep" for info in table.run_info.values()):
+    return None
+  mask = lr_lib.chosen_runs_mask(table, evidence.lr_choices)
+  return None if mask.all() else mask
+
+
+def lr_choice_fit(table: RunTable, chosen: np.ndarray, groups: Sequence[str],
+                  options: ScalingOptions, power_law: fit.PowerLawOptions,
+                  evidence: Evidence
+                  ) -> tuple[fit.PowerLawFit, fit.PowerLawBootstrap | None, list[str]]:
+  """The fit of the chosen-LR runs only, and a bootstrap in which every resample draws
+  (group, width, seed) slots with replacement and takes, per ambiguous sweep, the run at
+  the LR its own perturbed sweep losses choose (lr.lr_choice_run_weights, seed noise
+  `evidence.noise`): the runner-up's runs enter the intervals, not the estimate. Always
+  resamples whole runs (options.resample is ignored here). Returns as fit.fit_and_bootstrap."""
+  eligible = None if options.eligible is None else np.asarray(options.eligible)
+  result, _, messages = fit.fit_and_bootstrap(
+      table.select(chosen), groups=list(groups), frontier=options.frontier,
+      options=power_law, eligible=None if eligible is None else eligible[chosen])
+  if not options.bootstrap:
+    return result, None, messages
+  weights = lr_lib.lr_choice_run_weights(table, evidence.lr_choices, evidence.noise.value,
+                                         groups=list(groups), num_samples=options.bootstrap,
+                                         seed=options.seed)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", fit.FitWarning)
+    bootstrap = resample.bootstrap_with_run_weights(table, result, weights,
+                                                    eligible=eligible)
+  return result, bootstrap, messages + [str(w.message) for w in caught]
+
+
+@dataclasses.dataclass(frozen=True)
+class LrSection:
+  """LR optima of every sweep (lr.LrOptimum: parabola vertex in ln LR with a parametric
+  bootstrap interval under the seed noise, p_runner_up) and the LR law per group
+  (lr.LrLaw: lr* = c * width^b with intervals); runner_up_sweeps: the "label/width" sweeps
+  whose runner-up full runs are in the table (chosen between in each bootstrap)."""
+  optima: tuple[lr_lib.LrOptimum, ...]
+  laws: dict[str, lr_lib.LrLaw]
+  runner_up_sweeps: tuple[str, ...]
+
+  def to_json(self) -> dict:
+    return {"optima": [o.row() for o in self.optima],
+            "laws": {g: law.to_json() for g, law in self.laws.items()},
+            "runner_up_sweeps": list(self.runner_up_sweeps)}
+
+
+def lr_section(table: RunTable, evidence: Evidence, level: float) -> LrSection | None:
+  """The lr section from the LR-sweep record (None without one)."""
+  if not evidence.lr_choices:
+    return None
+  optima = lr_lib.sweep_optima(evidence.lr_choices, evidence.noise.value, level=level)
+  rates: dict[str, set[float]] = {}
+  for slot in lr_lib.run_slots(table).values():
+    rates.setdefault(slot.key, set()).add(float(f"{slot.learning_rate:.6g}"))
+  runner_up = sorted(k for k, v in rates.items() if len(v) > 1)
+  return LrSection(tuple(optima), lr_lib.lr_laws(optima, level=level), tuple(runner_up))
+
+
+# ----------------------------------------------------------------------------------------
 # The analysis.
 
 
@@ -347,6 +432,9 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
   if options.sensitivity not in (None, "") and str(options.sensitivity) != str(
       options.irreducible):
     sensitivity = fit_frontiers(table, groups, options, options.sensitivity, evidence)
+  lr = lr_section(table, evidence, options.level) if options.lr_optima else None
+  chosen = chosen_lr_mask(table, evidence)
+  table = table if chosen is None else table.select(chosen)  # Runner-up runs: CIs only.
   coverage = tuple(coverage_rows(table, main.fit))
   computes = (list(options.computes) if options.computes is not None
               else auto_ceg_computes(coverage))
@@ -359,4 +447,4 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
                                 options.level) if options.chinchilla else [])
   return ScalingAnalysis(groups, options.reference, options, evidence, main, sensitivity,
                          coverage, tuple(computes), tuple(cegs), tuple(raw),
-                         tuple(chinchilla))
+                         tuple(chinchilla), lr)

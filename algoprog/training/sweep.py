@@ -12,8 +12,10 @@ Sweep directory:
   manifest.json         every planned run: id, stage, label, config file, overrides, command
   runs/<run_id>/        one training run each (algoprog.rundir describes its files)
   runs/<run_id>/launcher.log  the run's console output
-  lr_choices.json       per (label, width): the sweep curve (lr -> final validation loss)
-                        and the learning rate chosen for the full runs (a record: planning
+  lr_choices.json       per (label, width): the sweep curve (lr -> final validation loss),
+                        the learning rate chosen for the full runs, the sweep's centre, the
+                        runner-up and whether its full runs were trained, and the group's
+                        LR law and full-run LRs (`GroupLrPlan.record`; a record: planning
                         reads the runs themselves, through the manifest)
   failures.json         every failed run with its reason (never silently dropped)
   .sweep.lock           fcntl-locked by the sweep while it runs; names its pid and host
@@ -50,7 +52,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
-from algoprog import rundir
+from algoprog import lr_law, rundir
 from algoprog.training import config as config_lib
 from algoprog.training.console import format_duration  # Progress lines; re-exported here.
 
@@ -103,12 +105,16 @@ class RunSpec:
     label: group label recorded in run.json (the analyses group runs by it).
     config_file: the preset config file (path relative to the repository root, or absolute).
     overrides: dotted config field -> value, applied as --config.FIELD=VALUE.
+    lr_role: full runs of a swept group: "chosen" (the sweep's best LR) or "runner_up"
+      (the second best, trained when the choice is ambiguous: `GroupLrPlan`); "" otherwise.
+      Recorded in the manifest; run.json has the stage "full" and the LR of both.
   """
   run_id: str
   stage: str
   label: str
   config_file: str
   overrides: dict
+  lr_role: str = ""
 
   def command(self, sweep_dir: pathlib.Path, python: str = sys.executable,
               distributed: bool = False) -> list[str]:
@@ -195,10 +201,12 @@ def interpolate_lr(anchors: dict, width: int) -> float:
 
 
 def _run_id(label: str, width: int, seed: int, stage: str, lr: float | None,
-            flops: float = 0.0) -> str:
+            flops: float = 0.0, lr_role: str = "") -> str:
   run_id = f"{label}_w{width}" + (f"_f{flops:.2g}".replace("+", "") if flops else "")
   if stage == "lr_sweep":
     return f"{run_id}_s{seed}_lrsweep{lr:.3g}"
+  if lr_role == "runner_up":  # Its LR in the id: a moved runner-up is a new run, not stale.
+    return f"{run_id}_s{seed}_runnerup{lr:.3g}"
   return f"{run_id}_s{seed}"
 
 
@@ -242,6 +250,11 @@ def _check_group(label: str, group: ml_collections.ConfigDict) -> None:
   if extra:
     raise SweepError(f"groups.{label}.lr_sweep_widths: {sorted(extra)} not among the "
                      f"group's widths {tuple(group.widths)}")
+  swept = set(group.get("lr_sweep_widths") or ()) or set(group.widths)
+  extra = set(group.get("lr_law_widths") or ()) - swept
+  if extra:
+    raise SweepError(f"groups.{label}.lr_law_widths: {sorted(extra)} not among the "
+                     f"group's swept widths {tuple(sorted(swept))}")
 
 
 def _budget(group: ml_collections.ConfigDict, flops: float, fraction: float = 1.0) -> dict:
@@ -251,6 +264,139 @@ def _budget(group: ml_collections.ConfigDict, flops: float, fraction: float = 1.
   return {"train.tokens_per_param": float(group.tokens_per_param) * fraction}
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepLaw:
+  """lr* = c * width**b, as the sweep uses it: fitted by least squares in log-log space
+  (algoprog.lr_law.fit_log_log) to the chosen LRs of two or more swept widths ("choices"),
+  or, with one swept width, the slope of the anchors' law through its choice ("anchor
+  slope"). c: learning rate at width 1; b: dimensionless. The analysis refits it with
+  intervals (algoprog.analysis.lr.lr_laws)."""
+  c: float
+  b: float
+  widths: tuple[int, ...]
+  source: str
+
+  def lr(self, width: int) -> float:
+    """The law's learning rate at `width`, rounded to 4 significant digits (run ids and
+    recorded configs stay readable)."""
+    return float(f"{self.c * width ** self.b:.4g}")
+
+  def to_json(self) -> dict:
+    return {"c": self.c, "b": self.b, "widths": list(self.widths), "source": self.source}
+
+
+def sweep_law(chosen: dict, anchors: dict) -> SweepLaw | None:
+  """The LR law from {width: chosen lr} (`SweepLaw`); None without a choice, or with one
+  choice and fewer than 2 anchors (then that choice holds for every width)."""
+  widths = tuple(sorted(int(w) for w in chosen))
+  if len(widths) >= 2:
+    fit = lr_law.fit_log_log(widths, [chosen[w] for w in widths])
+    return SweepLaw(math.exp(fit.ln_c), fit.b, widths, "choices")
+  if len(widths) == 1 and len(anchors) >= 2:
+    b = lr_law.fit_log_log(list(anchors), list(anchors.values())).b
+    return SweepLaw(chosen[widths[0]] / widths[0] ** b, b, widths, "anchor slope")
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupLrPlan:
+  """How one group with `lr_sweep=True` gets its learning rates, given the results so far.
+
+  centres: swept width -> (sweep centre, where it came from: "anchors", "lr_center",
+    "lr_sweep.center" or "lr law"); a width waiting for the law widths' choices is absent.
+  grids: swept width -> the grid to run (`lr_search`). chosen: swept width -> chosen LR.
+  runner_up: swept width -> (runner-up LR, its loss margin over the chosen one in nats,
+    P(runner-up truly better) under `lr_sweep.seed_noise`: algoprog.lr_law).
+  train_runner_up: widths whose runner-up's full runs are planned (group field
+    `train_runner_up` and P > lr_law.AMBIGUOUS_PROBABILITY).
+  law: from the chosen LRs (`sweep_law`), None until one. full: width -> full-run LR, once
+    every swept width has a choice (else None): the choice at swept widths, the law at the
+    others.
+  """
+  centres: dict
+  grids: dict
+  chosen: dict
+  runner_up: dict
+  train_runner_up: tuple
+  law: SweepLaw | None
+  full: dict | None
+
+  def record(self, width: int) -> dict:
+    """What lr_choices.json adds to the entry of swept `width` (JSON-ready)."""
+    centre = self.centres.get(width)
+    runner = self.runner_up.get(width)
+    return {"center": centre[0] if centre else None,
+            "center_from": centre[1] if centre else None,
+            "runner_up_learning_rate": runner[0] if runner else None,
+            "p_runner_up": runner[2] if runner else None,
+            "runner_up_trained": width in self.train_runner_up,
+            "lr_law": self.law.to_json() if self.law else None,
+            "full_learning_rates": ({str(w): lr for w, lr in self.full.items()}
+                                    if self.full else None)}
+
+
+def group_lr_plan(label: str, group: ml_collections.ConfigDict,
+                  lr_sweep: ml_collections.ConfigDict, lr_results: dict) -> GroupLrPlan:
+  """The LR sweeps and full-run LRs of one group with `lr_sweep=True` (pure in
+  `lr_results`, {"label/width": {lr: final validation loss}}).
+
+  Sweep centres: the anchors' interpolation, else `lr_center`, else `lr_sweep.center`;
+  with `lr_law_widths`, only those widths are swept first and the group's other swept
+  widths are centred on the law of their choices (`sweep_law`) once they all have one.
+  Unswept widths train at the law of all the swept widths' choices (least squares in
+  log-log; with a single swept width, the anchors' slope through its choice).
+  Runner-up: the second-best finite grid point; its full runs are trained when the
+  group's `train_runner_up` is set and the choice is ambiguous,
+  P = Phi(-margin / (sqrt 2 seed_noise)) > 10% (margin < ~1.8 x `lr_sweep.seed_noise`,
+  nats, default lr_law.DEFAULT_SEED_NOISE), so the analysis can let LR ambiguity widen the
+  intervals. `train_runner_up` defaults to off (plain sweep configs); the study presets
+  turn it on (algoprog.study).
+  """
+  anchors = dict(zip(group.lr_widths, group.lr_values))
+  max_extensions = int(lr_sweep.get("max_extensions", 0))
+  noise = float(lr_sweep.get("seed_noise", lr_law.DEFAULT_SEED_NOISE))
+  swept = tuple(group.get("lr_sweep_widths") or ()) or tuple(group.widths)
+  law_widths = tuple(group.get("lr_law_widths") or ())
+  centres, grids, chosen, runner_up, train = {}, {}, {}, {}, []
+
+  def sweep_width(width: int, centre: float, source: str) -> None:
+    centres[width] = (centre, source)
+    results = lr_results.get(f"{label}/{width}", {})
+    grid, choice = lr_search(lr_grid(centre, lr_sweep.points, lr_sweep.spacing_decades),
+                             results, lr_sweep.spacing_decades, max_extensions)
+    grids[width] = grid
+    if choice is None:
+      return
+    chosen[width] = choice
+    finite = sorted((results[lr], lr) for lr in grid if math.isfinite(results[lr]))
+    if len(finite) > 1:
+      margin = finite[1][0] - finite[0][0]
+      p = lr_law.runner_up_probability(margin, noise)
+      runner_up[width] = (finite[1][1], margin, p)
+      if group.get("train_runner_up", False) and p > lr_law.AMBIGUOUS_PROBABILITY:
+        train.append(width)
+
+  for width in swept:
+    if width in law_widths or not law_widths:
+      if anchors:
+        sweep_width(width, interpolate_lr(anchors, width), "anchors")
+      elif group.get("lr_center"):
+        sweep_width(width, float(group.lr_center), "lr_center")
+      else:
+        sweep_width(width, float(lr_sweep.center), "lr_sweep.center")
+  if law_widths and all(w in chosen for w in law_widths):
+    first = sweep_law({w: chosen[w] for w in law_widths}, anchors)
+    for width in swept:
+      if width not in law_widths:
+        sweep_width(width, first.lr(width) if first else chosen[law_widths[0]], "lr law")
+  law = sweep_law(chosen, anchors)
+  full = None
+  if all(w in chosen for w in swept):
+    full = {w: chosen[w] if w in chosen else (law.lr(w) if law else chosen[swept[0]])
+            for w in group.widths}
+  return GroupLrPlan(centres, grids, chosen, runner_up, tuple(train), law, full)
+
+
 def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
               ) -> list[RunSpec]:
   """Every run the sweep needs, in execution order (LR sweeps first within each group).
@@ -258,11 +404,11 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
   A group trains every width (x every FLOP budget in `flops_budgets`, if any, else at
   `tokens_per_param`) x seed. Its learning rates come from `lr_values` at `lr_widths`
   (log-log interpolated in width) or, with `lr_sweep=True`, from LR sweeps at the widths in
-  `lr_sweep_widths` (default: every width; the others interpolate between the chosen LRs).
+  `lr_sweep_widths` (default: every width) and the LR law at the others (`group_lr_plan`).
   LR sweeps run the first seed (and the largest FLOP budget) at a reduced budget, on a log
-  grid centred on the anchors' interpolation, else on `lr_center`, else on
-  `sweep.lr_sweep.center`, extended past an edge that wins (`lr_search`, at most
-  `sweep.lr_sweep.max_extensions` points).
+  grid (`group_lr_plan` says where it is centred), extended past an edge that wins
+  (`lr_search`, at most `sweep.lr_sweep.max_extensions` points). With `train_runner_up`, an
+  ambiguous choice also gets full runs at the runner-up LR (lr_role "runner_up").
 
   Args:
     sweep: the sweep config (configs/reproduce_*.py document its fields).
@@ -271,7 +417,6 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
       its swept widths have a choice.
   """
   lr_results = lr_results or {}
-  max_extensions = int(sweep.lr_sweep.get("max_extensions", 0))
   common = flatten_overrides(sweep.overrides)
   runs = []
   for label, group in sweep.groups.items():
@@ -279,41 +424,39 @@ def plan_runs(sweep: ml_collections.ConfigDict, lr_results: dict | None = None
     overrides = {**common, **flatten_overrides(group.get("overrides")), "label": label}
     anchors = dict(zip(group.lr_widths, group.lr_values))
     budgets = tuple(group.get("flops_budgets") or ()) or (0.0,)
-    lrs = {}
+    runner_up: dict = {}
     if group.lr_sweep:
-      swept = tuple(group.get("lr_sweep_widths") or ()) or tuple(group.widths)
-      chosen = {}
-      for width in swept:
-        center = (interpolate_lr(anchors, width) if anchors else
-                  group.get("lr_center") or sweep.lr_sweep.center)
+      plan = group_lr_plan(label, group, sweep.lr_sweep, lr_results)
+      for width, grid in plan.grids.items():
         # The study's reduced budget: max(16M tokens, 5% of the full budget).
         reduced = {**overrides, "model.width": int(width), "seed": int(group.seeds[0]),
                    **_budget(group, max(budgets), sweep.lr_sweep.budget_fraction),
                    "train.min_tokens": int(sweep.lr_sweep.min_tokens)}
-        grid, choice = lr_search(
-            lr_grid(center, sweep.lr_sweep.points, sweep.lr_sweep.spacing_decades),
-            lr_results.get(f"{label}/{width}", {}), sweep.lr_sweep.spacing_decades,
-            max_extensions)
-        if choice is not None:
-          chosen[width] = choice
         for lr in grid:
           runs.append(RunSpec(_run_id(label, width, group.seeds[0], "lr_sweep", lr,
                                       max(budgets) if budgets != (0.0,) else 0.0),
                               "lr_sweep", label, group.config,
                               {**reduced, "optim.learning_rate": lr, "stage": "lr_sweep"}))
-      if len(chosen) < len(swept):
+      if plan.full is None:
         continue
-      lrs = {w: interpolate_lr(chosen, w) for w in group.widths}
+      lrs = plan.full
+      runner_up = {w: plan.runner_up[w][0] for w in plan.train_runner_up}
     else:
       lrs = {w: interpolate_lr(anchors, w) for w in group.widths}
+    role = "chosen" if group.lr_sweep else ""
     for width in group.widths:
       for budget in budgets:
         for seed in group.seeds:
-          runs.append(RunSpec(
-              _run_id(label, width, seed, "full", None, budget), "full", label, group.config,
-              {**overrides, "model.width": int(width), "seed": int(seed),
-               "optim.learning_rate": lrs[width], **_budget(group, budget),
-               "stage": "full"}))  # recorded in run.json: launch.fit fits "full" runs
+          for lr_role, lr in ((role, lrs[width]), ("runner_up", runner_up.get(width))):
+            if lr is None:
+              continue
+            runs.append(RunSpec(
+                _run_id(label, width, seed, "full", lr, budget, lr_role), "full", label,
+                group.config,
+                {**overrides, "model.width": int(width), "seed": int(seed),
+                 "optim.learning_rate": lr, **_budget(group, budget),
+                 "stage": "full"},  # recorded in run.json: launch.fit fits "full" runs
+                lr_role))
   return runs
 
 
@@ -877,7 +1020,8 @@ def read_failures(sweep_dir: pathlib.Path) -> list[dict]:
 
 
 def _manifest_runs(sweep_dir: pathlib.Path) -> list[RunSpec]:
-  return [RunSpec(**{f.name: entry[f.name] for f in dataclasses.fields(RunSpec)})
+  return [RunSpec(**{f.name: entry[f.name] for f in dataclasses.fields(RunSpec)
+                     if f.name in entry})  # (Manifests before lr_role lack it.)
           for entry in read_manifest(sweep_dir)]
 
 
@@ -913,9 +1057,16 @@ def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Pat
                         ) -> list[RunSpec]:
   """The runs to do given what has finished in `sweep_dir`; writes the manifest and the
   LR-choice record."""
-  runs = plan_runs(sweep, sweep_results(sweep_dir))
+  results = sweep_results(sweep_dir)
+  runs = plan_runs(sweep, results)
   write_manifest(sweep_dir, runs)
-  rundir.write_json(sweep_dir / LR_CHOICES_FILE, choose_learning_rates(sweep_dir, runs))
+  choices = choose_learning_rates(sweep_dir, runs)
+  for label, group in sweep.groups.items():
+    if group.lr_sweep:
+      plan = group_lr_plan(label, group, sweep.lr_sweep, results)
+      for width in plan.grids:
+        choices.setdefault(f"{label}/{width}", {"curve": []}).update(plan.record(width))
+  rundir.write_json(sweep_dir / LR_CHOICES_FILE, choices)
   return runs
 
 
