@@ -360,10 +360,15 @@ def plateau_exclusion(table: RunTable, groups: Sequence[str], options: ScalingOp
   exclusion = plateau_lib.exclude_plateau(table, entropy, margin=options.plateau_margin,
                                           eligible=base)
   eligible = exclusion.eligible.copy()
-  for p in exclusion.groups:
-    if p.too_little and p.group in groups:
-      rows = table.group == p.group
-      eligible[rows] = base[rows]
+  kept = {p.group for p in exclusion.groups if p.too_little or p.group not in groups}
+  for group in kept:
+    rows = table.group == group
+    eligible[rows] = base[rows]
+  # Only the points actually left out are listed (excluded.csv, the report).
+  exclusion = dataclasses.replace(
+      exclusion, eligible=eligible,
+      excluded=tuple(e for e in exclusion.excluded if e.group not in kept),
+      groups=tuple(p for p in exclusion.groups if p.group in groups))
   return exclusion, eligible
 
 
