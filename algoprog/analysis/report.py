@@ -566,7 +566,8 @@ def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> st
   lines += ["\nfitted laws  L(C) = E + a * C^alpha  (C in FLOPs, L in nats/token)",
             laws_text(main.laws),
             "\ndiagnostics (a group with reasons makes every number derived from its law "
-            "not determined)"]
+            "not determined" + (", except where the E profile bounds it" if analysis.e_profile
+                                else "") + ")"]
   for group, d in diags.items():
     lines.append(f"  {group}: " + ("; ".join(d.reasons) or "determined")
                  + (f"  (skipped: {'; '.join(d.skipped)})" if d.skipped else ""))
