@@ -504,8 +504,10 @@ def _two_seed_sentence(rows: Sequence[Mapping], level: str) -> str:
     text += (f" With 2 seeds the t quantile is 12.7 (1 dof): the widest seed-pair interval "
              f"spans a factor {width:.3g}; more seeds narrow it fastest.")
   if detect:
-    text += (f" Gains below {min(detect):.3g}x–{max(detect):.3g}x cannot be told from seed "
-             "noise with these seeds.")
+    low, high = min(detect), max(detect)
+    text += (f" Gains below {low:.3g}x" + (f"–{high:.3g}x" if f"{high:.3g}" != f"{low:.3g}"
+                                            else "")
+             + " cannot be told from seed noise with these seeds.")
   return text + "\n"
 
 

@@ -49,17 +49,19 @@ def undetermined(analysis) -> list[planner.Hypothesis]:
     if ref not in (pair.group, pair.reference):
       continue
     group = pair.group if pair.reference == ref else pair.reference
-    if pair.distinguishable or _resolved_by_profile(analysis, group, "exponent_difference",
-                                                    math.nan):
+    # The profile settles a number only where E at a bound was its one reason.
+    other = scaling.remaining_reasons(diags, [group, ref])
+    if pair.distinguishable or (not other and _resolved_by_profile(
+        analysis, group, "exponent_difference", math.nan)):
       continue
-    if scaling.remaining_reasons(diags, [group, ref]) or not pair.distinguishable:
-      out.append(planner.Hypothesis("exponent_difference", ref, group))
+    out.append(planner.Hypothesis("exponent_difference", ref, group))
   for row in analysis.ceg:
     if row.quantity != "ceg_at_compute":
       continue
     contains_one = not (row.lower > 1 or row.upper < 1)
-    if (row.not_determined or contains_one) and not _resolved_by_profile(
-        analysis, row.group, "ceg_at_compute", row.at):
+    other = scaling.remaining_reasons(diags, [row.group, ref])
+    if (row.not_determined or contains_one) and (other or not _resolved_by_profile(
+        analysis, row.group, "ceg_at_compute", row.at)):
       out.append(planner.Hypothesis("ceg", ref, row.group, row.at))
   return out
 
@@ -102,9 +104,11 @@ def requirement_sentences(table: RunTable, analysis) -> tuple[list[str], list[st
       f"point noise {assumptions.noise.point:.3g} nats ({assumptions.source}; "
       f"{assumptions.noise.source})")
   if estimate > options.planner_max_seconds:
+    # The assumptions are stated once, on the first sentence.
     return [f"to determine {h.describe()}: not simulated here (about {estimate:.0f} s > "
-            f"{options.planner_max_seconds:g} s); run `launch.plan` with the {stated}"
-            for h in hypotheses], []
+            f"{options.planner_max_seconds:g} s); run `launch.plan` with the "
+            + (stated if i == 0 else "assumed laws and noise above")
+            for i, h in enumerate(hypotheses)], []
   sentences = []
   for h in hypotheses:
     results = planner.plan(assumptions, h, designs, simulations=options.planner_simulations,
