@@ -11,14 +11,18 @@ seeds, 20 tokens/param), each simulated `options.planner_simulations` times with
 bootstrap. The simulation is timed on one study first: when the whole plan would take more
 than `options.planner_max_seconds`, the sentence states the assumptions instead of
 simulating and says so.
+
+It also holds which diagnostic reasons the E profile bounds (`bounded_by_profile`,
+`remaining_reasons`; algoprog.analysis.scaling and report use them).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
+from algoprog.analysis import diagnostics
 from algoprog.analysis import fit as fit_lib
 from algoprog.analysis import planner
 from algoprog.analysis.runs import RunTable
@@ -26,6 +30,20 @@ from algoprog.analysis.runs import RunTable
 PLANNER_BOOTSTRAP = 20  # refits per simulated study: enough for a power estimate, cheap
 WIDTH_FACTORS = (2, 4, 8)  # the planned designs' largest width, x the study's largest
 DEFAULT_WIDTHS = (32, 64)  # when the runs record no width (a CSV table)
+
+
+def bounded_by_profile(reason: str) -> bool:
+  """Whether a diagnostic reason is one the E profile bounds (E at a bound)."""
+  return reason.startswith("E at a bound")
+
+
+def remaining_reasons(diags: Mapping[str, diagnostics.GroupDiagnostics],
+                      groups: Sequence[str]) -> str:
+  """`diagnostics.not_determined` without the reasons the E profile bounds."""
+  kept = {g: diagnostics.GroupDiagnostics(g, tuple(r for r in d.reasons
+                                                   if not bounded_by_profile(r)), d.skipped)
+          for g, d in diags.items()}
+  return diagnostics.not_determined(kept, groups)
 
 
 def _resolved_by_profile(analysis, group: str, quantity: str, at: float) -> bool:
@@ -40,9 +58,8 @@ def _resolved_by_profile(analysis, group: str, quantity: str, at: float) -> bool
   return False
 
 
-def undetermined(analysis) -> list[planner.Hypothesis]:
+def undetermined(analysis) -> list[planner.Hypothesis]:  # a scaling.ScalingAnalysis
   """The exponent differences and CEGs over the reference the analysis leaves open."""
-  from algoprog.analysis import scaling  # (scaling imports this module lazily)
   ref, diags = analysis.reference, analysis.main.diagnostics
   out = []
   for pair in analysis.main.exponent_pairs:
@@ -50,7 +67,7 @@ def undetermined(analysis) -> list[planner.Hypothesis]:
       continue
     group = pair.group if pair.reference == ref else pair.reference
     # The profile settles a number only where E at a bound was its one reason.
-    other = scaling.remaining_reasons(diags, [group, ref])
+    other = remaining_reasons(diags, [group, ref])
     if pair.distinguishable or (not other and _resolved_by_profile(
         analysis, group, "exponent_difference", math.nan)):
       continue
@@ -59,7 +76,7 @@ def undetermined(analysis) -> list[planner.Hypothesis]:
     if row.quantity != "ceg_at_compute":
       continue
     contains_one = not (row.lower > 1 or row.upper < 1)
-    other = scaling.remaining_reasons(diags, [row.group, ref])
+    other = remaining_reasons(diags, [row.group, ref])
     if (row.not_determined or contains_one) and (other or not _resolved_by_profile(
         analysis, row.group, "ceg_at_compute", row.at)):
       out.append(planner.Hypothesis("ceg", ref, row.group, row.at))

@@ -44,7 +44,8 @@ from algoprog import rundir
 from algoprog.analysis import ceg as ceg_lib
 from algoprog.analysis import diagnostics, e_profile as e_profile_lib, fit, laws
 from algoprog.analysis import noise as noise_lib, plateau as plateau_lib
-from algoprog.analysis import raw_scale as raw_scale_lib, rollout as rollout_lib
+from algoprog.analysis import raw_scale as raw_scale_lib, requirements
+from algoprog.analysis import rollout as rollout_lib
 from algoprog.analysis.runs import RunTable
 
 
@@ -372,18 +373,10 @@ def plateau_exclusion(table: RunTable, groups: Sequence[str], options: ScalingOp
   return exclusion, eligible
 
 
-def bounded_by_profile(reason: str) -> bool:
-  """Whether a diagnostic reason is one the E profile bounds (E at a bound)."""
-  return reason.startswith("E at a bound")
-
-
-def remaining_reasons(diags: Mapping[str, diagnostics.GroupDiagnostics],
-                      groups: Sequence[str]) -> str:
-  """`diagnostics.not_determined` without the reasons the E profile bounds."""
-  kept = {g: diagnostics.GroupDiagnostics(g, tuple(r for r in d.reasons
-                                                   if not bounded_by_profile(r)), d.skipped)
-          for g, d in diags.items()}
-  return diagnostics.not_determined(kept, groups)
+# Which reasons the E profile bounds (algoprog.analysis.requirements holds them: the
+# planner's sentences need them too, and that module must not import this one).
+bounded_by_profile = requirements.bounded_by_profile
+remaining_reasons = requirements.remaining_reasons
 
 
 def wants_e_profile(options: ScalingOptions, main: FrontierFit) -> bool:
@@ -560,7 +553,6 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
                              tuple(curvature), seed_noise, (),
                              tuple(notes + raw_notes + roll_notes))
   if options.planner_simulations:
-    from algoprog.analysis import requirements  # planner simulations: only when asked
     sentences, plan_notes = requirements.requirement_sentences(table, analysis)
     analysis = dataclasses.replace(analysis, requirements=tuple(sentences),
                                    notes=analysis.notes + tuple(plan_notes))
