@@ -4,7 +4,9 @@ r"""Fits scaling laws and compute-equivalent gains:
 Runs algoprog.analysis.scaling.analyse_scaling (the analysis reproduce runs too) and
 prints algoprog.analysis.report.fit_text: the fitted laws with confidence intervals, their
 diagnostics (numbers derived from a law with reasons are "not determined"), the exponent
-differences, the sensitivity refit, the CEG tables and the excluded runs. On a sweep
+differences, the sensitivity refit, the CEG tables, the E profile (when E is at a bound),
+the raw-curve scale dependence, the rollout and residual curvature, the excluded runs and
+plateau points (and, with --plan_simulations, the planner's sentences). On a sweep
 folder it fits only the full runs unless --all_stages. Writes to --out: laws.csv,
 laws.json (the format `launch.account --config.laws_json` reads), ceg.csv, raw_ceg.csv,
 excluded.csv, summary.json and loss_vs_compute.{png,svg} (+ ceg_vs_compute.{png,svg}
@@ -189,7 +191,9 @@ def main(argv):
         e_profile=_E_PROFILE.value, e_profile_samples=_E_PROFILE_SAMPLES.value,
         raw_scale=_RAW_SCALE.value and len(groups) > 1, raw_scale_samples=_BOOTSTRAP.value,
         rollout=_ROLLOUT.value and _FRONTIER.value != "isoflop",
-        rollout_holdout=_ROLLOUT_HOLDOUT.value, planner_simulations=_PLAN.value)
+        rollout_holdout=_ROLLOUT_HOLDOUT.value,
+        rollout_samples=min(_BOOTSTRAP.value, 200),  # (its interval only; 0: none)
+        planner_simulations=_PLAN.value)
     evidence = scaling.Evidence(runs.lr_choices_near(pathlib.Path(_RUNS.value)),
                                 diagnostics.seed_noise(table.run_info.values()),
                                 _UNIGRAM_ENTROPY.value or None)
