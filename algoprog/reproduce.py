@@ -62,7 +62,10 @@ def full_runs_table(sweep_dir: pathlib.Path) -> tuple[runs.RunTable, list[dict]]
 
 def scaling_options(analysis: ml_collections.ConfigDict, table: runs.RunTable
                     ) -> scaling_lib.ScalingOptions:
-  """The scaling analysis's options from a reproduce config's `analysis` section."""
+  """The scaling analysis's options from a reproduce config's `analysis` section (a config
+  without the uncertainty fields, written before them, gets them off)."""
+  defaults = scaling_lib.ScalingOptions(reference=analysis.reference)
+  extra = {name: analysis.get(name, getattr(defaults, name)) for name in UNCERTAINTY_FIELDS}
   return scaling_lib.ScalingOptions(
       reference=analysis.reference, irreducible=analysis.irreducible,
       sensitivity=analysis.sensitivity_irreducible or None,
@@ -70,7 +73,13 @@ def scaling_options(analysis: ml_collections.ConfigDict, table: runs.RunTable
       eligible=scaling_lib.past_warmup(table, analysis.skip_fraction),
       bootstrap=analysis.bootstrap, resample=analysis.resample, seed=analysis.seed,
       level=analysis.level, computes=tuple(analysis.ceg_compute) or None,
-      extra_computes=tuple(analysis.extra_ceg_compute), lr_optima=True)
+      extra_computes=tuple(analysis.extra_ceg_compute), lr_optima=True, **extra)
+
+
+# analysis.* fields passed to ScalingOptions as they are (algoprog.study documents them).
+UNCERTAINTY_FIELDS = ("exclude_plateau", "plateau_margin", "e_profile", "e_profile_samples",
+                      "raw_scale", "raw_scale_samples", "rollout", "planner_simulations",
+                      "planner_designs")
 
 
 def _scaling_figures(table: runs.RunTable, result: scaling_lib.ScalingAnalysis,
@@ -88,6 +97,15 @@ def _scaling_figures(table: runs.RunTable, result: scaling_lib.ScalingAnalysis,
   if bands:
     figures["ceg_vs_compute"] = plots.ceg_vs_compute(
         bands, title=f"CEG over {result.reference} from the fitted frontiers")
+  if result.e_profile is not None and result.e_profile.derived:
+    figures["e_profile"] = uncertainty_plots.e_profile(
+        result.e_profile, title="Profile of the shared irreducible loss E")
+  if result.raw_scale:
+    figures["raw_scale"] = uncertainty_plots.raw_scale(
+        list(result.raw_scale), title=f"CEG over {result.reference} along the raw envelopes")
+  if result.rollout is not None:
+    figures["rollout"] = uncertainty_plots.rollout(
+        result.rollout, title="Largest runs predicted by fits without them")
   for name, figure in figures.items():
     plots.save_figure(figure, out / name)
   return list(figures)
@@ -150,7 +168,9 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
         table, seeds, {name: (spec.reference, spec.variant)
                        for name, spec in analysis.ablations.items()},
         analysis.ablation_reference, analysis.ablation_target_loss,
-        analysis.ablation_target_margin, lr, evidence.noise)
+        analysis.ablation_target_margin, lr, evidence.noise,
+        scaling.seed_noise if analysis.get("ablation_seed_pairs", False) else None,
+        analysis.level)
     ablations_json = ablations.to_json()
     if ablations.status == "ok":
       ablations_json["figures"] = _ablation_figures(table, ablations, analysis, out)
@@ -182,6 +202,13 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
                      ("headline_measured", accounting.get("measured", [])),
                      ("headline_published", accounting["published"])):
     rundir.write_csv(out / f"{name}.csv", rows)
+  for name, rows in (("excluded_points", scaling.plateau.rows() if scaling.plateau else []),
+                     ("e_profile", [r for d in scaling.e_profile.derived for r in d.rows()]
+                      if scaling.e_profile else []),
+                     ("raw_scale", [r for x in scaling.raw_scale for r in x.rows()]),
+                     ("rollout", scaling.rollout.rows() if scaling.rollout else [])):
+    if rows:
+      rundir.write_csv(out / f"{name}.csv", rows)
   log(f"analysis of {len(table.run_ids)} full runs written to {out}")
   return summary
 

@@ -113,6 +113,16 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
     analysis.published_ablations: the study's values, printed next to ours.
     analysis.study_laws: accounting law label -> scaling group measured here.
     analysis.account_config: the accounting config whose published inputs are compared.
+    analysis.exclude_plateau, plateau_margin: points above the unigram entropy - margin
+      (nats) are not fitted (algoprog.analysis.plateau).
+    analysis.e_profile: "off", "at_bound" or "always": the shared E profiled, derived numbers
+      as bands over every plausible E (algoprog.analysis.e_profile); e_profile_samples.
+    analysis.raw_scale: model-free CEG vs target loss and its slope (raw_scale_samples).
+    analysis.rollout: largest runs held out and predicted, residual curvature.
+    analysis.planner_simulations: simulated studies per design for the report's "to
+      determine X you need ..." sentences (0: none); planner_designs: designs tried.
+    analysis.ablation_seed_pairs: each ablation row gains its seed-pair CEG interval and the
+      smallest CEG its seeds detect (algoprog.analysis.noise.ablation_ceg).
   """
   c = ml_collections.ConfigDict()
   c.name = name
@@ -193,4 +203,14 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
   c.analysis.study_laws = ml_collections.ConfigDict(
       {label: label for label in ("lstm", "retro", "modern") if label in scaling_widths})
   c.analysis.account_config = "configs/account_study.py"
+  c.analysis.exclude_plateau = True
+  c.analysis.plateau_margin = 0.1
+  c.analysis.e_profile = "always"
+  c.analysis.e_profile_samples = 200
+  c.analysis.raw_scale = True
+  c.analysis.raw_scale_samples = 200
+  c.analysis.rollout = True
+  c.analysis.planner_simulations = 20
+  c.analysis.planner_designs = 3
+  c.analysis.ablation_seed_pairs = True
   return c

@@ -4,7 +4,9 @@ r"""Fits scaling laws and compute-equivalent gains:
 Runs algoprog.analysis.scaling.analyse_scaling (the analysis reproduce runs too) and
 prints algoprog.analysis.report.fit_text: the fitted laws with confidence intervals, their
 diagnostics (numbers derived from a law with reasons are "not determined"), the exponent
-differences, the sensitivity refit, the CEG tables and the excluded runs. On a sweep
+differences, the sensitivity refit, the CEG tables, the E profile (when E is at a bound),
+the raw-curve scale dependence, the rollout and residual curvature, the excluded runs and
+plateau points (and, with --plan_simulations, the planner's sentences). On a sweep
 folder it fits only the full runs unless --all_stages. Writes to --out: laws.csv,
 laws.json (the format `launch.account --config.laws_json` reads), ceg.csv, raw_ceg.csv,
 excluded.csv, summary.json and loss_vs_compute.{png,svg} (+ ceg_vs_compute.{png,svg}
@@ -22,8 +24,8 @@ from absl import app, flags
 
 from algoprog import rundir
 from algoprog.training import console
-from algoprog.analysis import ceg, diagnostics, fit, plots, report, runs, scaling
-from algoprog.analysis import uncertainty_plots
+from algoprog.analysis import (ceg, diagnostics, fit, plots, report, runs, scaling,
+                               uncertainty_plots)
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).")
@@ -45,8 +47,28 @@ _ALL_STAGES = flags.DEFINE_bool(
     "only; runs without a recorded stage count as full unless their id has '_lrsweep' or "
     "the sweep's manifest.json says otherwise).")
 _UNIGRAM_ENTROPY = flags.DEFINE_float(
-    "unigram_entropy", 0.0, "Unigram entropy of the training tokens, nats/token: runs "
-    "ending near it are on the plateau (a diagnostic); 0: unknown, check skipped.")
+    "unigram_entropy", 0.0, "Unigram entropy of the training tokens, nats/token: points "
+    "above it minus --plateau_margin are not fitted (listed in excluded.csv; a group is "
+    "marked only when too little remains); 0: unknown, nothing excluded.")
+_PLATEAU_MARGIN = flags.DEFINE_float(
+    "plateau_margin", 0.1, "Nats below the unigram entropy that still count as plateau.")
+_E_PROFILE = flags.DEFINE_enum(
+    "e_profile", "at_bound", list(scaling.E_PROFILE_MODES),
+    "Profile the shared E (bands over every plausible E instead of 'not determined'): "
+    "'at_bound' when a group's E is at a bound, 'always', or 'off'.")
+_E_PROFILE_SAMPLES = flags.DEFINE_integer("e_profile_samples", 200,
+                                          "Run resamples of the E profile.")
+_RAW_SCALE = flags.DEFINE_bool(
+    "raw_scale", True, "Model-free scale dependence: CEG along the raw envelopes at every "
+    "loss both reach, and the slope of ln CEG vs ln C with its interval.")
+_ROLLOUT = flags.DEFINE_bool(
+    "rollout", True, "Hold out each group's largest size, predict it from the rest, and "
+    "test the residual curvature.")
+_ROLLOUT_HOLDOUT = flags.DEFINE_integer("rollout_holdout", 1,
+                                        "Largest sizes held out per group by --rollout.")
+_PLAN = flags.DEFINE_integer(
+    "plan_simulations", 0, "Simulated studies per design for the 'to determine X you need "
+    "...' sentence of each undetermined number (0: none; about 20 is enough).")
 _SHARED_EXPONENT = flags.DEFINE_bool("shared_exponent", False,
                                      "One exponent for all groups, a multiplier each.")
 _LOSS = flags.DEFINE_enum("loss", "squares", ["squares", "huber"],
@@ -94,6 +116,13 @@ flags.register_validator("level", lambda v: 0 < v < 1,
                          "expected a confidence level in (0, 1), e.g. 0.95")
 flags.register_validator("huber_delta", lambda v: v > 0 and math.isfinite(v),
                          "expected a positive number")
+flags.register_validator("plateau_margin", lambda v: v >= 0 and math.isfinite(v),
+                         "expected nats >= 0")
+for _name in ("e_profile_samples", "plan_simulations"):
+  flags.register_validator(_name, lambda v: v >= 0, "expected a count >= 0")
+flags.register_validator("rollout_holdout", lambda v: v >= 1, "expected a count >= 1")
+flags.register_validator("unigram_entropy", lambda v: v >= 0 and math.isfinite(v),
+                         "expected nats/token > 0 (0: unknown)")
 flags.register_validator("irreducible", _irreducible_ok,
                          "expected 'auto', 'fit', 'shared' or a number of "
                          "nats >= 0")
@@ -158,7 +187,14 @@ def main(argv):
         bootstrap=_BOOTSTRAP.value, resample=_RESAMPLE.value, seed=_SEED.value,
         level=_LEVEL.value, computes=computes, target_losses=target_losses,
         raw_combine=_RAW_COMBINE.value, chinchilla=_CHINCHILLA.value,
-        lr_optima=True)
+        lr_optima=True,
+        exclude_plateau=bool(_UNIGRAM_ENTROPY.value), plateau_margin=_PLATEAU_MARGIN.value,
+        e_profile=_E_PROFILE.value, e_profile_samples=_E_PROFILE_SAMPLES.value,
+        raw_scale=_RAW_SCALE.value and len(groups) > 1, raw_scale_samples=_BOOTSTRAP.value,
+        rollout=_ROLLOUT.value and _FRONTIER.value != "isoflop",
+        rollout_holdout=_ROLLOUT_HOLDOUT.value,
+        rollout_samples=min(_BOOTSTRAP.value, 200),  # (its interval only; 0: none)
+        planner_simulations=_PLAN.value)
     evidence = scaling.Evidence(runs.lr_choices_near(pathlib.Path(_RUNS.value)),
                                 diagnostics.seed_noise(table.run_info.values()),
                                 _UNIGRAM_ENTROPY.value or None)
@@ -172,7 +208,10 @@ def main(argv):
   rundir.write_csv(out / "laws.csv", numbers["laws"])
   rundir.write_csv(out / "ceg.csv", numbers["ceg"])
   rundir.write_csv(out / "raw_ceg.csv", numbers["raw_ceg"])
-  rundir.write_csv(out / "excluded.csv", [dataclasses.asdict(e) for e in table.excluded])
+  # Whole runs left out by the loader and plateau points not fitted: one file, one row each.
+  rundir.write_csv(out / "excluded.csv", [
+      {**dataclasses.asdict(e), "points": "all"} for e in table.excluded]
+      + (analysis.plateau.rows() if analysis.plateau else []))
   (out / "laws.json").write_text(json.dumps(
       scaling.laws_json(analysis.fit, analysis.bootstrap), indent=1))
   summary = {"source": table.source, "frontier": analysis.fit.frontier,
@@ -184,7 +223,10 @@ def main(argv):
              "other_stages": [dataclasses.asdict(e) for e in table.other_stages],
              **{k: numbers[k] for k in ("ceg", "raw_ceg", "chinchilla")},
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
-             "warnings": analysis.all_warnings(), "lr": numbers["lr"]}
+             "warnings": analysis.all_warnings(), "lr": numbers["lr"],
+             **{k: numbers[k] for k in ("seed_noise_interval", "plateau", "e_profile",
+                                        "raw_scale", "rollout", "curvature", "requirements",
+                                        "notes")}}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
   chosen = scaling.chosen_lr_mask(table, analysis.evidence)  # Runner-up runs: CIs only.
   plots.save_figure(plots.loss_vs_compute(table if chosen is None else table.select(chosen),
@@ -198,8 +240,24 @@ def main(argv):
     if bands:
       plots.save_figure(plots.ceg_vs_compute(bands), out / "ceg_vs_compute")
   save_lr_figure(analysis, out)
-  print(f"\nwrote {out}/: laws.csv laws.json ceg.csv raw_ceg.csv excluded.csv summary.json "
-        "loss_vs_compute.png")
+  written = ["laws.csv", "laws.json", "ceg.csv", "raw_ceg.csv", "excluded.csv",
+             "summary.json", "loss_vs_compute.png"]
+  if analysis.lr is not None and analysis.lr.optima:
+    written.append("lr_laws.png")
+  if analysis.e_profile is not None and analysis.e_profile.derived:
+    rundir.write_csv(out / "e_profile.csv",
+                     [r for d in analysis.e_profile.derived for r in d.rows()])
+    plots.save_figure(uncertainty_plots.e_profile(analysis.e_profile), out / "e_profile")
+    written += ["e_profile.csv", "e_profile.png"]
+  if analysis.raw_scale:
+    rundir.write_csv(out / "raw_scale.csv", [r for x in analysis.raw_scale for r in x.rows()])
+    plots.save_figure(uncertainty_plots.raw_scale(list(analysis.raw_scale)), out / "raw_scale")
+    written += ["raw_scale.csv", "raw_scale.png"]
+  if analysis.rollout is not None:
+    rundir.write_csv(out / "rollout.csv", analysis.rollout.rows())
+    plots.save_figure(uncertainty_plots.rollout(analysis.rollout), out / "rollout")
+    written += ["rollout.csv", "rollout.png"]
+  print(f"\nwrote {out}/: {' '.join(written)}")
 
 
 def save_lr_figure(analysis: scaling.ScalingAnalysis, out: pathlib.Path) -> None:

@@ -56,13 +56,22 @@ def test_fit_command_end_to_end(tmp_path):
   out = tmp_path / "out"
   done = launch(f"--runs={tmp_path / 'runs'}", f"--out={out}", "--reference=lstm",
                 "--irreducible=shared", "--target_loss=6.0", "--ceg_compute=1e15",
-                "--bootstrap=50")
+                "--bootstrap=50", "--unigram_entropy=10", "--e_profile=always",
+                "--e_profile_samples=30")
   assert done.returncode == 0, done.stderr
   assert "fitted laws" in done.stdout and "modern" in done.stdout
   assert "lstm-w256 (lstm): status failed: train loss is nan" in done.stdout
   for name in ("laws.csv", "laws.json", "ceg.csv", "raw_ceg.csv", "excluded.csv",
-               "summary.json", "loss_vs_compute.png", "ceg_vs_compute.png"):
+               "summary.json", "loss_vs_compute.png", "ceg_vs_compute.png",
+               "e_profile.png", "raw_scale.png", "rollout.png", "rollout.csv"):
     assert (out / name).exists(), name
+  # The uncertainty sections (on by default, E profile asked for) and the plateau points.
+  for section in ("E profile (one shared E", "scale dependence without a law",
+                  "rollout (largest size(s) held out", "excluded points on the unigram "
+                  "plateau"):
+    assert section in done.stdout, section
+  excluded = (out / "excluded.csv").read_text()
+  assert "lstm-w256" in excluded and "unigram plateau: loss above the unigram entropy" in excluded
   laws_json = json.loads((out / "laws.json").read_text())
   assert set(laws_json["laws"]) == {"modern", "lstm"}
   assert len(laws_json["bootstrap"]["lstm"]["alpha"]) == 50

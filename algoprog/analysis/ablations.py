@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from algoprog.analysis import ceg, diagnostics
+from algoprog.analysis import noise as noise_lib
 from algoprog.analysis.runs import RunTable
 
 
@@ -82,11 +83,15 @@ class AblationAnalysis:
 def analyse_ablations(table: RunTable, seeds: Mapping[str, int | None],
                       ablations: Mapping[str, tuple[str, str]], target_reference: str,
                       target_loss: float, margin: float,
-                      lr_choices: Mapping[str, Mapping], noise: diagnostics.SeedNoise
-                      ) -> AblationAnalysis:
+                      lr_choices: Mapping[str, Mapping], noise: diagnostics.SeedNoise,
+                      seed_noise: noise_lib.SeedNoiseInterval | None = None,
+                      level: float = 0.95) -> AblationAnalysis:
   """Every ablation (name -> (reference group, variant group)) at the target set from
   `target_reference` (ablation_target); rows whose reference or variant LR choice is
-  doubtful (at the grid edge, within seed noise) get `not_determined` with the reasons."""
+  doubtful (at the grid edge, within seed noise) get `not_determined` with the reasons.
+  With `seed_noise` (the pooled seed noise and its interval), each row gains "seed_pair":
+  algoprog.analysis.noise.ablation_ceg's JSON (seed-pair t interval, interval from the seed
+  noise, smallest detectable CEG at `level`), or "seed_pair_error" when no pair crosses."""
   if target_reference not in table.groups:
     return AblationAnalysis(f"no finished runs of {target_reference}")
   target = ablation_target(table, target_reference, target_loss, margin)
@@ -96,5 +101,13 @@ def analyse_ablations(table: RunTable, seeds: Mapping[str, int | None],
     row = ablation_row(table, seeds, name, reference, variant, target)
     row["not_determined"] = "; ".join(f"{g}: {r}" for g in (reference, variant)
                                       for r in lr.get(g, []))
+    if seed_noise is not None and {reference, variant} <= set(table.groups):
+      try:
+        row["seed_pair"] = noise_lib.ablation_ceg(
+            table, reference, variant, target, noise=seed_noise,
+            seeds={r: s for r, s in seeds.items() if s is not None} or None,
+            level=level).to_json()
+      except ValueError as e:  # no crossing pair (TargetNotReached), or two runs per seed
+        row["seed_pair_error"] = str(e)
     rows.append(row)
   return AblationAnalysis("ok", target, tuple(rows))

@@ -14,6 +14,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from algoprog.analysis import diagnostics
+from algoprog.analysis import scaling as scaling_lib
 from algoprog.analysis.runs import RunTable
 from algoprog.analysis.scaling import ScalingAnalysis
 
@@ -52,11 +53,56 @@ def interval_text(estimate: float | None, lower: float | None, upper: float | No
   return text
 
 
-def _or_not_determined(row: dict, text: str, diags: dict | None = None) -> str:
+def profile_cell(profile: Mapping | None, group: str, reference: str, quantity: str,
+                 at: float | None = None) -> str | None:
+  """The E profile's band of one derived number (its summary.json dict, `e_profile`):
+  "low to high [lower, upper] over the plausible E: verdict", or None when the profile
+  has no such number. An exponent difference asked the other way round is negated."""
+  if not profile:
+    return None
+  for d in profile.get("derived", []):
+    if d["quantity"] != quantity or (quantity == "ceg_at_compute" and not (
+        d["at"] is not None and at is not None and math.isclose(d["at"], at, rel_tol=1e-6))):
+      continue
+    b = dict(d["band"])
+    if (d["group"], d["reference"]) == (group, reference):
+      pass
+    elif (d["group"], d["reference"]) == (reference, group) and quantity == "exponent_difference":
+      b = {"estimate_low": _neg(b["estimate_high"]), "estimate_high": _neg(b["estimate_low"]),
+           "lower": _neg(b["upper"]), "upper": _neg(b["lower"])}
+    else:
+      continue
+    fmt = "{:.4f}" if quantity == "exponent_difference" else "{:.3g}"
+    band = f"{number_text(b['estimate_low'], fmt)} to {number_text(b['estimate_high'], fmt)}"
+    if _finite(b["lower"]) and _finite(b["upper"]):
+      band += f" [{fmt.format(b['lower'])}, {fmt.format(b['upper'])}]"
+    return f"{band} over the plausible E: {d['verdict']}"
+  return None
+
+
+def _neg(value: float | None) -> float | None:
+  return None if value is None else -value
+
+
+def _bounded_only(diags: Mapping[str, diagnostics.GroupDiagnostics] | None,
+                  groups: Sequence[str]) -> bool:
+  """Whether every reason of `groups` is one the E profile bounds (E at a bound)."""
+  return bool(diags) and not scaling_lib.remaining_reasons(diags, groups)
+
+
+def _or_not_determined(row: dict, text: str, diags: dict | None = None,
+                       profile: Mapping | None = None) -> str:
   """`text`, or "not determined: <reasons>" when the row's inputs have reasons: with the
-  groups' `diags`, each group's reason labels (the Diagnostics table has the details)."""
+  groups' `diags`, each group's reason labels (the Diagnostics table has the details).
+  When E at a bound is the only reason and the E `profile` bounds the number, its band
+  over the plausible E and verdict instead."""
   if not row.get("not_determined"):
     return text
+  if profile and _bounded_only(diags, [row["group"], row["reference"]]):
+    quantity = row.get("quantity", "exponent_difference")
+    cell = profile_cell(profile, row["group"], row["reference"], quantity, row.get("at"))
+    if cell:
+      return f"E profile: {cell}"
   if diags:
     return "not determined: " + diagnostics.not_determined(
         diags, [row["group"], row["reference"]], short=True)
@@ -96,6 +142,74 @@ def aligned_table(rows: list[list[str]]) -> str:
 
 
 # ----------------------------------------------------------------------------------------
+# The uncertainty sections, as (header, rows) both renderings share: from the summary.json
+# dict of algoprog.analysis.scaling (ScalingAnalysis.to_json()).
+
+RAW_SCALE_TARGETS = 3  # target losses shown per pair (highest, middle, lowest reached)
+
+
+def raw_scale_rows(raw_scale: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+  """Per pair: CEG at a few target losses with bands, the slope of ln CEG vs ln C_ref
+  with its interval, and the verdict."""
+  header = ["group", "reference", "CEG at target loss [band]", "slope d ln CEG / d ln C",
+            "verdict"]
+  rows = []
+  for r in raw_scale:
+    by = [t for t in r["by_target"] if _finite(t["ceg"])]
+    # The highest, middle and lowest target reached (indices deduplicated for short lists).
+    picks = sorted({round(i * (len(by) - 1) / max(1, RAW_SCALE_TARGETS - 1))
+                    for i in range(RAW_SCALE_TARGETS)}) if by else []
+    cegs = "; ".join(
+        f"{by[i]['target_loss']:.3g}: "
+        + interval_text(by[i]["ceg"], by[i]["lower"], by[i]["upper"], "{:.3g}")
+        for i in picks) or "–"
+    slope = r["slope"]
+    rows.append([r["group"], r["reference"], cegs,
+                 interval_text(slope["estimate"], slope["lower"], slope["upper"], "{:.3f}"),
+                 r["verdict"].split(":", 1)[0]])
+  return header, rows
+
+
+def rollout_rows(rollout: Mapping | None, curvature: Sequence[Mapping]
+                 ) -> tuple[list[str], list[list[str]]]:
+  """Per group: held-out runs, how far past the fit, prediction error (nats) at the largest
+  compute and on average, points inside the predictive interval, residual curvature t."""
+  header = ["group", "held out", "decades past fit", "error at largest (nats)",
+            "mean error (nats)", "inside interval", "curvature t (bend)"]
+  curv = {c["group"]: c for c in curvature}
+  groups = {g["group"]: g for g in (rollout or {}).get("groups", [])}
+  rows = []
+  for group in dict.fromkeys(list(groups) + list(curv)):
+    g, c = groups.get(group), curv.get(group)
+    bend = (f"{number_text(c['t'], '{:.2f}')} ({number_text(c['bend'], '{:+.4f}')}"
+            + (", significant)" if c["significant"] else ")")) if c else "–"
+    if g is None:
+      rows.append([group, "–", "–", "–", "–", "–", bend])
+      continue
+    rows.append([group, ", ".join(g["held_out"]) or "–",
+                 number_text(g["extrapolation_decades"], "{:.2f}"),
+                 number_text(g["error_at_largest"], "{:+.4f}"),
+                 number_text(g["mean_error"], "{:+.4f}"),
+                 f"{g['inside']}/{g['points']}" + (" yes" if g["points"] and
+                                                   g["inside"] == g["points"] else ""),
+                 bend])
+  return header, rows
+
+
+def plateau_rows(plateau: Mapping | None) -> tuple[list[str], list[list[str]]]:
+  """Points excluded as on the unigram plateau: run, group, points, reason."""
+  header = ["run", "group", "points", "reason"]
+  return header, [[e["run_id"], e["group"], str(e["points"]), e["reason"]]
+                  for e in (plateau or {}).get("excluded", [])]
+
+
+def seed_noise_text(scaling: Mapping) -> str:
+  """The seed noise the diagnostics use, with its own interval when measured."""
+  interval = scaling.get("seed_noise_interval")
+  return interval["summary"] if interval else ""
+
+
+# ----------------------------------------------------------------------------------------
 # The study's report (report.md).
 
 
@@ -112,10 +226,11 @@ def _distinguishable_text(pair: Mapping) -> str:
           "no: not distinguishable at this scale")
 
 
-def _pairs_table(pairs: list[dict], level: str, diags: dict | None = None) -> str:
+def _pairs_table(pairs: list[dict], level: str, diags: dict | None = None,
+                 profile: Mapping | None = None) -> str:
   return markdown_table(["group", "reference", "difference", f"{level} CI excludes 0?"], [
       [r["group"], r["reference"], _ci(r, "exponent_difference", "{:.4f}"),
-       _or_not_determined(r, _distinguishable_text(r), diags)] for r in pairs])
+       _or_not_determined(r, _distinguishable_text(r), diags, profile)] for r in pairs])
 
 
 def _diagnostics_section(scaling: dict, evidence: dict) -> str:
@@ -129,6 +244,15 @@ def _diagnostics_section(scaling: dict, evidence: dict) -> str:
                 f"({evidence['seed_noise_source']}); unigram entropy "
                 + (f"{entropy:.3f} nats/token ({evidence['unigram_entropy_source']})"
                    if entropy is not None else evidence["unigram_entropy_source"]) + ".\n")
+  if seed_noise_text(scaling):
+    text.append(f"Pooled over seeds: {seed_noise_text(scaling)}.\n")
+  if scaling.get("plateau"):
+    text.append("Points on the unigram plateau are not fitted (listed under Excluded points); "
+                "a group is marked only when too little remains below the plateau.\n")
+  if scaling.get("e_profile"):
+    text.append("E at a bound no longer makes a number not determined where the E profile "
+                "below bounds it: such cells show the band over every plausible E and its "
+                "verdict.\n")
   text.append(markdown_table(["group", "not determined because", "checks skipped"], [
       [g, "; ".join(d["reasons"]) or "– (determined)", "; ".join(d["skipped"]) or "–"]
       for g, d in scaling["diagnostics"].items()]))
@@ -178,12 +302,23 @@ def report_markdown(config: Any, s: dict) -> str:
   for w in scaling["warnings"] + diagnostics.zero_width_warnings(scaling["laws"], a.level):
     parts.append(f"> fit warning: {w}\n")
   diags = None
+  profile = scaling.get("e_profile")
   if "diagnostics" in scaling:  # (summaries written before the diagnostics have none)
     parts.append(_diagnostics_section(scaling, s.get("evidence", {})))
     diags = diagnostics_from_json(scaling)
   if scaling["exponent_pairs"]:
     parts.append("### Exponent differences (alpha_group − alpha_reference)\n")
-    parts.append(_pairs_table(scaling["exponent_pairs"], level, diags))
+    parts.append(_pairs_table(scaling["exponent_pairs"], level, diags, profile))
+  if profile:
+    parts.append("### E profile: derived numbers over every plausible irreducible loss\n")
+    parts.append("One E shared by the groups, each law refitted with E fixed on a grid "
+                 "(algoprog.analysis.e_profile); plausible E by the likelihood ratio or the "
+                 "bootstrap optimum. Band: range of the estimates over the plausible E "
+                 "[union of their intervals].\n")
+    parts += [f"- {line}" for line in profile["summary"]]
+    parts.append("")
+    if "e_profile" in scaling["figures"]:
+      parts.append("![E profile](analysis/e_profile.png)\n")
   sensitivity = scaling.get("sensitivity")
   if sensitivity:
     parts.append(f"### Sensitivity: E {sensitivity['irreducible']} instead of "
@@ -205,10 +340,34 @@ def report_markdown(config: Any, s: dict) -> str:
                "extrapolations.\n")
   rows = [r for r in scaling["ceg"] if r["quantity"] == "ceg_at_compute"]
   parts.append(markdown_table(["group", "at C (FLOPs)", f"CEG [{level} CI]"], [
-      [r["group"], f"{r['at']:.3g}", _or_not_determined(r, _band_ci(r, "{:.3g}"), diags)]
+      [r["group"], f"{r['at']:.3g}",
+       _or_not_determined(r, _band_ci(r, "{:.3g}"), diags, profile)]
       for r in rows]))
   if "ceg_vs_compute" in scaling["figures"]:
     parts.append("![CEG vs compute](analysis/ceg_vs_compute.png)\n")
+  if scaling.get("raw_scale"):
+    parts.append(f"## Scale dependence without a law (raw curves, over {a.reference})\n")
+    parts.append("CEG = C_reference(L) / C_group(L) along the raw envelopes at every loss both "
+                 "reach, bands from resampling whole runs; the slope of ln CEG against ln "
+                 "C_reference says whether the gain grows with scale "
+                 "(algoprog.analysis.raw_scale).\n")
+    parts.append(markdown_table(*raw_scale_rows(scaling["raw_scale"])))
+    parts += [f"- {r['group']}: {r['verdict']}" for r in scaling["raw_scale"]]
+    parts.append("")
+    if "raw_scale" in scaling["figures"]:
+      parts.append("![raw-curve CEG vs compute](analysis/raw_scale.png)\n")
+  if scaling.get("rollout") or scaling.get("curvature"):
+    parts.append("## Rollout: the largest runs predicted from the rest\n")
+    parts.append("Each group refitted without its largest size(s) and extrapolated to them; "
+                 "error = observed − predicted loss (nats) on the frontier; inside: within the "
+                 f"{level} predictive interval (bootstrap laws plus seed noise). Curvature: t "
+                 "of the top polynomial term of the main fit's log-log residuals, and its bend "
+                 "(ln-loss at the range's ends); points of one curve are correlated, so t is "
+                 "optimistic (algoprog.analysis.rollout).\n")
+    parts.append(markdown_table(*rollout_rows(scaling.get("rollout"),
+                                              scaling.get("curvature", []))))
+    if "rollout" in scaling["figures"]:
+      parts.append("![rollout](analysis/rollout.png)\n")
 
   parts.append("## Ablations (raw curves at one target loss)\n")
   if ablations.get("status") != "ok":
@@ -224,6 +383,7 @@ def report_markdown(config: Any, s: dict) -> str:
         "crossing interpolated in ln C between evaluations. A variant that never reaches the "
         "target gets a lower bound.\n")
     table_rows = []
+    paired = any("seed_pair" in r for r in ablations["rows"])
     for r in ablations["rows"]:
       if r.get("status") == "ok":
         value = f"{r['ceg']:.3g}x"
@@ -232,11 +392,17 @@ def report_markdown(config: Any, s: dict) -> str:
         value, spread = f"≥ {r['ceg_lower_bound']:.3g}x (target not reached)", "–"
       else:
         value, spread = r.get("status", "?"), "–"
-      table_rows.append([r["ablation"], f"{r['reference']} vs {r['variant']}",
-                         _or_not_determined(r, value), spread,
-                         multiple(published.get(r["ablation"]))])
-    parts.append(markdown_table(
-        ["ablation", "runs", "CEG", "seed spread", "study (64d, GPT-2 BPE)"], table_rows))
+      row = [r["ablation"], f"{r['reference']} vs {r['variant']}",
+             _or_not_determined(r, value), spread]
+      if paired:
+        row += _seed_pair_cells(r.get("seed_pair"), level)
+      table_rows.append(row + [multiple(published.get(r["ablation"]))])
+    head = ["ablation", "runs", "CEG", "seed spread"]
+    if paired:
+      head += [f"seed-pair {level} interval", "from seed noise", "smallest detectable"]
+    parts.append(markdown_table(head + ["study (64d, GPT-2 BPE)"], table_rows))
+    if paired:
+      parts.append(_two_seed_sentence(ablations["rows"], level))
     parts.append("![ablation CEGs](analysis/ablation_cegs.png)\n")
     parts.append("![ablation curves](analysis/ablation_curves.png)\n")
 
@@ -293,9 +459,58 @@ def report_markdown(config: Any, s: dict) -> str:
     parts.append("## Excluded runs\n")
     parts.append(markdown_table(["run", "group", "reason"], [
         [e["run_id"], e["group"], e["reason"][:200]] for e in s["excluded"]]))
+  header, rows = plateau_rows(scaling.get("plateau"))
+  if rows:
+    parts.append("## Excluded points (unigram plateau, not fitted)\n")
+    parts.append(markdown_table(header, rows))
+  if scaling.get("notes"):
+    parts += [f"> note: {n}\n" for n in scaling["notes"]]
+  if scaling.get("requirements"):
+    parts.append("## What it would take to determine the rest\n")
+    parts.append("For each number above still undetermined, the cheapest design the planner "
+                 "(algoprog.analysis.planner) finds that determines it, from the laws and "
+                 "noise measured here:\n")
+    parts += [f"- {sentence[0].upper()}{sentence[1:]}." for sentence in scaling["requirements"]]
+    parts.append("")
   parts.append("Files: `analysis/` holds every table as CSV, all numbers in `summary.json`, "
                "and the figures as PNG and SVG; `sweep/` holds the runs.\n")
   return "\n".join(parts)
+
+
+def _seed_pair_cells(pair: Mapping | None, level: str) -> list[str]:
+  """An ablation's seed-pair CEG interval (t with pairs - 1 dof), its interval from the
+  pooled seed noise, and the smallest CEG this many seeds detect."""
+  if not pair:
+    return ["–", "–", "–"]
+  paired = (f"[{pair['paired_lower']:.3g}, {pair['paired_upper']:.3g}] ({pair['pairs']} pairs)"
+            if _finite(pair.get("paired_lower")) and _finite(pair.get("paired_upper"))
+            else f"– ({pair['pairs']} pair{'s' if pair['pairs'] != 1 else ''})")
+  noise = (f"[{pair['noise_lower']:.3g}, {pair['noise_upper']:.3g}]"
+           if _finite(pair.get("noise_lower")) else "–")
+  detect = (f"{pair['detectable_ceg']:.3g}x ({pair['detectable_ceg_conservative']:.3g}x)"
+            if _finite(pair.get("detectable_ceg")) else "–")
+  return [paired, noise, detect]
+
+
+def _two_seed_sentence(rows: Sequence[Mapping], level: str) -> str:
+  """How wide the seed pairs leave an ablation's CEG."""
+  pairs = [r["seed_pair"] for r in rows if r.get("seed_pair")]
+  two = [p for p in pairs if p["pairs"] == 2 and _finite(p.get("paired_lower"))]
+  detect = [p["detectable_ceg"] for p in pairs if _finite(p.get("detectable_ceg"))]
+  text = ("Seed-pair interval: t interval of the seed-paired ln CEG (pairs − 1 dof); from "
+          "seed noise: the pooled seed noise shifts each crossing by sigma / |dL/d ln C|; "
+          "smallest detectable: the CEG these seeds tell from 1x at "
+          f"{level} with 80% power (in brackets at the noise's upper bound).")
+  if two:
+    width = max(p["paired_upper"] / p["paired_lower"] for p in two)
+    text += (f" With 2 seeds the t quantile is 12.7 (1 dof): the widest seed-pair interval "
+             f"spans a factor {width:.3g}; more seeds narrow it fastest.")
+  if detect:
+    low, high = min(detect), max(detect)
+    text += (f" Gains below {low:.3g}x" + (f"–{high:.3g}x" if f"{high:.3g}" != f"{low:.3g}"
+                                            else "")
+             + " cannot be told from seed noise with these seeds.")
+  return text + "\n"
 
 
 # ----------------------------------------------------------------------------------------
@@ -373,8 +588,13 @@ def laws_text(law_rows: Sequence[Mapping]) -> str:
       for r in law_rows])
 
 
-def _verdict(pair: Mapping, diags: Mapping[str, diagnostics.GroupDiagnostics]) -> str:
+def _verdict(pair: Mapping, diags: Mapping[str, diagnostics.GroupDiagnostics],
+             profile: Mapping | None = None) -> str:
   if pair["not_determined"]:
+    if profile and _bounded_only(diags, [pair["group"], pair["reference"]]):
+      cell = profile_cell(profile, pair["group"], pair["reference"], "exponent_difference")
+      if cell:
+        return f"E profile: {cell}"
     return "not determined: " + diagnostics.not_determined(
         diags, [pair["group"], pair["reference"]], short=True)
   if pair["distinguishable"] is None:
@@ -382,12 +602,13 @@ def _verdict(pair: Mapping, diags: Mapping[str, diagnostics.GroupDiagnostics]) -
   return "distinguishable" if pair["distinguishable"] else "not distinguishable"
 
 
-def pairs_text(pairs: Sequence[Mapping], diags: Mapping[str, diagnostics.GroupDiagnostics]
-               ) -> str:
-  """Exponent differences (algoprog.analysis.scaling.ExponentPair as dicts) and verdicts."""
+def pairs_text(pairs: Sequence[Mapping], diags: Mapping[str, diagnostics.GroupDiagnostics],
+               profile: Mapping | None = None) -> str:
+  """Exponent differences (algoprog.analysis.scaling.ExponentPair as dicts) and verdicts
+  (with an E `profile` dict, its band where E at a bound is the only reason)."""
   return aligned_table([["group", "reference", "difference", "verdict"]] + [
-      [r["group"], r["reference"], _row_interval(r, "exponent_difference"), _verdict(r, diags)]
-      for r in pairs])
+      [r["group"], r["reference"], _row_interval(r, "exponent_difference"),
+       _verdict(r, diags, profile)] for r in pairs])
 
 
 def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> str:
@@ -409,15 +630,24 @@ def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> st
   lines += ["\nfitted laws  L(C) = E + a * C^alpha  (C in FLOPs, L in nats/token)",
             laws_text(main.laws),
             "\ndiagnostics (a group with reasons makes every number derived from its law "
-            "not determined)"]
+            "not determined" + (", except where the E profile bounds it" if analysis.e_profile
+                                else "") + ")"]
   for group, d in diags.items():
     lines.append(f"  {group}: " + ("; ".join(d.reasons) or "determined")
                  + (f"  (skipped: {'; '.join(d.skipped)})" if d.skipped else ""))
   noise = analysis.evidence.noise
   lines.append(f"  seed noise {noise.value:.3g} nats ({noise.source})")
+  numbers = analysis.to_json()
+  if seed_noise_text(numbers):
+    lines.append(f"  pooled: {seed_noise_text(numbers)}")
+  profile = numbers["e_profile"]
   pairs = [dataclasses.asdict(p) for p in main.exponent_pairs]
   if pairs:
-    lines += ["\nexponent differences alpha_group - alpha_reference", pairs_text(pairs, diags)]
+    lines += ["\nexponent differences alpha_group - alpha_reference",
+              pairs_text(pairs, diags, profile)]
+  if profile:
+    lines.append("\nE profile (one shared E refitted on a grid; bands over the plausible E)")
+    lines += [f"  {line}" for line in profile["summary"]]
   other = analysis.sensitivity
   if other is not None:
     lines += [f"\nsensitivity: E {other.irreducible} instead of {main.irreducible}",
@@ -428,10 +658,9 @@ def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> st
     lines.append(f"\nCEG over {reference} from the fitted laws (C_{reference} / C_group)")
     lines.append(aligned_table([["group", "quantity", "at", "estimate"]] + [
         [r.group, r.quantity, f"{r.at:.4g}",
-         "not determined: " + diagnostics.not_determined(diags, [r.group, r.reference],
-                                                         short=True)
-         if r.not_determined else interval_text(r.estimate, r.lower, r.upper)
-         + ("  scale-dependent" if r.scale_dependent else "")] for r in analysis.ceg]))
+         _or_not_determined(dataclasses.asdict(r), interval_text(r.estimate, r.lower, r.upper)
+                            + ("  scale-dependent" if r.scale_dependent else ""),
+                            diags, profile)] for r in analysis.ceg]))
   if analysis.raw_ceg:
     lines.append(f"\nCEG over {reference} from raw curves at the target loss ({raw_combine})")
     lines.append(aligned_table([["group", "target loss", "C_group", f"C_{reference}", "CEG"]] + [
@@ -445,7 +674,22 @@ def fit_text(analysis: ScalingAnalysis, table: RunTable, raw_combine: str) -> st
         for r in analysis.chinchilla]))
   if analysis.lr is not None:
     lines.append(lr_uncertainty_text(analysis.lr.to_json()))
+  if analysis.raw_scale:
+    lines.append(f"\nscale dependence without a law (raw envelopes, over {reference})")
+    header, rows = raw_scale_rows(numbers["raw_scale"])
+    lines.append(aligned_table([header] + rows))
+    lines += [f"  {r.group}: {r.verdict}" for r in analysis.raw_scale]
+  if analysis.rollout is not None or analysis.curvature:
+    lines.append("\nrollout (largest size(s) held out, predicted) and residual curvature")
+    header, rows = rollout_rows(numbers["rollout"], numbers["curvature"])
+    lines.append(aligned_table([header] + rows))
   if table.excluded:
     lines.append(f"\nexcluded runs ({len(table.excluded)}):")
     lines += [f"  {e.run_id} ({e.group}): {e.reason}" for e in table.excluded]
+  header, rows = plateau_rows(numbers["plateau"])
+  if rows:
+    lines.append(f"\nexcluded points on the unigram plateau ({len(rows)} runs):")
+    lines += [f"  {r[0]} ({r[1]}): {r[2]} points, {r[3]}" for r in rows]
+  lines += [f"note: {n}" for n in analysis.notes]
+  lines += [f"{s[0].upper()}{s[1:]}." for s in analysis.requirements]
   return "\n".join(lines)

@@ -17,6 +17,18 @@ and derives from it, section by section:
                  runs (trained when an LR choice was ambiguous, algoprog.training.sweep)
                  are left out of every full-data number and chosen between in each
                  bootstrap resample (`lr_choice_fit`), so LR ambiguity widens the intervals.
+  plateau        points on the unigram plateau excluded before fitting
+                 (`options.exclude_plateau`, with `Evidence.entropy`; algoprog.analysis.plateau);
+  e_profile      the shared E profiled (`options.e_profile`; algoprog.analysis.e_profile):
+                 derived numbers as bands over every plausible E, instead of "not
+                 determined" when E is at a bound;
+  raw_scale      model-free scale dependence of each group over the reference
+                 (`options.raw_scale`; algoprog.analysis.raw_scale);
+  rollout        fit without the largest runs and predict them, and the residual curvature
+                 of the main fit (`options.rollout`; algoprog.analysis.rollout);
+  seed_noise     the pooled seed noise with its chi-square interval (always; cheap);
+  requirements   "to determine X you need ..." for each number still undetermined
+                 (`options.planner_simulations`; algoprog.analysis.planner).
 The result is typed (frozen dataclasses); `to_json()` gives the dict summary.json holds.
 
 A new section is one more option (default: off), one function of the fitted main section
@@ -29,15 +41,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from algoprog import rundir
 from algoprog.analysis import ceg as ceg_lib
-import warnings
-
-from algoprog.analysis import diagnostics, fit, laws, lr as lr_lib, resample
+from algoprog.analysis import diagnostics, e_profile as e_profile_lib, fit, laws, lr as lr_lib
+from algoprog.analysis import noise as noise_lib, plateau as plateau_lib
+from algoprog.analysis import raw_scale as raw_scale_lib, requirements, resample
+from algoprog.analysis import rollout as rollout_lib
 from algoprog.analysis.runs import RunTable
 
 
@@ -70,6 +84,19 @@ class ScalingOptions:
     end of the compute every group's frontier covers. extra_computes: added to those.
   target_losses: nats/token: fitted CEG at each, and raw-curve CEG (`raw_combine`).
   chinchilla: also fit L(N, D) per group on the runs' final points.
+  exclude_plateau: with a known unigram entropy (Evidence.entropy), points with loss above
+    entropy - plateau_margin (nats) are not fitted; a group is marked only when too little
+    remains (its points are then kept, and it gets the "unigram plateau" reason).
+  e_profile: "off", "at_bound" (profile the shared E when a group's diagnostics say "E at a
+    bound") or "always"; e_profile_grid: grid points; e_profile_samples: run resamples.
+  raw_scale: model-free CEG vs target loss and its slope per group over the reference;
+    raw_scale_samples: run resamples.
+  rollout: hold out each group's `rollout_holdout` largest sizes, predict them; plus the
+    residual curvature of the main fit. rollout_samples: bootstrap refits of that fit.
+  planner_simulations: simulated studies per design for the "to determine X you need ..."
+    sentences (0: none); planner_designs: how many designs (cheapest first);
+    planner_max_seconds: when one simulated study times above this share of the budget
+    the sentence states the assumptions instead of simulating.
   """
   reference: str
   irreducible: str | float = "shared"
@@ -88,6 +115,22 @@ class ScalingOptions:
   raw_combine: str = "envelope"
   chinchilla: bool = False
   lr_optima: bool = False  # The lr section: LR optima per sweep and LR laws per group.
+  exclude_plateau: bool = False
+  plateau_margin: float = plateau_lib.MARGIN
+  e_profile: str = "off"
+  e_profile_grid: int = 25
+  e_profile_samples: int = 200
+  raw_scale: bool = False
+  raw_scale_samples: int = 200
+  rollout: bool = False
+  rollout_holdout: int = 1
+  rollout_samples: int = 100
+  planner_simulations: int = 0
+  planner_designs: int = 3
+  planner_max_seconds: float = 60.0
+
+
+E_PROFILE_MODES = ("off", "at_bound", "always")
 
 
 def _json_rows(rows: Sequence[Any]) -> list[dict]:
@@ -174,6 +217,14 @@ class ScalingAnalysis:
   raw_ceg: tuple[ceg_lib.RawCeg, ...] = ()
   chinchilla: tuple[dict, ...] = ()
   lr: "LrSection | None" = None
+  plateau: plateau_lib.PlateauExclusion | None = None
+  e_profile: e_profile_lib.EProfile | None = None
+  raw_scale: tuple[raw_scale_lib.RawScale, ...] = ()
+  rollout: rollout_lib.Rollout | None = None
+  curvature: tuple[rollout_lib.Curvature, ...] = ()
+  seed_noise: noise_lib.SeedNoiseInterval | None = None
+  requirements: tuple[str, ...] = ()
+  notes: tuple[str, ...] = ()  # why a section that was asked for is missing, one line each
 
   @property
   def fit(self) -> fit.PowerLawFit:
@@ -200,7 +251,14 @@ class ScalingAnalysis:
             "raw_ceg": _json_rows(self.raw_ceg), "chinchilla": _json_rows(self.chinchilla),
             "seed_noise": {"value": self.evidence.noise.value,
                            "source": self.evidence.noise.source},
-            "lr": self.lr.to_json() if self.lr else None}
+            "lr": self.lr.to_json() if self.lr else None,
+            "seed_noise_interval": self.seed_noise.to_json() if self.seed_noise else None,
+            "plateau": self.plateau.to_json() if self.plateau else None,
+            "e_profile": self.e_profile.to_json() if self.e_profile else None,
+            "raw_scale": [r.to_json() for r in self.raw_scale],
+            "rollout": self.rollout.to_json() if self.rollout else None,
+            "curvature": [c.to_json() for c in self.curvature],
+            "requirements": list(self.requirements), "notes": list(self.notes)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -262,9 +320,12 @@ def exponent_pairs(result: fit.PowerLawFit, bootstrap: fit.PowerLawBootstrap | N
 
 
 def fit_frontiers(table: RunTable, groups: Sequence[str], options: ScalingOptions,
-                  irreducible: str | float, evidence: Evidence) -> FrontierFit:
+                  irreducible: str | float, evidence: Evidence,
+                  plateau: plateau_lib.PlateauExclusion | None = None) -> FrontierFit:
   """One frontier fit of `groups` with E `irreducible`, its bootstrap, per-group diagnostics
-  and the exponent differences."""
+  and the exponent differences. With `plateau` (points already excluded), the plateau
+  diagnostic is replaced by its exclusion: only a group with too little left gets the
+  reason."""
   power_law = fit.PowerLawOptions(irreducible=irreducible,
                                   shared_exponent=options.shared_exponent,
                                   huber_delta=options.huber_delta)
@@ -279,11 +340,115 @@ def fit_frontiers(table: RunTable, groups: Sequence[str], options: ScalingOption
                                                     power_law, evidence)
     table = table.select(chosen)
   diags = diagnostics.diagnose(result, table, lr_choices=evidence.lr_choices,
-                               noise=evidence.noise, entropy=evidence.entropy)
+                               noise=evidence.noise,
+                               entropy=None if plateau else evidence.entropy)
+  if plateau is not None:
+    diags = plateau_diagnostics(diags, plateau)
   return FrontierFit(str(irreducible), result, bootstrap,
                      tuple(fit.law_rows(result, bootstrap, options.level)), diags,
                      tuple(exponent_pairs(result, bootstrap, diags, options.level)),
                      tuple(fit_warnings))
+
+
+def plateau_diagnostics(diags: Mapping[str, diagnostics.GroupDiagnostics],
+                        plateau: plateau_lib.PlateauExclusion
+                        ) -> dict[str, diagnostics.GroupDiagnostics]:
+  """`diags` with the plateau check replaced by the exclusion: a "unigram plateau" reason
+  only for a group with too little left below the plateau."""
+  left = {p.group: p for p in plateau.groups}
+  out = {}
+  for group, d in diags.items():
+    reasons = tuple(d.reasons)
+    if group in left and left[group].too_little:
+      reasons += (f"unigram plateau: {left[group].reason}",)
+    skipped = tuple(s for s in d.skipped if not s.startswith("unigram plateau"))
+    out[group] = diagnostics.GroupDiagnostics(group, reasons, skipped)
+  return out
+
+
+def plateau_exclusion(table: RunTable, groups: Sequence[str], options: ScalingOptions,
+                      entropy: float) -> tuple[plateau_lib.PlateauExclusion, np.ndarray]:
+  """(the exclusion, the eligible mask to fit with): plateau points of `groups` are not
+  fitted, except in a group with too little left (its points stay; the diagnostics mark
+  it)."""
+  base = (np.ones(table.loss.shape, bool) if options.eligible is None
+          else np.asarray(options.eligible, bool))
+  exclusion = plateau_lib.exclude_plateau(table, entropy, margin=options.plateau_margin,
+                                          eligible=base)
+  eligible = exclusion.eligible.copy()
+  kept = {p.group for p in exclusion.groups if p.too_little or p.group not in groups}
+  for group in kept:
+    rows = table.group == group
+    eligible[rows] = base[rows]
+  # Only the points actually left out are listed (excluded.csv, the report).
+  exclusion = dataclasses.replace(
+      exclusion, eligible=eligible,
+      excluded=tuple(e for e in exclusion.excluded if e.group not in kept),
+      groups=tuple(p for p in exclusion.groups if p.group in groups))
+  return exclusion, eligible
+
+
+# Which reasons the E profile bounds (algoprog.analysis.requirements holds them: the
+# planner's sentences need them too, and that module must not import this one).
+bounded_by_profile = requirements.bounded_by_profile
+remaining_reasons = requirements.remaining_reasons
+
+
+def wants_e_profile(options: ScalingOptions, main: FrontierFit) -> bool:
+  """`options.e_profile` "always", or "at_bound" and some group's E is at a bound."""
+  if options.e_profile == "always":
+    return True
+  return options.e_profile == "at_bound" and any(
+      bounded_by_profile(r) for d in main.diagnostics.values() for r in d.reasons)
+
+
+def profile_section(table: RunTable, groups: Sequence[str], options: ScalingOptions,
+                    main: FrontierFit, computes: Sequence[float]
+                    ) -> e_profile_lib.EProfile:
+  """The shared-E profile of `groups` with every group against the reference, CEG at
+  `computes` (FLOPs); the main fit's E (shared) joins the grid."""
+  extra = ([float(main.fit.law.E[0])] if main.fit.options.irreducible == "shared" else [])
+  return e_profile_lib.profile_E(
+      table, groups=list(groups),
+      pairs=[(g, options.reference) for g in groups if g != options.reference],
+      computes=list(computes), frontier=options.frontier, eligible=options.eligible,
+      num_grid=options.e_profile_grid, extra_E=extra,
+      num_samples=options.e_profile_samples, seed=options.seed, level=options.level)
+
+
+def raw_scale_section(table: RunTable, groups: Sequence[str], options: ScalingOptions
+                      ) -> tuple[list[raw_scale_lib.RawScale], list[str]]:
+  """Model-free scale dependence of every group over the reference, and one note per pair
+  that has none (no common loss)."""
+  out, notes = [], []
+  for g in groups:
+    if g == options.reference:
+      continue
+    try:
+      out.append(raw_scale_lib.raw_scale_dependence(
+          table, options.reference, g, num_samples=options.raw_scale_samples,
+          seed=options.seed, level=options.level))
+    except raw_scale_lib.RawScaleError as e:
+      notes.append(f"raw scale dependence: {e}")
+  return out, notes
+
+
+def rollout_section(table: RunTable, groups: Sequence[str], options: ScalingOptions,
+                    main: FrontierFit, noise: float
+                    ) -> tuple[rollout_lib.Rollout | None, list[rollout_lib.Curvature],
+                               list[str]]:
+  """Rollout of the groups (fitted as the main fit, largest sizes held out) and the main
+  fit's residual curvature; a note when the rollout cannot be fitted."""
+  curvature = rollout_lib.residual_curvature(main.fit, level=options.level)
+  try:
+    result = rollout_lib.rollout(
+        table, groups=list(groups), holdout=options.rollout_holdout,
+        frontier=options.frontier, options=main.fit.options, eligible=options.eligible,
+        num_samples=options.rollout_samples, seed=options.seed, level=options.level,
+        noise=noise)
+  except fit.FitError as e:
+    return None, curvature, [f"rollout: {e}"]
+  return result, curvature, []
 
 
 def coverage_rows(table: RunTable, result: fit.PowerLawFit) -> list[CoverageRow]:
@@ -427,14 +592,29 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
   if options.reference not in groups:
     raise fit.FitError(f"reference: {options.reference!r} is not a fitted group "
                        f"({', '.join(groups)})")
-  main = fit_frontiers(table, groups, options, options.irreducible, evidence)
+  if options.e_profile not in E_PROFILE_MODES:
+    raise fit.FitError(f"e_profile: {options.e_profile!r}; expected one of "
+                       f"{', '.join(E_PROFILE_MODES)}")
+  notes: list[str] = []
+  plateau = None
+  if options.exclude_plateau:
+    if evidence.entropy is None:
+      notes.append("plateau exclusion: skipped, the unigram entropy is unknown")
+    else:
+      plateau, eligible = plateau_exclusion(table, groups, options, evidence.entropy)
+      options = dataclasses.replace(options, eligible=eligible)
+  main = fit_frontiers(table, groups, options, options.irreducible, evidence, plateau)
   sensitivity = None
   if options.sensitivity not in (None, "") and str(options.sensitivity) != str(
       options.irreducible):
-    sensitivity = fit_frontiers(table, groups, options, options.sensitivity, evidence)
+    sensitivity = fit_frontiers(table, groups, options, options.sensitivity, evidence,
+                                plateau)
   lr = lr_section(table, evidence, options.level) if options.lr_optima else None
   chosen = chosen_lr_mask(table, evidence)
-  table = table if chosen is None else table.select(chosen)  # Runner-up runs: CIs only.
+  if chosen is not None:  # Runner-up runs: in the bootstrap's CIs only.
+    table = table.select(chosen)
+    if options.eligible is not None:
+      options = dataclasses.replace(options, eligible=np.asarray(options.eligible)[chosen])
   coverage = tuple(coverage_rows(table, main.fit))
   computes = (list(options.computes) if options.computes is not None
               else auto_ceg_computes(coverage))
@@ -445,6 +625,25 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
       num_samples=options.bootstrap, seed=options.seed, level=options.level)]
   chinchilla = (chinchilla_rows(table, groups, options.bootstrap, options.seed,
                                 options.level) if options.chinchilla else [])
-  return ScalingAnalysis(groups, options.reference, options, evidence, main, sensitivity,
-                         coverage, tuple(computes), tuple(cegs), tuple(raw),
-                         tuple(chinchilla), lr)
+  profile = None
+  if wants_e_profile(options, main):
+    try:
+      profile = profile_section(table, groups, options, main, computes)
+    except fit.FitError as e:
+      notes.append(f"E profile: {e}")
+  raw_scale, raw_notes = (raw_scale_section(table, groups, options) if options.raw_scale
+                          else ([], []))
+  seed_noise = noise_lib.seed_noise_from_runs(table.run_info.values(), level=options.level)
+  rolled, curvature, roll_notes = (
+      rollout_section(table, groups, options, main, evidence.noise.value)
+      if options.rollout else (None, [], []))
+  analysis = ScalingAnalysis(groups, options.reference, options, evidence, main,
+                             sensitivity, coverage, tuple(computes), tuple(cegs), tuple(raw),
+                             tuple(chinchilla), lr, plateau, profile, tuple(raw_scale), rolled,
+                             tuple(curvature), seed_noise, (),
+                             tuple(notes + raw_notes + roll_notes))
+  if options.planner_simulations:
+    sentences, plan_notes = requirements.requirement_sentences(table, analysis)
+    analysis = dataclasses.replace(analysis, requirements=tuple(sentences),
+                                   notes=analysis.notes + tuple(plan_notes))
+  return analysis
