@@ -55,8 +55,9 @@ def test_a_chip_without_a_table_entry_gives_null_mfu_and_a_note(small_corpus, tm
                                                                caplog, monkeypatch):
   peak = hardware.device_peak(FutureDevice(), "float32")
   assert peak.flops_per_s is None and "Quantum Matmul Engine 9000" in peak.source
+  real = hardware.device_peak
   monkeypatch.setattr(train.hardware, "device_peak",
-                      lambda device, dtype: hardware.device_peak(FutureDevice(), dtype))
+                      lambda device, dtype: real(FutureDevice(), dtype))
   config = tiny_config(small_corpus, tmp_path / "cache", train__tokens=16 * 32 * 4)
   with caplog.at_level(logging.INFO):
     train.train_and_evaluate(config, tmp_path / "run")
