@@ -10,6 +10,7 @@ import jax
 import pytest
 
 from algoprog import hardware, rundir
+from algoprog.analysis import runs
 from algoprog.training import train
 
 from test_train import tiny_config
@@ -67,6 +68,8 @@ def test_a_chip_without_a_table_entry_gives_null_mfu_and_a_note(small_corpus, tm
   rows = rundir.read_metrics(tmp_path / "run")
   assert_consistent(rows, run)
   assert "MFU n/a" in caplog.text and "no entry" in caplog.text
+  table = runs.load_runs(tmp_path)  # The analysis reads rows with a null mfu as any.
+  assert table.run_ids == ["run"] and table.loss.size == len(rows)
 
 
 def test_table_peaks_follow_the_matmul_dtype():
