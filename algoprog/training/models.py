@@ -446,31 +446,35 @@ def lstm_scan_autodiff(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array,
   return jnp.swapaxes(hs_LxBxH, 0, 1), jnp.stack([h_BxH, c_BxH], axis=1)
 
 
-def _lstm_forward(xproj_LxBx4H, recurrent_Hx4H, h0_BxH, c0_BxH, matmul_dtype, unroll):
-  """The time-major recurrence: (hs [L, B, H], cs [L, B, H], activations [L, B, 4H])."""
+def _lstm_forward(xproj_LxBx4H, recurrent_Hx4H, h0_BxH, c0_BxH, matmul_dtype, unroll,
+                  save: bool = True):
+  """The time-major recurrence: (hs [L, B, H], final (h, c)) and, when `save` (for the
+  backward), (cs [L, B, H], activations [L, B, 4H]) too."""
 
   def step(carry, xproj_Bx4H):
     h_BxH, c_BxH = carry
     gates = xproj_Bx4H + _recurrent_matmul(h_BxH, recurrent_Hx4H, matmul_dtype)
     h_BxH, c_BxH, acts_Bx4H = _lstm_cell(gates, c_BxH)
-    return (h_BxH, c_BxH), (h_BxH, c_BxH, acts_Bx4H)
+    return (h_BxH, c_BxH), ((h_BxH, c_BxH, acts_Bx4H) if save else h_BxH)
 
-  _, outputs = jax.lax.scan(step, (h0_BxH, c0_BxH), xproj_LxBx4H, unroll=unroll)
-  return outputs
+  final, outputs = jax.lax.scan(step, (h0_BxH, c0_BxH), xproj_LxBx4H, unroll=unroll)
+  return final, outputs
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _lstm_scan_time_major(xproj_LxBx4H: jax.Array, recurrent_Hx4H: jax.Array,
                           carry_2xBxH: jax.Array, matmul_dtype: str, unroll: int
                           ) -> tuple[jax.Array, jax.Array]:
-  hs, cs, _ = _lstm_forward(xproj_LxBx4H, recurrent_Hx4H, carry_2xBxH[0], carry_2xBxH[1],
-                            matmul_dtype, unroll)
-  return hs, jnp.stack([hs[-1], cs[-1]])
+  # Without a gradient (evaluation) nothing but the hidden states is kept.
+  final, hs = _lstm_forward(xproj_LxBx4H, recurrent_Hx4H, carry_2xBxH[0], carry_2xBxH[1],
+                            matmul_dtype, unroll, save=False)
+  return hs, jnp.stack(final)
 
 
 def _lstm_scan_fwd(xproj, recurrent, carry, matmul_dtype, unroll):
-  hs, cs, acts = _lstm_forward(xproj, recurrent, carry[0], carry[1], matmul_dtype, unroll)
-  return (hs, jnp.stack([hs[-1], cs[-1]])), (recurrent, carry, hs, cs, acts)
+  final, (hs, cs, acts) = _lstm_forward(xproj, recurrent, carry[0], carry[1], matmul_dtype,
+                                        unroll)
+  return (hs, jnp.stack(final)), (recurrent, carry, hs, cs, acts)
 
 
 def _lstm_scan_bwd(matmul_dtype, unroll, residuals, cotangents):
