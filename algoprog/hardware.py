@@ -182,3 +182,52 @@ def wall_seconds(flops: float, accelerator: Accelerator, *, dtype: str = "bfloat
   """Seconds to execute `flops` FLOPs on `chips` chips at model-FLOP utilisation `mfu`:
   flops / (peak * mfu * chips)."""
   return flops / (accelerator.peak(dtype) * mfu * chips)
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicePeak:
+  """The peak a training run's MFU is stated against (`device_peak`).
+
+  `flops_per_s`: dense peak FLOP/s per device, None for a chip without a table entry;
+  `dtype`: the table column it was read from; `source`: where the number comes from, or
+  for None why there is none.
+  """
+  flops_per_s: float | None
+  dtype: str
+  source: str
+
+
+def peak_dtype(accelerator: Accelerator, matmul_dtype: str) -> str:
+  """The column of `accelerator`'s peaks that a model whose matmuls run in `matmul_dtype`
+  (config model.matmul_dtype) at JAX's default precision can reach: "float32" is
+  "tfloat32" where the chip has it (NVIDIA: XLA's default for f32 matmuls) and "bfloat16"
+  on TPUs (one bfloat16 MXU pass at default precision); otherwise `matmul_dtype`."""
+  if matmul_dtype == "float32":
+    if "tfloat32" in accelerator.peak_flops_per_s:
+      return "tfloat32"
+    if accelerator.name.startswith("TPU"):
+      return "bfloat16"
+  return matmul_dtype
+
+
+def device_peak(device: Any, matmul_dtype: str) -> DevicePeak:
+  """The per-device peak for MFU of a run on jax `device` with `matmul_dtype` matmuls.
+
+  CPU: the measured matmul peak in that dtype only (`measured_cpu_matmul_peak`, cached per
+  process), so call it only in a process that trains. A chip not in the table: None, with
+  a note naming its device_kind.
+  """
+  kind = str(getattr(device, "device_kind", device))
+  if getattr(device, "platform", None) == CPU or kind.lower() == CPU:
+    return DevicePeak(measured_cpu_matmul_peak(matmul_dtype), matmul_dtype,
+                      f"measured: best of {_MATMUL_REPEATS} timed jitted {_MATMUL_SIZE}x"
+                      f"{_MATMUL_SIZE} {matmul_dtype} matmuls (2n^3 FLOPs) on this CPU, "
+                      "once per process")
+  accelerator = accelerator_for(device)
+  if accelerator is None:
+    return DevicePeak(None, matmul_dtype,
+                      f"device_kind '{kind}' has no entry in algoprog.hardware.ACCELERATORS:"
+                      " no MFU")
+  dtype = peak_dtype(accelerator, matmul_dtype)
+  return DevicePeak(accelerator.peak(dtype), dtype, f"{accelerator.name}, {dtype}: "
+                    f"{accelerator.source}")

@@ -4,10 +4,18 @@ A run directory holds:
   config.json    the fully resolved config (every derived field filled in)
   run.json       identity and summary: label, status ("running", "interrupted" by SIGTERM,
                  "completed", "failed"), parameter counts, FLOP convention, data
-                 fingerprint, failure reason (rewritten as the run progresses)
+                 fingerprint, failure reason (rewritten as the run progresses); MFU's
+                 denominator once training starts (algoprog.hardware.device_peak):
+                 peak_flops_per_s per device (null for a chip without a table entry),
+                 peak_dtype, peak_source (the number's source, or why there is none),
+                 devices (kept in RunRecord.extra)
   metrics.jsonl  one JSON object per evaluation, in step order: step, tokens, flops,
                  train_loss, validation_loss (nats/token), validation_tokens (scored),
-                 wall_time_s, learning_rate
+                 wall_time_s, learning_rate, and the throughput of the train steps since
+                 the previous row: tokens_per_s, model_flops_per_s (analytic FLOPs per
+                 token x tokens/s, all devices), mfu (model_flops_per_s / (run.json's
+                 peak_flops_per_s x devices); null without a peak). TIMING_FIELDS differ
+                 between two runs of the same config; every other field repeats exactly.
   checkpoints/   orbax checkpoints
   events.out.tfevents.*  TensorBoard event files mirroring metrics.jsonl, when
                  train.trackers names tensorboard (algoprog.training.tracking)
@@ -36,6 +44,9 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
 LAUNCHER_LOG = "launcher.log"  # A sweep's capture of the trainer's stdout/stderr.
 TENSORBOARD_EVENTS = "events.out.tfevents.*"  # tensorboardX's file names (a glob).
+# metrics.jsonl fields that measure time, not training: they differ between identical runs
+# (and between a straight run and a resumed one), so comparisons of rows leave them out.
+TIMING_FIELDS = ("wall_time_s", "tokens_per_s", "model_flops_per_s", "mfu")
 
 # run.json's status: "running" while a trainer holds the run (or it died without a word),
 # "interrupted" when a signal stopped it after a checkpoint (the same command resumes it),

@@ -72,3 +72,13 @@ def test_bench_vs_torch_skips_in_one_line_without_torch(tmp_path):
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip().splitlines() == [
       "bench_vs_torch: skipped: torch is not installed (pip install '.[bench]')"]
+
+
+def test_bench_lstm_prints_a_row_per_variant_in_both_modes():
+  for extra in (["--scan_only"], ["--vocab=64"]):
+    done = _run([str(BENCHMARKS / "bench_lstm.py"), "--widths=16", "--steps=1",
+                 "--unrolls=1,2", "--batch_size=4", *extra], _env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 16 |")]
+    assert [r.split("|")[2].strip() for r in rows] == [
+        "autodiff (before)", "custom VJP, unroll 1", "custom VJP, unroll 2"]

@@ -31,7 +31,8 @@ def test_train_launcher_runs_and_records(small_corpus, tmp_path):
   rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in rows] == [1, 2, 4, 8, 16]
   assert set(rows[0]) == {"step", "tokens", "flops", "train_loss", "validation_loss",
-                          "validation_tokens", "wall_time_s", "learning_rate"}
+                          "validation_tokens", "wall_time_s", "learning_rate",
+                          "tokens_per_s", "model_flops_per_s", "mfu"}
   run = json.loads((tmp_path / "run" / "run.json").read_text())
   assert run["status"] == "completed" and run["flops_convention"]
   again = launch(tmp_path / "run", small_corpus, tmp_path / "cache")  # A finished run.

@@ -55,7 +55,8 @@ def metrics_by_tag(run_dir):
 def assert_events_mirror_metrics(run_dir):
   events, metrics = scalars_by_tag(run_dir), metrics_by_tag(run_dir)
   assert set(events) == set(metrics) == {"tokens", "flops", "train_loss", "validation_loss",
-                                         "validation_tokens", "wall_time_s", "learning_rate"}
+                                         "validation_tokens", "wall_time_s", "learning_rate",
+                                         "tokens_per_s", "model_flops_per_s", "mfu"}
   for tag, expected in metrics.items():
     assert [s for s, _ in events[tag]] == [s for s, _ in expected], tag
     assert [v for _, v in events[tag]] == pytest.approx([v for _, v in expected], rel=1e-6)

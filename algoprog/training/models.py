@@ -413,6 +413,128 @@ def _add_output_bias_bwd(bias_V, dlogits_TxV):
 add_output_bias.defvjp(_add_output_bias_fwd, _add_output_bias_bwd)
 
 
+def _recurrent_matmul(h_BxH: jax.Array, recurrent_Hx4H: jax.Array, matmul_dtype: str
+                      ) -> jax.Array:
+  """h @ W_h in float32 (matmul_dtype "bfloat16": bf16 operands, f32 accumulation)."""
+  if matmul_dtype == "float32":
+    return h_BxH @ recurrent_Hx4H
+  return jnp.dot(h_BxH.astype(matmul_dtype), recurrent_Hx4H.astype(matmul_dtype),
+                 preferred_element_type=jnp.float32)
+
+
+def _lstm_cell(gates_Bx4H: jax.Array, c_BxH: jax.Array
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(h', c', activations [B, 4H]: sigmoid(i), sigmoid(f), tanh(g), sigmoid(o))."""
+  h = c_BxH.shape[-1]
+  i, f, g, o = (gates_Bx4H[:, k * h:(k + 1) * h] for k in range(4))
+  i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+  c_BxH = f * c_BxH + i * g
+  return o * jnp.tanh(c_BxH), c_BxH, jnp.concatenate([i, f, g, o], axis=-1)
+
+
+# Scan unroll of the LSTM recurrence, forward and backward: more steps per loop iteration
+# let XLA fuse across steps and amortise the loop overhead (docs/performance.md).
+LSTM_UNROLL = 1
+
+
+def lstm_scan_autodiff(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array,
+                       carry_Bx2xH: jax.Array, matmul_dtype: str = "float32"
+                       ) -> tuple[jax.Array, jax.Array]:
+  """`lstm_scan` differentiated by JAX's scan autodiff: the reference its custom VJP is
+  tested against (tests/test_models.py) and benchmarked with (benchmarks/bench_lstm.py)."""
+
+  def step(carry, xproj_Bx4H):
+    h_BxH, c_BxH = carry
+    if matmul_dtype == "float32":
+      gates = xproj_Bx4H + h_BxH @ recurrent_Hx4H
+    else:
+      gates = xproj_Bx4H + low_precision_matmul(h_BxH, recurrent_Hx4H, matmul_dtype)
+    h_BxH, c_BxH, _ = _lstm_cell(gates, c_BxH)
+    return (h_BxH, c_BxH), h_BxH
+
+  (h_BxH, c_BxH), hs_LxBxH = jax.lax.scan(
+      step, (carry_Bx2xH[:, 0], carry_Bx2xH[:, 1]), jnp.swapaxes(xproj_BxLx4H, 0, 1))
+  return jnp.swapaxes(hs_LxBxH, 0, 1), jnp.stack([h_BxH, c_BxH], axis=1)
+
+
+def _lstm_forward(xproj_LxBx4H, recurrent_Hx4H, h0_BxH, c0_BxH, matmul_dtype, unroll,
+                  save: bool = True):
+  """The time-major recurrence: (hs [L, B, H], final (h, c)) and, when `save` (for the
+  backward), (cs [L, B, H], activations [L, B, 4H]) too."""
+
+  def step(carry, xproj_Bx4H):
+    h_BxH, c_BxH = carry
+    gates = xproj_Bx4H + _recurrent_matmul(h_BxH, recurrent_Hx4H, matmul_dtype)
+    h_BxH, c_BxH, acts_Bx4H = _lstm_cell(gates, c_BxH)
+    return (h_BxH, c_BxH), ((h_BxH, c_BxH, acts_Bx4H) if save else h_BxH)
+
+  final, outputs = jax.lax.scan(step, (h0_BxH, c0_BxH), xproj_LxBx4H, unroll=unroll)
+  return final, outputs
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _lstm_scan_time_major(xproj_LxBx4H: jax.Array, recurrent_Hx4H: jax.Array,
+                          carry_2xBxH: jax.Array, matmul_dtype: str, unroll: int
+                          ) -> tuple[jax.Array, jax.Array]:
+  # Without a gradient (evaluation) nothing but the hidden states is kept.
+  final, hs = _lstm_forward(xproj_LxBx4H, recurrent_Hx4H, carry_2xBxH[0], carry_2xBxH[1],
+                            matmul_dtype, unroll, save=False)
+  return hs, jnp.stack(final)
+
+
+def _lstm_scan_fwd(xproj, recurrent, carry, matmul_dtype, unroll):
+  final, (hs, cs, acts) = _lstm_forward(xproj, recurrent, carry[0], carry[1], matmul_dtype,
+                                        unroll)
+  return (hs, jnp.stack(final)), (recurrent, carry, hs, cs, acts)
+
+
+def _lstm_scan_bwd(matmul_dtype, unroll, residuals, cotangents):
+  recurrent_Hx4H, carry_2xBxH, hs_LxBxH, cs_LxBxH, acts_LxBx4H = residuals
+  dhs_LxBxH, dcarry_2xBxH = cotangents
+  h = recurrent_Hx4H.shape[0]
+  # The state entering each step: the initial carry, then the previous step's output.
+  h_prev_LxBxH = jnp.concatenate([carry_2xBxH[:1], hs_LxBxH[:-1]])
+  c_prev_LxBxH = jnp.concatenate([carry_2xBxH[1:], cs_LxBxH[:-1]])
+  low = matmul_dtype != "float32"
+  recurrent_T = (recurrent_Hx4H.astype(matmul_dtype) if low else recurrent_Hx4H).T
+
+  def step(carry, per_step):
+    dh_BxH, dc_BxH = carry  # d loss / d (h_t, c_t) from the steps after t.
+    dh_out_BxH, c_BxH, c_prev_BxH, acts_Bx4H = per_step
+    i, f, g, o = (acts_Bx4H[:, k * h:(k + 1) * h] for k in range(4))
+    dh_BxH = dh_BxH + dh_out_BxH
+    tanh_c = jnp.tanh(c_BxH)  # Recomputed: cheaper than storing [L, B, H] more.
+    dc_BxH = dc_BxH + dh_BxH * o * (1.0 - tanh_c * tanh_c)
+    dgates_Bx4H = jnp.concatenate([dc_BxH * g * i * (1.0 - i),
+                                   dc_BxH * c_prev_BxH * f * (1.0 - f),
+                                   dc_BxH * i * (1.0 - g * g),
+                                   dh_BxH * tanh_c * o * (1.0 - o)], axis=-1)
+    if low:
+      dh_prev = jnp.dot(dgates_Bx4H.astype(matmul_dtype), recurrent_T,
+                        preferred_element_type=jnp.float32)
+    else:
+      dh_prev = dgates_Bx4H @ recurrent_T
+    return (dh_prev, dc_BxH * f), dgates_Bx4H
+
+  (dh0_BxH, dc0_BxH), dgates_LxBx4H = jax.lax.scan(
+      step, (dcarry_2xBxH[0], dcarry_2xBxH[1]),
+      (dhs_LxBxH, cs_LxBxH, c_prev_LxBxH, acts_LxBx4H), reverse=True, unroll=unroll)
+  # The recurrent kernel's gradient, sum over t of h_{t-1}^T dgates_t: one [H, L*B] x
+  # [L*B, 4H] matmul after the loop instead of a small one per step inside it.
+  rows = h_prev_LxBxH.shape[0] * h_prev_LxBxH.shape[1]
+  h_prev_TxH, dgates_Tx4H = h_prev_LxBxH.reshape(rows, h), dgates_LxBx4H.reshape(rows, 4 * h)
+  if low:
+    drecurrent = jnp.dot(h_prev_TxH.astype(matmul_dtype).T, dgates_Tx4H.astype(matmul_dtype),
+                         preferred_element_type=jnp.float32)
+  else:
+    drecurrent = h_prev_TxH.T @ dgates_Tx4H
+  return (dgates_LxBx4H, drecurrent.astype(recurrent_Hx4H.dtype),
+          jnp.stack([dh0_BxH, dc0_BxH]))
+
+
+_lstm_scan_time_major.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
+
+
 def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: jax.Array,
               matmul_dtype: str = "float32") -> tuple[jax.Array, jax.Array]:
   """Runs the LSTM recurrence over L steps; returns (hidden states [B, L, H], carry).
@@ -423,23 +545,16 @@ def lstm_scan(xproj_BxLx4H: jax.Array, recurrent_Hx4H: jax.Array, carry_Bx2xH: j
     c' = sigmoid(f) * c + sigmoid(i) * tanh(g),  h' = sigmoid(o) * tanh(c').
   The carry is [B, 2, H] with h at index 0 and c at index 1; all in float32 (matmul_dtype
   "bfloat16": h and W_h enter the matmul as bf16, the gates are accumulated in f32).
+
+  The gradient is written out (a custom VJP, equal to `lstm_scan_autodiff`'s within f32
+  rounding): the forward saves the gate activations and cell states, the reverse scan does
+  only the elementwise gate derivatives and dgates @ W_h^T per step, and W_h's gradient is
+  one matmul over all steps after it (docs/performance.md has the timings).
   """
-  h = recurrent_Hx4H.shape[0]
-
-  def step(carry, xproj_Bx4H):
-    h_BxH, c_BxH = carry
-    if matmul_dtype == "float32":
-      gates = xproj_Bx4H + h_BxH @ recurrent_Hx4H
-    else:
-      gates = xproj_Bx4H + low_precision_matmul(h_BxH, recurrent_Hx4H, matmul_dtype)
-    i, f, g, o = (gates[:, k * h:(k + 1) * h] for k in range(4))
-    c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
-    return (h_BxH, c_BxH), h_BxH
-
-  (h_BxH, c_BxH), hs_LxBxH = jax.lax.scan(
-      step, (carry_Bx2xH[:, 0], carry_Bx2xH[:, 1]), jnp.swapaxes(xproj_BxLx4H, 0, 1))
-  return jnp.swapaxes(hs_LxBxH, 0, 1), jnp.stack([h_BxH, c_BxH], axis=1)
+  hs_LxBxH, carry_2xBxH = _lstm_scan_time_major(
+      jnp.swapaxes(xproj_BxLx4H, 0, 1), recurrent_Hx4H, jnp.swapaxes(carry_Bx2xH, 0, 1),
+      matmul_dtype, LSTM_UNROLL)
+  return jnp.swapaxes(hs_LxBxH, 0, 1), jnp.swapaxes(carry_2xBxH, 0, 1)
 
 
 class LSTMLayer(nn.Module):

@@ -50,7 +50,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from algoprog import rundir
+from algoprog import hardware, rundir
 from algoprog.training import checkpoints, compiled_flops, config as config_lib, console, data
 from algoprog.training import flops, models, optim, output_layer, tracking
 
@@ -612,6 +612,17 @@ def _check_workdir(run_dir: pathlib.Path, config: ml_collections.ConfigDict,
   return previous
 
 
+@dataclasses.dataclass
+class StepClock:
+  """Train steps taken and the seconds they took (host wall time up to the loss fetch)."""
+  steps: int = 0
+  seconds: float = 0.0
+
+  def add(self, steps: int, seconds: float) -> None:
+    self.steps += steps
+    self.seconds += seconds
+
+
 class TrainingLoop:
   """One run's steps, from its latest checkpoint (or the initial state) on, and the
   periodic work between them, one method per piece of the protocol (train_and_evaluate):
@@ -623,10 +634,14 @@ class TrainingLoop:
   """
 
   def __init__(self, plan: RunPlan, trainer: Trainer, corpus: data.Corpus,
-               run_dir: pathlib.Path, writes: bool):
+               run_dir: pathlib.Path, writes: bool,
+               peak: hardware.DevicePeak | None = None):
     """Restores the latest checkpoint of `run_dir` (or initialises) and opens metrics.jsonl
-    at that step; `writes`: whether this process writes the run files."""
+    at that step; `writes`: whether this process writes the run files; `peak`: the
+    per-device peak MFU is stated against (None: mfu is null)."""
     self.plan, self.trainer = plan, trainer
+    self.peak_flops_per_s = None if peak is None else peak.flops_per_s
+    self.devices = int(trainer.mesh.devices.size)
     batch_size, length = plan.config.data.batch_size, plan.config.data.sequence_length
     self.stream = data.TokenStream(corpus.train_tokens, batch_size, length)
     self.rows = host_rows(batch_size)
@@ -662,6 +677,11 @@ class TrainingLoop:
     self.pending_losses = []  # Device scalars of the steps since the last fetch.
     self.start_time = time.time() - self.stream_state["wall_time_s"]
     self.interval_start, self.interval_step = time.time(), self.done
+    # Train-step time only (from the end of the periodic work to the next loss fetch, which
+    # waits for the devices), since the last metrics row and since the last progress line:
+    # model FLOP/s and MFU measure the steps, not evaluations or checkpoints.
+    self.clock_start = time.time()
+    self.row_clock, self.log_clock = StepClock(), StepClock()
 
   def run(self, last_step: int, stop_requested: Callable[[], bool]) -> None:
     """Trains until `last_step` steps are done, or until every process agrees to stop
@@ -683,6 +703,7 @@ class TrainingLoop:
         self.checkpoint()
       if self.stopping:
         return
+      self.clock_start = time.time()
 
   def train_step(self, step: int) -> None:
     """Takes step `step` (0-based); its loss stays on the devices until fetched."""
@@ -701,6 +722,9 @@ class TrainingLoop:
         plan.divergence_loss.
     """
     losses = [float(x) for x in jax.device_get(self.pending_losses)]
+    train_seconds = time.time() - self.clock_start  # The fetch waited for the steps.
+    for clock in (self.row_clock, self.log_clock):
+      clock.add(len(losses), train_seconds)
     first = self.done - len(losses) + 1  # The 1-based step of losses[0].
     self.pending_losses = []
     for i, loss in enumerate(losses):
@@ -726,6 +750,7 @@ class TrainingLoop:
         self.state.params, self.validation if final else self.validation_subset)
     self.writer.write(self.metrics_row(scored))
     self.stream_state["train_loss_sum"], self.stream_state["train_loss_steps"] = 0.0, 0
+    self.row_clock = StepClock()
 
   def metrics_row(self, validation_tokens: int) -> dict:
     """metrics.jsonl's row after `done` steps (algoprog.rundir lists its fields)."""
@@ -738,21 +763,38 @@ class TrainingLoop:
         "validation_loss": self.validation_loss, "validation_tokens": validation_tokens,
         "wall_time_s": time.time() - self.start_time,
         "learning_rate": float(self.trainer.learning_rate(self.done - 1)),
+        **self.throughput(self.row_clock),
     }
 
+  def throughput(self, clock: StepClock) -> dict:
+    """{tokens_per_s, model_flops_per_s, mfu} of the train steps `clock` timed: tokens/s
+    of the global batch, model FLOP/s summed over devices (analytic FLOPs per token x
+    tokens/s), and MFU = model FLOP/s / (per-device peak x devices), None without a peak."""
+    tokens_per_s = clock.steps * self.plan.tokens_per_step / max(clock.seconds, 1e-9)
+    model_flops_per_s = self.plan.flops_per_token * tokens_per_s
+    mfu = (None if self.peak_flops_per_s is None else
+           model_flops_per_s / (self.peak_flops_per_s * self.devices))
+    return {"tokens_per_s": tokens_per_s, "model_flops_per_s": model_flops_per_s, "mfu": mfu}
+
   def log_progress(self, latest_train_loss: float) -> None:
-    """One progress line: position, losses, throughput since the last line, ETA."""
+    """One progress line: position, losses, throughput since the last line (tok/s and
+    steps/s of all the time, evaluations included, as the ETA needs; model FLOP/s and MFU
+    of the train steps only), ETA."""
     elapsed = max(time.time() - self.interval_start, 1e-9)
     steps_per_s = (self.done - self.interval_step) / elapsed
     steps_left = self.plan.total_steps - self.done
     tokens_seen = self.done * self.plan.tokens_per_step
+    rates = self.throughput(self.log_clock)
+    mfu = "n/a" if rates["mfu"] is None else f"{100 * rates['mfu']:.1f}%"
     logging.info(
         "step %d/%d  tokens %.3g  FLOPs %.3g  train %.4f  validation %.4f  %.0f tok/s  "
-        "%.2f steps/s  ETA %s", self.done, self.plan.total_steps, tokens_seen,
-        self.plan.flops_per_token * tokens_seen, latest_train_loss, self.validation_loss,
-        steps_per_s * self.plan.tokens_per_step, steps_per_s,
+        "%.3g FLOP/s  MFU %s  %.2f steps/s  ETA %s", self.done, self.plan.total_steps,
+        tokens_seen, self.plan.flops_per_token * tokens_seen, latest_train_loss,
+        self.validation_loss, steps_per_s * self.plan.tokens_per_step,
+        rates["model_flops_per_s"], mfu, steps_per_s,
         console.format_duration(steps_left / max(steps_per_s, 1e-9)))
     self.interval_start, self.interval_step = time.time(), self.done
+    self.log_clock = StepClock()
 
   def checkpoint(self) -> None:
     """Saves the train state and the stream state after `done` steps."""
@@ -811,7 +853,13 @@ def _train(plan: RunPlan, corpus: data.Corpus, run_dir: pathlib.Path, *, mesh: M
                plan.flops_per_token * plan.tokens_planned)
 
   trainer = build_trainer(config, plan.vocab_size, plan.total_steps, mesh)
-  loop = TrainingLoop(plan, trainer, corpus, run_dir, writes)
+  # Here, not earlier: on CPU this times a matmul, which only a process that trains pays.
+  peak = hardware.device_peak(trainer.mesh.devices.flat[0], config.model.matmul_dtype)
+  if peak.flops_per_s is None:
+    logging.warning("%s (metrics.jsonl's mfu is null)", peak.source)
+  record(peak_flops_per_s=peak.flops_per_s, peak_dtype=peak.dtype, peak_source=peak.source,
+         devices=int(trainer.mesh.devices.size))
+  loop = TrainingLoop(plan, trainer, corpus, run_dir, writes, peak)
   last_step = (plan.total_steps if stop_after_steps is None
                else min(plan.total_steps, stop_after_steps))
   try:
