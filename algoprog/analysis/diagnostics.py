@@ -43,7 +43,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from algoprog import lr_law
-from algoprog.analysis import fit as fit_lib
+from algoprog.analysis import fit as fit_lib, noise
 from algoprog.analysis.runs import RunTable
 
 E_LOWER_FRACTION = 1e-3
@@ -110,16 +110,8 @@ def fit_reasons(result: fit_lib.PowerLawFit) -> dict[str, list[str]]:
 
 def seed_noise(run_infos: Iterable[Mapping]) -> SeedNoise:
   """Seed noise from run.json records (completed runs with a final validation loss)."""
-  finals: dict[tuple, dict] = {}
-  for info in run_infos:
-    loss = info.get("final_validation_loss")
-    if info.get("status") != "completed" or not isinstance(loss, (int, float)) or not (
-        math.isfinite(loss)):
-      continue
-    key = tuple(info.get(k) for k in ("label", "width", "learning_rate", "tokens_planned",
-                                      "stage"))
-    finals.setdefault(key, {})[info.get("seed")] = float(loss)
-  stds = [float(np.std(list(v.values()), ddof=1)) for v in finals.values() if len(v) > 1]
+  stds = [float(np.std(v, ddof=1)) for v in noise.seed_finals(run_infos).values()
+          if len(v) > 1]
   if not stds:
     return SeedNoise(DEFAULT_SEED_NOISE, 0)
   return SeedNoise(float(np.median(stds)), len(stds))

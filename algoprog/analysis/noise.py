@@ -111,10 +111,9 @@ def pooled_seed_noise(finals: Mapping[Hashable, Sequence[float]], *, level: floa
                            level)
 
 
-def seed_noise_from_runs(run_infos: Iterable[Mapping], *, level: float = 0.95
-                         ) -> SeedNoiseInterval:
-  """`pooled_seed_noise` of run.json records: completed runs with a final validation loss,
-  configurations keyed as diagnostics.seed_noise (label, width, LR, budget, stage)."""
+def seed_finals(run_infos: Iterable[Mapping]) -> dict[tuple, list[float]]:
+  """{configuration (SEED_KEY values): final validation losses of its seeds} from run.json
+  records: completed runs with a finite final validation loss, one loss per seed."""
   finals: dict[tuple, dict] = {}
   for info in run_infos:
     loss = info.get("final_validation_loss")
@@ -123,7 +122,13 @@ def seed_noise_from_runs(run_infos: Iterable[Mapping], *, level: float = 0.95
       continue
     key = tuple(info.get(k) for k in SEED_KEY)
     finals.setdefault(key, {})[info.get("seed")] = float(loss)
-  return pooled_seed_noise({k: list(v.values()) for k, v in finals.items()}, level=level)
+  return {k: list(v.values()) for k, v in finals.items()}
+
+
+def seed_noise_from_runs(run_infos: Iterable[Mapping], *, level: float = 0.95
+                         ) -> SeedNoiseInterval:
+  """`pooled_seed_noise` of run.json records (`seed_finals`)."""
+  return pooled_seed_noise(seed_finals(run_infos), level=level)
 
 
 # ----------------------------------------------------------------------------------------

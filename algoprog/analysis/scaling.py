@@ -188,18 +188,10 @@ class CoverageRow:
 
 
 @dataclasses.dataclass(frozen=True)
-class FittedCeg:
+class FittedCeg(ceg_lib.CegRow):
   """A row of algoprog.analysis.ceg.ceg_table with the groups' diagnostics: a row with
   reasons in `not_determined` has no scale-dependence verdict (None)."""
-  group: str
-  reference: str
-  quantity: str
-  at: float
-  estimate: float
-  lower: float
-  upper: float
-  scale_dependent: bool | None
-  not_determined: str
+  not_determined: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
