@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import config as config_lib, models, presets, train
+from algoprog.training import aot, config as config_lib, models, presets
 
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128", "256"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and width.")
@@ -46,16 +46,10 @@ def compiled_step(width: int, vocab: int, batch_size: int, scan, unroll: int):
   library = models.lstm_scan, models.LSTM_UNROLL
   models.lstm_scan, models.LSTM_UNROLL = scan, unroll
   try:
-    trainer = train.build_trainer(c, vocab, total_steps=1000)
-    rng = np.random.default_rng(0)
-    shape = (c.data.batch_size, c.data.sequence_length)
-    batch = trainer.shard_batch(rng.integers(0, vocab, shape, dtype=np.int32),
-                                rng.integers(0, vocab, shape, dtype=np.int32))
-    state = trainer.init(jax.random.key(0))
-    step = trainer.train_step.lower(state, *batch).compile()
+    step = aot.compile_on_random_batch(c, vocab)
   finally:
     models.lstm_scan, models.LSTM_UNROLL = library
-  return step, state, batch
+  return step.compiled, step.state, step.batch
 
 
 def compiled_scan_gradient(width: int, batch_size: int, scan, unroll: int):

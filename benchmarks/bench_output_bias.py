@@ -12,11 +12,10 @@ that ignores the bias altogether is the floor: what the bias costs in all.
 
 import time
 
-import jax
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import config as config_lib, models, train
+from algoprog.training import aot, config as config_lib, models
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "128"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and width.")
@@ -31,16 +30,10 @@ def compiled_step(width: int, vocab: int, add_bias):
   library_version = models.add_output_bias
   models.add_output_bias = add_bias  # Read when unembed is traced, i.e. by lower().
   try:
-    trainer = train.build_trainer(c, vocab, total_steps=1000)
-    rng = np.random.default_rng(0)
-    shape = (c.data.batch_size, c.data.sequence_length)
-    batch = trainer.shard_batch(rng.integers(0, vocab, shape, dtype=np.int32),
-                                rng.integers(0, vocab, shape, dtype=np.int32))
-    state = trainer.init(jax.random.key(0))
-    step = trainer.train_step.lower(state, *batch).compile()
+    step = aot.compile_on_random_batch(c, vocab)
   finally:
     models.add_output_bias = library_version
-  return step, state, batch
+  return step.compiled, step.state, step.batch
 
 
 def main(argv):

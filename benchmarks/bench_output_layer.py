@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import config as config_lib, train
+from algoprog.training import aot, config as config_lib, train
 
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128"], "Widths.")
 _BLOCKS = flags.DEFINE_list("blocks", ["0", "512", "1024", "2048"],
@@ -39,18 +39,10 @@ def compiled_step(width: int, block: int):
   c.model.matmul_dtype = _MATMUL_DTYPE.value
   c.data.batch_size = _BATCH.value
   c = config_lib.resolve(c)
-  trainer = train.build_trainer(c, _VOCAB.value, total_steps=1000,
-                                mesh=train.make_mesh(jax.devices()[:1]))
-  rng = np.random.default_rng(0)
-  shape = (c.data.batch_size, c.data.sequence_length)
-  batch = trainer.shard_batch(rng.integers(0, _VOCAB.value, shape, dtype=np.int32),
-                              rng.integers(0, _VOCAB.value, shape, dtype=np.int32))
-  state = trainer.init(jax.random.key(0))
-  step = trainer.train_step.lower(state, *batch).compile()
-  memory = step.memory_analysis()
-  peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-          - memory.alias_size_in_bytes + memory.temp_size_in_bytes)
-  return step, state, batch, memory.temp_size_in_bytes, peak
+  step = aot.compile_on_random_batch(c, _VOCAB.value, mesh=train.make_mesh(jax.devices()[:1]))
+  peak = aot.compiled_peak_bytes(step.compiled)
+  temporaries = step.compiled.memory_analysis().temp_size_in_bytes
+  return step.compiled, step.state, step.batch, temporaries, peak
 
 
 def main(argv):

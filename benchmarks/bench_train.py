@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import config as config_lib, flops, models, train
+from algoprog.training import aot, config as config_lib, flops, models
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "96", "128", "192", "256"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per width (after 2 warm-up steps).")
@@ -45,24 +45,10 @@ def bench_width(width: int, steps: int, vocab: int) -> dict:
   c = config_lib.base_config()
   c.model.width = width
   c = config_lib.resolve(c)
-  trainer = train.build_trainer(c, vocab, total_steps=1000)
-  rng = np.random.default_rng(0)
+  step = aot.compile_on_random_batch(c, vocab)
+  seconds, _ = aot.time_steps(step, steps)
   shape = (c.data.batch_size, c.data.sequence_length)
-  batch = trainer.shard_batch(rng.integers(0, vocab, shape, dtype=np.int32),
-                              rng.integers(0, vocab, shape, dtype=np.int32))
-  state = trainer.init(jax.random.key(0))
-  start = time.perf_counter()
-  compiled = trainer.train_step.lower(state, *batch).compile()
-  compile_s = time.perf_counter() - start
-  for _ in range(2):
-    state, loss = compiled(state, *batch)
-  loss.block_until_ready()
-  seconds = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    state, loss = compiled(state, *batch)
-    loss.block_until_ready()
-    seconds.append(time.perf_counter() - start)
+  compile_s, state = step.compile_s, step.state
   tokens_per_s = shape[0] * shape[1] / min(seconds)
   params = models.count_params(state.params)
   per_token = float(flops.training_flops_per_token(c.model, vocab, c.data.sequence_length))

@@ -35,10 +35,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
-from algoprog.training import config as config_lib, flops, models, presets, train
+from algoprog.training import aot, config as config_lib, flops, models, presets
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny widths, vocab and steps: a CPU smoke run.")
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128", "192", "256"], "Transformer widths.")
@@ -131,39 +130,13 @@ def peak_bytes_in_use() -> int | None:
   return None if not stats or "peak_bytes_in_use" not in stats else stats["peak_bytes_in_use"]
 
 
-def xla_bytes(compiled) -> int | None:
-  try:
-    m = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except  (backends without the analysis)
-    return None
-  if m is None:
-    return None
-  return (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-          + m.temp_size_in_bytes)
-
-
 def bench_row(kind: str, width: int, matmul_dtype: str, steps: int, batch: int,
               sequence_length: int, vocab: int) -> dict:
   """Compiles and times one row; returns its measurements (seconds, FLOP/s, bytes)."""
   c = row_config(kind, width, matmul_dtype, batch, sequence_length)
-  trainer = train.build_trainer(c, vocab, total_steps=1000)
-  rng = np.random.default_rng(0)
-  shape = (batch, sequence_length)
-  inputs = trainer.shard_batch(rng.integers(0, vocab, shape, dtype=np.int32),
-                               rng.integers(0, vocab, shape, dtype=np.int32))
-  state = trainer.init(jax.random.key(0))
-  start = time.perf_counter()
-  compiled = trainer.train_step.lower(state, *inputs).compile()
-  compile_s = time.perf_counter() - start
-  for _ in range(2):
-    state, loss = compiled(state, *inputs)
-  loss.block_until_ready()
-  seconds = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    state, loss = compiled(state, *inputs)
-    loss.block_until_ready()
-    seconds.append(time.perf_counter() - start)
+  step = aot.compile_on_random_batch(c, vocab)
+  seconds, loss = aot.time_steps(step, steps)
+  compile_s, state = step.compile_s, step.state
   if not math.isfinite(float(loss)):
     raise RuntimeError(f"{kind} d={width} {matmul_dtype}: non-finite loss {float(loss)}")
   tokens = batch * sequence_length
@@ -173,7 +146,7 @@ def bench_row(kind: str, width: int, matmul_dtype: str, steps: int, batch: int,
           "tokens_per_s": tokens / min(seconds),
           "median_tokens_per_s": tokens / statistics.median(seconds),
           "model_flops_per_s": per_token * tokens / min(seconds),
-          "xla_bytes": xla_bytes(compiled), "peak_bytes": peak_bytes_in_use()}
+          "xla_bytes": aot.compiled_peak_bytes(step.compiled), "peak_bytes": peak_bytes_in_use()}
 
 
 def rows_to_run(quick: bool) -> list[tuple[str, int, str]]:

@@ -10,11 +10,13 @@ the compiled per-device program. launch/aot.py prints them as a table.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from algoprog.training import config as config_lib, models, sweep, train
@@ -92,6 +94,63 @@ def compile_train_step(config: ml_collections.ConfigDict, vocab: int, mesh: Mesh
   batch = jax.ShapeDtypeStruct((config.data.batch_size, config.data.sequence_length),
                                jnp.int32, sharding=trainer.batch_sharding)
   return trainer.train_step.lower(trainer.abstract_state, batch, batch).compile()
+
+
+def compiled_peak_bytes(compiled) -> int | None:
+  """XLA's peak per-device bytes of a compiled program (StepReport.peak_bytes's sum), or
+  None where the backend gives no memory analysis."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except  (backends without the analysis)
+    return None
+  if m is None:
+    return None
+  return (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+          + m.temp_size_in_bytes)
+
+
+@dataclasses.dataclass
+class RandomBatchStep:
+  """A compiled train step with an initialised state and one random batch on the devices:
+  what a benchmark times (`time_steps`). compile_s: seconds to lower and compile."""
+  compiled: Any
+  state: Any
+  batch: tuple[jax.Array, jax.Array]
+  compile_s: float
+
+
+def compile_on_random_batch(config: ml_collections.ConfigDict, vocab: int,
+                            mesh: Mesh | None = None, seed: int = 0) -> RandomBatchStep:
+  """The train step of a resolved config compiled for, and holding, a random batch of token
+  ids in [0, vocab) (inputs and targets): real parameters, so the step can run. Module
+  attributes a benchmark swaps (e.g. models.lstm_scan) are read while this traces."""
+  trainer = train.build_trainer(config, vocab, total_steps=1000, mesh=mesh)
+  rng = np.random.default_rng(seed)
+  shape = (config.data.batch_size, config.data.sequence_length)
+  batch = trainer.shard_batch(rng.integers(0, vocab, shape, dtype=np.int32),
+                              rng.integers(0, vocab, shape, dtype=np.int32))
+  state = trainer.init(jax.random.key(seed))
+  start = time.perf_counter()
+  compiled = trainer.train_step.lower(state, *batch).compile()
+  return RandomBatchStep(compiled, state, batch, time.perf_counter() - start)
+
+
+def time_steps(step: RandomBatchStep, steps: int, warmup: int = 2) -> tuple[list[float],
+                                                                          jax.Array]:
+  """(seconds of each of `steps` timed steps after `warmup` untimed ones, the last loss);
+  advances `step.state`. Each step waits for its loss, so a time is the whole step's."""
+  loss = None
+  for _ in range(warmup):
+    step.state, loss = step.compiled(step.state, *step.batch)
+  if loss is not None:
+    loss.block_until_ready()
+  seconds = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    step.state, loss = step.compiled(step.state, *step.batch)
+    loss.block_until_ready()
+    seconds.append(time.perf_counter() - start)
+  return seconds, loss
 
 
 def step_report(label: str, config: ml_collections.ConfigDict, mesh: Mesh) -> StepReport:
