@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from typing import Any, Mapping
 
@@ -151,30 +150,43 @@ _MATMUL_SIZE = 1024
 _MATMUL_REPEATS = 5
 
 
+def matmul_flops_per_second(n: int = _MATMUL_SIZE, *, repeats: int = 1,
+                            bursts: int = _MATMUL_REPEATS, dtype: str = "float32",
+                            device=None) -> float:
+  """FLOP/s of jitted n x n matmuls in `dtype` on `device` (default: jax's default device):
+  the best of `bursts` timings of `repeats` back-to-back matmuls, 2n^3 FLOPs each, after a
+  warm-up call (so compile time is excluded). Not cached: on a shared machine each call
+  reads the share it got (benchmarks take the best of several calls)."""
+  import jax
+  import jax.numpy as jnp
+  x = jnp.ones((n, n), dtype)
+  x = jax.device_put(x, device) if device is not None else x
+  matmul = jax.jit(lambda a, b: a @ b)
+  out = matmul(x, x)
+  out.block_until_ready()
+  best = 0.0
+  for _ in range(bursts):
+    start = time.perf_counter()
+    for _ in range(repeats):
+      out = matmul(x, x)
+    out.block_until_ready()
+    best = max(best, 2.0 * n**3 * repeats / (time.perf_counter() - start))
+  return best
+
+
 @functools.lru_cache(maxsize=None)
 def measured_cpu_matmul_peak(dtype: str = "float32") -> float:
-  """FLOP/s of a jitted n x n matmul (n = 1024) in `dtype` on the default CPU device:
-  2n^3 / the best of a few timed runs after a warm-up (so compile time is excluded).
-  Cached per process and dtype; on a shared machine it reads the share it got.
+  """FLOP/s of a jitted n x n matmul (n = 1024) in `dtype` on the default CPU device, best
+  of a few single timed runs (`matmul_flops_per_second`). Cached per process and dtype; on
+  a shared machine it reads the share it got.
 
   Raises:
     KeyError: a dtype other than float32 or bfloat16.
   """
   import jax
-  import jax.numpy as jnp
   if dtype not in ("float32", "bfloat16"):
     raise KeyError(f"dtype '{dtype}': expected float32 or bfloat16 for the CPU")
-  cpu = jax.devices(CPU)[0]
-  n = _MATMUL_SIZE
-  x = jax.device_put(jnp.ones((n, n), dtype), cpu)
-  matmul = jax.jit(lambda a, b: a @ b)
-  matmul(x, x).block_until_ready()
-  best = math.inf
-  for _ in range(_MATMUL_REPEATS):
-    start = time.perf_counter()
-    matmul(x, x).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2.0 * n**3 / best
+  return matmul_flops_per_second(dtype=dtype, device=jax.devices(CPU)[0])
 
 
 def wall_seconds(flops: float, accelerator: Accelerator, *, dtype: str = "bfloat16",

@@ -12,13 +12,12 @@ on its own and the fastest counts; the matmul peak is the best of bursts taken b
 first width and after every width (docs/performance.md). "median" is the median step.
 """
 
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from algoprog import hardware
 from algoprog.training import aot, config as config_lib, flops, models
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "96", "128", "192", "256"], "Widths.")
@@ -26,19 +25,9 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per width (after 2 warm-
 _VOCAB = flags.DEFINE_integer("vocab", 4096, "Vocabulary size (the default BPE's).")
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 5, bursts: int = 3) -> float:
-  """Best of `bursts` timings of `repeats` back-to-back jitted n^3 f32 matmuls."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = 0.0
-  for _ in range(bursts):
-    start = time.perf_counter()
-    for _ in range(repeats):
-      out = f(a)
-    out.block_until_ready()
-    best = max(best, 2 * n**3 * repeats / (time.perf_counter() - start))
-  return best
+def matmul_flops_per_second() -> float:
+  """Best of 3 bursts of 5 back-to-back jitted f32 2048^3 matmuls (FLOP/s)."""
+  return hardware.matmul_flops_per_second(2048, repeats=5, bursts=3)
 
 
 def bench_width(width: int, steps: int, vocab: int) -> dict:

@@ -31,12 +31,11 @@ from __future__ import annotations
 import datetime
 import math
 import statistics
-import time
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 
+from algoprog import hardware
 from algoprog.training import aot, config as config_lib, flops, models, presets
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny widths, vocab and steps: a CPU smoke run.")
@@ -97,17 +96,7 @@ def table_peak_flops(device_kind: str, matmul_dtype: str) -> float | None:
 
 def cpu_matmul_flops_per_second(n: int = 2048, repeats: int = 5, bursts: int = 3) -> float:
   """Best of `bursts` timings of `repeats` back-to-back jitted n^3 f32 matmuls (FLOP/s)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = 0.0
-  for _ in range(bursts):
-    start = time.perf_counter()
-    for _ in range(repeats):
-      out = f(a)
-    out.block_until_ready()
-    best = max(best, 2 * n**3 * repeats / (time.perf_counter() - start))
-  return best
+  return hardware.matmul_flops_per_second(n, repeats=repeats, bursts=bursts)
 
 
 def row_config(kind: str, width: int, matmul_dtype: str, batch: int, sequence_length: int):
