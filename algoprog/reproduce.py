@@ -37,9 +37,9 @@ import ml_collections
 import numpy as np
 
 from algoprog import rundir
-from algoprog.analysis import (ablations as ablations_lib, account, ceg, diagnostics,
-                               measured_account, plots, report, runs, scaling as scaling_lib,
-                               uncertainty_plots)
+from algoprog.analysis import (ablations as ablations_lib, account, diagnostics,
+                               measured_account, outputs, plots, report, runs,
+                               scaling as scaling_lib)
 from algoprog.training import config as config_lib
 from algoprog.training import data, sweep
 
@@ -82,44 +82,6 @@ UNCERTAINTY_FIELDS = ("exclude_plateau", "plateau_margin", "e_profile", "e_profi
                       "planner_designs")
 
 
-def _scaling_figures(table: runs.RunTable, result: scaling_lib.ScalingAnalysis,
-                     out: pathlib.Path) -> list[str]:
-  """loss_vs_compute and (with other groups) ceg_vs_compute into `out`; their names."""
-  figures = {"loss_vs_compute": plots.loss_vs_compute(
-      table.only_groups(list(result.groups)), result.fit,
-      title="Scaling runs: validation loss vs compute, frontier fits")}
-  low = min(r.frontier_min_compute for r in result.coverage)
-  high = max(max(r.frontier_max_compute for r in result.coverage), max(result.computes))
-  grid = np.geomspace(low, high, 60)
-  bands = [ceg.ceg_band(result.fit, result.bootstrap, result.reference, g, grid,
-                        result.options.level)
-           for g in result.groups if g != result.reference]
-  if bands:
-    figures["ceg_vs_compute"] = plots.ceg_vs_compute(
-        bands, title=f"CEG over {result.reference} from the fitted frontiers")
-  if result.e_profile is not None and result.e_profile.derived:
-    figures["e_profile"] = uncertainty_plots.e_profile(
-        result.e_profile, title="Profile of the shared irreducible loss E")
-  if result.raw_scale:
-    figures["raw_scale"] = uncertainty_plots.raw_scale(
-        list(result.raw_scale), title=f"CEG over {result.reference} along the raw envelopes")
-  if result.rollout is not None:
-    figures["rollout"] = uncertainty_plots.rollout(
-        result.rollout, title="Largest runs predicted by fits without them")
-  for name, figure in figures.items():
-    plots.save_figure(figure, out / name)
-  return list(figures)
-
-
-def _lr_figure(result: scaling_lib.ScalingAnalysis, out: pathlib.Path) -> list[str]:
-  """lr_laws: the sweeps' LR optima and the groups' LR laws; its name (none without)."""
-  if result.lr is None or not result.lr.optima:
-    return []
-  plots.save_figure(uncertainty_plots.lr_laws(list(result.lr.optima), result.lr.laws,
-                                              title="LR optima and LR laws"), out / "lr_laws")
-  return ["lr_laws"]
-
-
 def _ablation_figures(table: runs.RunTable, result: ablations_lib.AblationAnalysis,
                       analysis: ml_collections.ConfigDict, out: pathlib.Path) -> list[str]:
   groups = [analysis.ablation_reference] + [
@@ -159,11 +121,10 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
     warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
     scaling = scaling_lib.analyse_scaling(table, groups, scaling_options(analysis, table),
                                           evidence)
+    scaling_files = outputs.write_scaling_outputs(scaling, table, out)
     # Runner-up full runs (ambiguous LR choices) only widen the scaling intervals; every
     # other number and figure uses the chosen-LR runs.
-    chosen = scaling_lib.chosen_lr_mask(table, evidence)
-    table = table if chosen is None else table.select(chosen)
-    scaling_figures = _scaling_figures(table, scaling, out) + _lr_figure(scaling, out)
+    table = scaling.table
     ablations = ablations_lib.analyse_ablations(
         table, seeds, {name: (spec.reference, spec.variant)
                        for name, spec in analysis.ablations.items()},
@@ -187,7 +148,8 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
           record.data_fingerprint)
   scaling_json = scaling.to_json()
   summary = {"scaling": {"groups": scaling_json.pop("groups"), "missing_groups": missing,
-                         **scaling_json, "figures": scaling_figures},
+                         **scaling_json,
+                         "figures": [f for f in scaling_files if not f.endswith(".csv")]},
              "ablations": ablations_json, "accounting": accounting, "lr_choices": lr,
              "failures": sweep.read_failures(sweep_dir),
              "excluded": [dataclasses.asdict(e) for e in table.excluded],
@@ -197,18 +159,10 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
                           "unigram_entropy": entropy, "unigram_entropy_source": entropy_note},
              "runs": len(table.run_ids), "train_seconds": total_train_seconds(sweep_dir)}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
-  for name, rows in (("laws", scaling_json["laws"]), ("coverage", scaling_json["coverage"]),
-                     ("ceg", scaling_json["ceg"]), ("ablations", ablations_json["rows"]),
+  for name, rows in (("ablations", ablations_json["rows"]),
                      ("headline_measured", accounting.get("measured", [])),
                      ("headline_published", accounting["published"])):
     rundir.write_csv(out / f"{name}.csv", rows)
-  for name, rows in (("excluded_points", scaling.plateau.rows() if scaling.plateau else []),
-                     ("e_profile", [r for d in scaling.e_profile.derived for r in d.rows()]
-                      if scaling.e_profile else []),
-                     ("raw_scale", [r for x in scaling.raw_scale for r in x.rows()]),
-                     ("rollout", scaling.rollout.rows() if scaling.rollout else [])):
-    if rows:
-      rundir.write_csv(out / f"{name}.csv", rows)
   log(f"analysis of {len(table.run_ids)} full runs written to {out}")
   return summary
 

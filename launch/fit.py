@@ -19,13 +19,11 @@ import math
 import pathlib
 import sys
 
-import numpy as np
 from absl import app, flags
 
 from algoprog import rundir
 from algoprog.training import console
-from algoprog.analysis import (ceg, diagnostics, fit, plots, report, runs, scaling,
-                               uncertainty_plots)
+from algoprog.analysis import ceg, diagnostics, fit, outputs, report, runs, scaling
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of training runs, or a .csv/.jsonl table.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).")
@@ -202,16 +200,9 @@ def main(argv):
   except (FlagError, runs.RunTableError, fit.FitError, ceg.TargetNotReached) as e:
     sys.exit(f"error: {e}")
 
-  out.mkdir(parents=True, exist_ok=True)
   print(report.fit_text(analysis, table, _RAW_COMBINE.value))
+  written = outputs.write_scaling_outputs(analysis, table, out, target_losses)
   numbers = analysis.to_json()
-  rundir.write_csv(out / "laws.csv", numbers["laws"])
-  rundir.write_csv(out / "ceg.csv", numbers["ceg"])
-  rundir.write_csv(out / "raw_ceg.csv", numbers["raw_ceg"])
-  # Whole runs left out by the loader and plateau points not fitted: one file, one row each.
-  rundir.write_csv(out / "excluded.csv", [
-      {**dataclasses.asdict(e), "points": "all"} for e in table.excluded]
-      + (analysis.plateau.rows() if analysis.plateau else []))
   (out / "laws.json").write_text(json.dumps(
       scaling.laws_json(analysis.fit, analysis.bootstrap), indent=1))
   summary = {"source": table.source, "frontier": analysis.fit.frontier,
@@ -228,44 +219,7 @@ def main(argv):
                                         "raw_scale", "rollout", "curvature", "requirements",
                                         "notes")}}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
-  chosen = scaling.chosen_lr_mask(table, analysis.evidence)  # Runner-up runs: CIs only.
-  plots.save_figure(plots.loss_vs_compute(table if chosen is None else table.select(chosen),
-                                          analysis.fit, list(target_losses),
-                                          list(analysis.raw_ceg)), out / "loss_vs_compute")
-  if analysis.bootstrap is not None and computes:
-    compute = sorted(computes)
-    grid = np.geomspace(compute[0], compute[-1], 50) if len(compute) > 1 else compute
-    bands = [ceg.ceg_band(analysis.fit, analysis.bootstrap, reference, g, grid, _LEVEL.value)
-             for g in analysis.groups if g != reference]
-    if bands:
-      plots.save_figure(plots.ceg_vs_compute(bands), out / "ceg_vs_compute")
-  save_lr_figure(analysis, out)
-  written = ["laws.csv", "laws.json", "ceg.csv", "raw_ceg.csv", "excluded.csv",
-             "summary.json", "loss_vs_compute.png"]
-  if analysis.lr is not None and analysis.lr.optima:
-    written.append("lr_laws.png")
-  if analysis.e_profile is not None and analysis.e_profile.derived:
-    rundir.write_csv(out / "e_profile.csv",
-                     [r for d in analysis.e_profile.derived for r in d.rows()])
-    plots.save_figure(uncertainty_plots.e_profile(analysis.e_profile), out / "e_profile")
-    written += ["e_profile.csv", "e_profile.png"]
-  if analysis.raw_scale:
-    rundir.write_csv(out / "raw_scale.csv", [r for x in analysis.raw_scale for r in x.rows()])
-    plots.save_figure(uncertainty_plots.raw_scale(list(analysis.raw_scale)), out / "raw_scale")
-    written += ["raw_scale.csv", "raw_scale.png"]
-  if analysis.rollout is not None:
-    rundir.write_csv(out / "rollout.csv", analysis.rollout.rows())
-    plots.save_figure(uncertainty_plots.rollout(analysis.rollout), out / "rollout")
-    written += ["rollout.csv", "rollout.png"]
-  print(f"\nwrote {out}/: {' '.join(written)}")
-
-
-def save_lr_figure(analysis: scaling.ScalingAnalysis, out: pathlib.Path) -> None:
-  """lr_laws.png/.svg: the sweeps' LR optima against width and the groups' LR laws
-  (when there is an LR-sweep record with optima)."""
-  if analysis.lr is not None and analysis.lr.optima:
-    plots.save_figure(uncertainty_plots.lr_laws(list(analysis.lr.optima), analysis.lr.laws),
-                      out / "lr_laws")
+  print(f"\nwrote {out}/: laws.json summary.json {' '.join(written)}")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def test_report_renders_profile_bands_and_new_sections(at_bound):
   _, _, analysis = at_bound
   config = config_lib.load_config_file(os.path.join(ROOT, "configs", "reproduce_cpu.py"))
   config.analysis.irreducible, config.analysis.sensitivity_irreducible = "fit", ""
-  with open(os.path.join(ROOT, "docs", "results", "cpu", "analysis", "summary.json")) as f:
+  with open(os.path.join(ROOT, "tests", "data", "cpu_summary_2026_12_02.json")) as f:
     summary = json.load(f)
   s = summary["scaling"]
   at_zero = "E at a bound: fitted E at its lower bound 0 (E=7.3e-24)"

@@ -217,6 +217,10 @@ class ScalingAnalysis:
   seed_noise: noise_lib.SeedNoiseInterval | None = None
   requirements: tuple[str, ...] = ()
   notes: tuple[str, ...] = ()  # why a section that was asked for is missing, one line each
+  # The points every full-data number and figure uses (analyse_scaling sets it): the input
+  # table without runner-up full runs (chosen_lr_mask; those enter the bootstrap intervals
+  # only).
+  table: RunTable | None = None
 
   @property
   def fit(self) -> fit.PowerLawFit:
@@ -313,15 +317,17 @@ def exponent_pairs(result: fit.PowerLawFit, bootstrap: fit.PowerLawBootstrap | N
 
 def fit_frontiers(table: RunTable, groups: Sequence[str], options: ScalingOptions,
                   irreducible: str | float, evidence: Evidence,
-                  plateau: plateau_lib.PlateauExclusion | None = None) -> FrontierFit:
+                  plateau: plateau_lib.PlateauExclusion | None = None,
+                  chosen: np.ndarray | None = None) -> FrontierFit:
   """One frontier fit of `groups` with E `irreducible`, its bootstrap, per-group diagnostics
   and the exponent differences. With `plateau` (points already excluded), the plateau
   diagnostic is replaced by its exclusion: only a group with too little left gets the
-  reason."""
+  reason. `chosen` (chosen_lr_mask of `table`): the fit uses those points and the
+  bootstrap chooses between them and the runner-up runs (lr_choice_fit); None: every
+  point, bootstrapped as `options.resample` says."""
   power_law = fit.PowerLawOptions(irreducible=irreducible,
                                   shared_exponent=options.shared_exponent,
                                   huber_delta=options.huber_delta)
-  chosen = chosen_lr_mask(table, evidence)
   if chosen is None:
     result, bootstrap, fit_warnings = fit.fit_and_bootstrap(
         table, groups=list(groups), frontier=options.frontier, options=power_law,
@@ -595,14 +601,14 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
     else:
       plateau, eligible = plateau_exclusion(table, groups, options, evidence.entropy)
       options = dataclasses.replace(options, eligible=eligible)
-  main = fit_frontiers(table, groups, options, options.irreducible, evidence, plateau)
+  chosen = chosen_lr_mask(table, evidence)
+  main = fit_frontiers(table, groups, options, options.irreducible, evidence, plateau, chosen)
   sensitivity = None
   if options.sensitivity not in (None, "") and str(options.sensitivity) != str(
       options.irreducible):
     sensitivity = fit_frontiers(table, groups, options, options.sensitivity, evidence,
-                                plateau)
+                                plateau, chosen)
   lr = lr_section(table, evidence, options.level) if options.lr_optima else None
-  chosen = chosen_lr_mask(table, evidence)
   if chosen is not None:  # Runner-up runs: in the bootstrap's CIs only.
     table = table.select(chosen)
     if options.eligible is not None:
@@ -633,7 +639,7 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
                              sensitivity, coverage, tuple(computes), tuple(cegs), tuple(raw),
                              tuple(chinchilla), lr, plateau, profile, tuple(raw_scale), rolled,
                              tuple(curvature), seed_noise, (),
-                             tuple(notes + raw_notes + roll_notes))
+                             tuple(notes + raw_notes + roll_notes), table)
   if options.planner_simulations:
     sentences, plan_notes = requirements.requirement_sentences(table, analysis)
     analysis = dataclasses.replace(analysis, requirements=tuple(sentences),
