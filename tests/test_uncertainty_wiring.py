@@ -157,3 +157,23 @@ def test_planner_sentence_or_stated_assumptions_for_undetermined_numbers(at_boun
   assert all(s.startswith("to determine ") and "not simulated here" in s
              for s in quick.requirements)
   assert "assumed laws" in quick.requirements[0]
+
+
+def test_pairs_without_the_reference_get_profile_bands_too():
+  # Three groups at E = 0: the exponent difference of retro vs modern (neither is the
+  # reference) is bounded by the profile as well, not "not determined".
+  table = synthetic_study.study({"lstm": laws.PowerLaw(36.3, -0.065, 0.0),
+                                 "modern": laws.PowerLaw(88.0, -0.094, 0.0),
+                                 "retro": laws.PowerLaw(60.0, -0.08, 0.0)},
+                                np.geomspace(1e13, 1e16, 5), 0.005, 0)
+  options = scaling.ScalingOptions(
+      reference="lstm", irreducible="shared", bootstrap=20, frontier="final",
+      computes=(1e15,), e_profile="always", e_profile_samples=20)
+  evidence = scaling.Evidence(None, diagnostics.seed_noise(table.run_info.values()))
+  analysis = scaling.analyse_scaling(table, ("lstm", "modern", "retro"), options, evidence)
+  derived = {(d.group, d.reference, d.quantity) for d in analysis.e_profile.derived}
+  assert ("retro", "modern", "exponent_difference") in derived
+  assert ("retro", "lstm", "exponent_difference") in derived
+  text = report.fit_text(analysis, table, "envelope")
+  (row,) = [line for line in text.splitlines() if line.split()[:2] == ["retro", "modern"]]
+  assert "E profile: " in row and "shrinks with scale) for every plausible E" in row

@@ -403,12 +403,16 @@ def wants_e_profile(options: ScalingOptions, main: FrontierFit) -> bool:
 def profile_section(table: RunTable, groups: Sequence[str], options: ScalingOptions,
                     main: FrontierFit, computes: Sequence[float]
                     ) -> e_profile_lib.EProfile:
-  """The shared-E profile of `groups` with every group against the reference, CEG at
-  `computes` (FLOPs); the main fit's E (shared) joins the grid."""
+  """The shared-E profile of `groups`, CEG at `computes` (FLOPs), for every group against
+  the reference and every other pair as the exponent differences orders it (later group
+  over earlier: their exponent difference gets its band too); the main fit's E (shared)
+  joins the grid."""
   extra = ([float(main.fit.law.E[0])] if main.fit.options.irreducible == "shared" else [])
+  others = [(b, a) for i, a in enumerate(groups) for b in groups[i + 1:]
+            if options.reference not in (a, b)]
   return e_profile_lib.profile_E(
       table, groups=list(groups),
-      pairs=[(g, options.reference) for g in groups if g != options.reference],
+      pairs=[(g, options.reference) for g in groups if g != options.reference] + others,
       computes=list(computes), frontier=options.frontier, eligible=options.eligible,
       num_grid=options.e_profile_grid, extra_E=extra,
       num_samples=options.e_profile_samples, seed=options.seed, level=options.level)
