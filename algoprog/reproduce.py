@@ -161,7 +161,8 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
   for name, rows in (("ablations", ablations_json["rows"]),
                      ("headline_measured", accounting.get("measured", [])),
-                     ("headline_published", accounting["published"])):
+                     ("headline_published", accounting["published"]),
+                     ("accounting_over_E", accounting.get("over_E", {}).get("by_E", []))):
     rundir.write_csv(out / f"{name}.csv", rows)
   log(f"analysis of {len(table.run_ids)} full runs written to {out}")
   return summary

@@ -177,3 +177,46 @@ def test_pairs_without_the_reference_get_profile_bands_too():
   text = report.fit_text(analysis, table, "envelope")
   (row,) = [line for line in text.splitlines() if line.split()[:2] == ["retro", "modern"]]
   assert "E profile: " in row and "shrinks with scale) for every plausible E" in row
+
+
+def test_measured_accounting_is_a_band_over_the_plausible_E(at_bound):
+  # E at a bound is the measured row's only reason: instead of a veto, the accounting is
+  # redone at every plausible E; at the main fit's own E (on the grid) it is the measured row.
+  from algoprog.analysis import account, measured_account
+  from algoprog.analysis.ablations import AblationAnalysis
+  _, _, analysis = at_bound
+  study_config = config_lib.load_config_file(os.path.join(ROOT, "configs", "account_study.py"))
+  published = account.study_from_dict(study_config.to_dict())
+  years = list(study_config.headline_years)
+  out = measured_account.measured_vs_published(
+      published, years, analysis, AblationAnalysis("ok", 4.0, ()),
+      {"lstm": "lstm", "modern": "modern"}, "modern_vs_retro", 0.95)
+  assert out["not_determined"].startswith("lstm: E at a bound")
+  over = out["over_E"]
+  assert [b["year"] for b in over["bands"]] == years
+  profile = analysis.e_profile
+  assert {r["E"] for r in over["by_E"]} == set(profile.E[profile.plausible].tolist())
+  main_E = float(analysis.fit.law.E[0])
+  for measured, band in zip(out["measured"], over["bands"]):
+    at_main = min((r for r in over["by_E"] if r["year"] == measured["year"]),
+                  key=lambda r: abs(r["E"] - main_E))
+    assert at_main["E"] == main_E
+    assert at_main["total"] == pytest.approx(measured["total"], rel=1e-3)
+    assert band["estimate_low"] <= at_main["total"] <= band["estimate_high"]
+    assert band["lower"] <= band["estimate_low"] and band["estimate_high"] <= band["upper"]
+  # The report shows the band, not "not determined".
+  summary = {"accounting": rundir.json_safe(out)}
+  text = "\n".join(line for line in report_accounting(summary).splitlines())
+  assert "redone at every plausible shared E" in text
+  assert "Measured accounting not determined" not in text
+
+
+def report_accounting(summary: dict) -> str:
+  """The report's accounting section alone (report_markdown with the other sections
+  empty)."""
+  config = config_lib.load_config_file(os.path.join(ROOT, "configs", "reproduce_tiny.py"))
+  with open(os.path.join(ROOT, "tests", "data", "cpu_summary_2026_12_02.json")) as f:
+    base = json.load(f)
+  base["accounting"] = {**base["accounting"], **summary["accounting"]}
+  text = report.report_markdown(config, base)
+  return text[text.index("## Accounting"):]

@@ -427,9 +427,25 @@ def report_markdown(config: Any, s: dict) -> str:
           if "total_lower" in r else ""), multiple(r["scale_invariant"]),
           number_text(r["scale_dependent_share"], "{:.1%}")])
   parts.append(markdown_table(head, rows))
-  if accounting.get("not_determined"):
+  if accounting.get("not_determined") and accounting.get("over_E"):
+    over = accounting["over_E"]
+    parts.append(f"The measured row's only reason to be not determined is E at a bound "
+                 f"({accounting['not_determined']}), so it is redone at every plausible "
+                 f"shared E of the E profile (laws refitted at that E, {over['level']:.0%} "
+                 f"bootstrap intervals; every row in analysis/accounting_over_E.csv):\n")
+    parts.append(markdown_table(
+        ["year", "FLOPs", "plausible E (nats)", "total over the plausible E", "interval",
+         "verdict"],
+        [[str(b["year"]), f"{b['compute']:.3g}",
+          " – ".join(f"{e:.3g}" for e in b["plausible_E"]) or "–",
+          f"{multiple(b['estimate_low'])} to {multiple(b['estimate_high'])}",
+          f"[{multiple(b['lower'])}, {multiple(b['upper'])}]", b["verdict"]]
+         for b in over["bands"]]))
+  elif accounting.get("not_determined"):
     parts.append(f"Measured accounting not determined: {accounting['not_determined']} "
                  "(its numbers are in analysis/summary.json and headline_measured.csv).\n")
+  if accounting.get("over_E_error"):
+    parts.append(f"Measured accounting over E not computed: {accounting['over_E_error']}\n")
   if any(not _finite(r.get("total")) for r in accounting.get("measured", [])):
     parts.append("A measured total shown as – is undefined: extrapolated that far, one fitted "
                  "law's loss falls below the other's irreducible loss E, so the other never "
