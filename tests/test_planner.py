@@ -127,6 +127,21 @@ def test_ceg_hypothesis_tests_ln_ceg():
     planner.Hypothesis("ceg", "ref", "new")
 
 
+def test_a_study_without_a_ceg_leaves_the_mean_and_width_of_the_others(monkeypatch):
+  # A fitted study whose laws never meet has a NaN CEG: it must not turn the design's mean
+  # estimate and interval width into NaN (it still counts as not excluding 1).
+  outcomes = iter([planner.StudyOutcome(0.5, 0.2, 0.8, True, False),
+                   planner.StudyOutcome(math.nan, math.nan, math.nan, False, False),
+                   planner.StudyOutcome(0.7, 0.5, 1.1, True, False)])
+  monkeypatch.setattr(planner, "simulate_table", lambda *args, **kwargs: None)
+  monkeypatch.setattr(planner, "analyse_study", lambda *args, **kwargs: next(outcomes))
+  result = planner.evaluate_design(assumptions(-0.1), HYPOTHESIS,
+                                   planner.Design((32, 64), 1, 20.0), simulations=3)
+  assert result.mean_estimate == pytest.approx(0.6)
+  assert result.interval_width == pytest.approx(0.6)
+  assert result.power == pytest.approx(2 / 3)
+
+
 def _result(widths, seeds, power_, flops, coverage=0.95) -> planner.DesignResult:
   return planner.DesignResult(planner.Design(widths, seeds, 20.0), power_, -0.01, 0.01,
                               coverage, 0.0, 0.0, flops, 2.0, 10)

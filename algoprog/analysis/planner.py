@@ -401,12 +401,12 @@ class DesignResult:
 
   power: fraction of simulated studies whose interval excludes 0 (or CEG 1).
   mean_estimate: mean estimate on the test scale (exponent difference, or ln CEG) over
-    studies whose fit succeeded: against the true value it shows the design's bias (an
+    studies whose fit succeeded and gave a finite estimate: against the true value it shows the design's bias (an
     envelope of few widths is not the frontier).
   coverage: fraction of studies whose interval contains the true value (nominally
     `level`; far below it, the power partly measures bias, not the effect).
   interval_width: median interval width on the test scale (exponent difference, or ln
-    CEG) over studies whose fit succeeded (NaN if none did); the median, because a design
+    CEG) over studies whose fit succeeded with a finite interval (NaN if none did); the median, because a design
     with few runs per group has a few resamples of one run each and then a heavy tail.
   flagged: fraction of studies the fit diagnostics mark; failed: fraction whose fit failed.
   flops: total training FLOPs; decades: compute span of the final points.
@@ -437,11 +437,14 @@ def evaluate_design(assumptions: Assumptions, hypothesis: Hypothesis, design: De
   outcomes = [analyse_study(simulate_table(assumptions, design, rng, settings), hypothesis,
                             settings, seed=seed + i) for i in range(simulations)]
   fitted = [o for o in outcomes if not o.failed]
-  mean = lambda values: float(np.mean(values)) if values else math.nan
+  # A fitted study may still have no CEG (one law never reaches the other's loss): NaN,
+  # left out of the mean and the median, not propagated into them.
+  estimates = [o.estimate for o in fitted if math.isfinite(o.estimate)]
+  widths = [o.upper - o.lower for o in fitted if math.isfinite(o.upper - o.lower)]
   return DesignResult(
       design, float(np.mean([o.excludes_zero for o in outcomes])),
-      mean([o.estimate for o in fitted]),
-      float(np.median([o.upper - o.lower for o in fitted])) if fitted else math.nan,
+      float(np.mean(estimates)) if estimates else math.nan,
+      float(np.median(widths)) if widths else math.nan,
       float(np.mean([o.covers(truth) for o in outcomes])),
       float(np.mean([o.flagged for o in outcomes])),
       float(np.mean([o.failed for o in outcomes])),
