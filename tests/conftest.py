@@ -28,3 +28,16 @@ def small_corpus(tmp_path_factory) -> pathlib.Path:
   if not any(folder.iterdir()):
     pytest.skip("no license texts on this machine")
   return folder
+
+
+def tiny_train_command(python: str, workdir: pathlib.Path, corpus: pathlib.Path,
+                       cache: pathlib.Path, tokens: int, *extra: str) -> list[str]:
+  """`python -m launch.train` of the modern preset at width 16 on byte-tokenised local
+  text (`corpus`, e.g. the small_corpus fixture): the smallest real run, for tests that
+  start the launcher as a user would."""
+  return [python, "-m", "launch.train", "--config=configs/modern.py",
+          f"--workdir={workdir}", "--config.data.source=text",
+          f"--config.data.path={corpus}", "--config.data.tokenizer=byte",
+          f"--config.data.cache_dir={cache}", "--config.data.validation_tokens=2048",
+          "--config.data.batch_size=8", "--config.data.sequence_length=32",
+          "--config.model.width=16", f"--config.train.tokens={tokens}", *extra]

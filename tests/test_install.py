@@ -13,6 +13,8 @@ import zipfile
 
 import pytest
 
+import conftest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "sweep", "reproduce", "fit", "account", "flops", "corpus", "aot",
            "plan")
@@ -99,13 +101,8 @@ def test_installed_launchers_run_outside_the_checkout(installed, small_corpus, t
       "error: flag --widths=32,x: expected a comma list of integers >= 1; got 'x'")
   # The README's command, with a shipped config named relative to the checkout.
   train = subprocess.run(
-      [sys.executable, "-m", "launch.train", "--config=configs/modern.py",
-       f"--workdir={tmp_path / 'run'}", "--config.data.source=text",
-       f"--config.data.path={small_corpus}", "--config.data.tokenizer=byte",
-       f"--config.data.cache_dir={tmp_path / 'cache'}",
-       "--config.data.validation_tokens=2048", "--config.data.batch_size=8",
-       "--config.data.sequence_length=32", "--config.model.width=16",
-       "--config.train.tokens=2048"],
+      conftest.tiny_train_command(sys.executable, tmp_path / "run", small_corpus,
+                                  tmp_path / "cache", 2048),
       cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
   assert train.returncode == 0, train.stderr[-2000:]
   assert (tmp_path / "run" / "metrics.jsonl").read_text()

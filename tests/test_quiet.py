@@ -8,6 +8,8 @@ import sys
 
 from algoprog.training import flops
 
+import conftest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOISE = ("Unable to initialize backend", "Downloading and preparing dataset",
          "downloaded and prepared", "Using custom data configuration", "Generating splits",
@@ -31,13 +33,9 @@ def test_training_startup_is_quiet_and_names_the_flop_convention_once(small_corp
   steps: no backend probing, no tfds preparation chatter or progress bars off a terminal,
   and the FLOP convention once, in the run's first line, not on every progress line."""
   result = subprocess.run(
-      [sys.executable, "-m", "launch.train", "--config=configs/modern.py",
-       f"--workdir={tmp_path / 'run'}", "--config.data.source=text",
-       f"--config.data.path={small_corpus}", "--config.data.tokenizer=byte",
-       f"--config.data.cache_dir={tmp_path / 'cache'}",
-       "--config.data.validation_tokens=2048", "--config.data.batch_size=8",
-       "--config.data.sequence_length=32", "--config.model.width=16",
-       "--config.train.tokens=4096", "--config.train.log_every_steps=4"],
+      conftest.tiny_train_command(sys.executable, tmp_path / "run", small_corpus,
+                                  tmp_path / "cache", 4096,
+                                  "--config.train.log_every_steps=4"),
       cwd=ROOT, env=user_environment(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert_quiet(result.stderr + result.stdout)
