@@ -122,8 +122,10 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
     scaling = scaling_lib.analyse_scaling(table, groups, scaling_options(analysis, table),
                                           evidence)
     scaling_files = outputs.write_scaling_outputs(scaling, table, out)
-    # Runner-up full runs (ambiguous LR choices) only widen the scaling intervals; every
-    # other number and figure uses the chosen-LR runs.
+    # Runner-up full runs (ambiguous LR choices) only widen the intervals: the scaling
+    # bootstrap chooses between them, each ablation row gets them as its LR alternative;
+    # every estimate and figure uses the chosen-LR runs.
+    runner_up = table.select(~np.isin(table.run_id, scaling.table.run_ids))
     table = scaling.table
     ablations = ablations_lib.analyse_ablations(
         table, seeds, {name: (spec.reference, spec.variant)
@@ -131,7 +133,7 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
         analysis.ablation_reference, analysis.ablation_target_loss,
         analysis.ablation_target_margin, lr, evidence.noise,
         scaling.seed_noise if analysis.get("ablation_seed_pairs", False) else None,
-        analysis.level)
+        analysis.level, runner_up if runner_up.run_ids else None)
     ablations_json = ablations.to_json()
     if ablations.status == "ok":
       ablations_json["figures"] = _ablation_figures(table, ablations, analysis, out)

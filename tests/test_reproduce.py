@@ -1,5 +1,6 @@
 """The one-command study: ablation CEGs on synthetic curves, and the tiny preset end to end."""
 
+import dataclasses
 import json
 import math
 import os
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 from algoprog import reproduce
-from algoprog.analysis import ablations, report, runs
+from algoprog.analysis import ablations, diagnostics, report, runs
 from algoprog.training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +45,41 @@ def test_ablation_ceg_is_the_compute_ratio_at_the_target_with_seed_spread():
   assert row["status"] == "ok"
   assert row["ceg"] == pytest.approx(math.sqrt(200 * 1600) / 200)
   assert (row["seed_min"], row["seed_max"]) == pytest.approx((2.0, 4.0))
+
+
+def test_runner_up_lr_runs_widen_an_ablation_instead_of_vetoing_it():
+  # The variant's LR choice won by less than the seed noise, so its runner-up LR was trained
+  # too (v3, v4: crossing at 800 and 3200, CEG 2x what the chosen runs give). The row keeps
+  # the chosen runs' CEG, gains the runner-up's as an alternative and a band over both, and
+  # is no longer "not determined" for that LR choice.
+  chosen = curve_table({
+      ("ref", "r1"): [(10, 5.0), (100, 3.0), (1000, 2.5)],
+      ("ref", "r2"): [(10, 5.0), (400, 3.0), (1000, 2.8)],
+      ("var", "v1"): [(10, 5.0), (200, 3.0), (4000, 2.9)],
+      ("var", "v2"): [(10, 5.0), (1600, 3.0), (4000, 2.95)],
+  })
+  runner_up = dataclasses.replace(curve_table({
+      ("var", "v3"): [(10, 5.0), (400, 3.0), (4000, 2.9)],
+      ("var", "v4"): [(10, 5.0), (3200, 3.0), (4000, 2.95)],
+  }), run_info={"v3": {"learning_rate": 0.03}, "v4": {"learning_rate": 0.03}})
+  seeds = manifest(("r1", 1), ("r2", 2), ("v1", 1), ("v2", 2), ("v3", 1), ("v4", 2))
+  lr_choices = {"var/32": {"chosen_learning_rate": 0.01, "chosen_at_grid_edge": False,
+                           "margin_to_next_best": 0.001}}
+  noise = diagnostics.SeedNoise(0.05, 3)
+  kwargs = dict(seeds=seeds, ablations={"x": ("ref", "var")}, target_reference="ref",
+                target_loss=3.0, margin=0.0, lr_choices=lr_choices, noise=noise)
+  (vetoed,) = ablations.analyse_ablations(chosen, **kwargs).rows
+  assert vetoed["not_determined"].startswith("var: LR within seed noise")
+  (row,) = ablations.analyse_ablations(chosen, runner_up=runner_up, **kwargs).rows
+  assert row["ceg"] == pytest.approx(math.sqrt(200 * 1600) / 200)
+  assert row["not_determined"] == ""
+  (alternative,) = row["lr_alternatives"]
+  assert alternative["group"] == "var" and alternative["learning_rate"] == 0.03
+  assert alternative["ceg"] == pytest.approx(2 * row["ceg"])
+  band = row["lr_band"]
+  assert (band["estimate_low"], band["estimate_high"]) == pytest.approx(
+      (row["ceg"], alternative["ceg"]))
+  assert not band["open_above"]
 
 
 def test_ablation_missing_the_target_gets_a_lower_bound_not_a_cap():

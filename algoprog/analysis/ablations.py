@@ -85,29 +85,74 @@ def analyse_ablations(table: RunTable, seeds: Mapping[str, int | None],
                       target_loss: float, margin: float,
                       lr_choices: Mapping[str, Mapping], noise: diagnostics.SeedNoise,
                       seed_noise: noise_lib.SeedNoiseInterval | None = None,
-                      level: float = 0.95) -> AblationAnalysis:
+                      level: float = 0.95,
+                      runner_up: RunTable | None = None) -> AblationAnalysis:
   """Every ablation (name -> (reference group, variant group)) at the target set from
   `target_reference` (ablation_target); rows whose reference or variant LR choice is
   doubtful (at the grid edge, within seed noise) get `not_determined` with the reasons.
   With `seed_noise` (the pooled seed noise and its interval), each row gains "seed_pair":
   algoprog.analysis.noise.ablation_ceg's JSON (seed-pair t interval, interval from the seed
-  noise, smallest detectable CEG at `level`), or "seed_pair_error" when no pair crosses."""
+  noise, smallest detectable CEG at `level`), or "seed_pair_error" when no pair crosses.
+
+  `runner_up`: the full runs trained at a group's runner-up LR (the sweep trains them when
+  its choice is ambiguous; `table` holds the chosen-LR runs). A row with such a group
+  gains "lr_alternatives" (the row again with that group's runs at its runner-up LR, same
+  target) and "lr_band" (the lowest and highest CEG and seed-pair bound over the chosen
+  and the alternatives): the LR ambiguity widens the answer, and that group's "LR within
+  seed noise" no longer makes the row not determined."""
   if target_reference not in table.groups:
     return AblationAnalysis(f"no finished runs of {target_reference}")
   target = ablation_target(table, target_reference, target_loss, margin)
   lr = diagnostics.lr_reasons(lr_choices, noise)
-  rows = []
-  for name, (reference, variant) in ablations.items():
-    row = ablation_row(table, seeds, name, reference, variant, target)
-    row["not_determined"] = "; ".join(f"{g}: {r}" for g in (reference, variant)
-                                      for r in lr.get(g, []))
-    if seed_noise is not None and {reference, variant} <= set(table.groups):
+  alternative_groups = set(runner_up.groups) if runner_up is not None else set()
+  pair_seeds = {r: s for r, s in seeds.items() if s is not None} or None
+
+  def row_with_seed_pairs(runs: RunTable, name: str, reference: str, variant: str) -> dict:
+    row = ablation_row(runs, seeds, name, reference, variant, target)
+    if seed_noise is not None and {reference, variant} <= set(runs.groups):
       try:
         row["seed_pair"] = noise_lib.ablation_ceg(
-            table, reference, variant, target, noise=seed_noise,
-            seeds={r: s for r, s in seeds.items() if s is not None} or None,
+            runs, reference, variant, target, noise=seed_noise, seeds=pair_seeds,
             level=level).to_json()
       except ValueError as e:  # no crossing pair (TargetNotReached), or two runs per seed
         row["seed_pair_error"] = str(e)
+    return row
+
+  rows = []
+  for name, (reference, variant) in ablations.items():
+    row = row_with_seed_pairs(table, name, reference, variant)
+    swapped = [g for g in (reference, variant) if g in alternative_groups]
+    alternatives = []
+    for group in swapped:
+      runs = table.select(table.group != group).merged(runner_up.only_groups([group]))
+      alternative = row_with_seed_pairs(runs, name, reference, variant)
+      lrs = {float(runner_up.run_info[r].get("learning_rate", math.nan))
+             for r in runner_up.only_groups([group]).run_ids}
+      alternatives.append({"group": group, "learning_rate": min(lrs) if lrs else math.nan,
+                           **{k: v for k, v in alternative.items()
+                              if k not in ("ablation", "reference", "variant")}})
+    if alternatives:
+      row["lr_alternatives"] = alternatives
+      row["lr_band"] = lr_band([row] + alternatives)
+    row["not_determined"] = "; ".join(f"{g}: {r}" for g in (reference, variant)
+                                      for r in lr.get(g, [])
+                                      if not (g in swapped and r.startswith("LR within")))
     rows.append(row)
   return AblationAnalysis("ok", target, tuple(rows))
+
+
+def lr_band(rows: list[dict]) -> dict:
+  """Over an ablation row and its runner-up-LR alternatives: the lowest and highest CEG
+  estimate (a lower bound counts as its bound) and seed-pair interval bound (NaN where
+  none is finite); "open_above" when any of them is only a lower bound (a variant missed
+  the target), so the band has no upper end."""
+  estimates = [r["ceg"] if r.get("status") == "ok" else r.get("ceg_lower_bound", math.nan)
+               for r in rows]
+  lowers = [r.get("seed_pair", {}).get("paired_lower", math.nan) for r in rows]
+  uppers = [r.get("seed_pair", {}).get("paired_upper", math.nan) for r in rows]
+  finite = lambda values: [float(v) for v in values if v is not None and math.isfinite(v)]
+  return {"estimate_low": min(finite(estimates), default=math.nan),
+          "estimate_high": max(finite(estimates), default=math.nan),
+          "lower": min(finite(lowers), default=math.nan),
+          "upper": max(finite(uppers), default=math.nan),
+          "open_above": any(r.get("status") != "ok" for r in rows)}

@@ -384,6 +384,7 @@ def report_markdown(config: Any, s: dict) -> str:
         "target gets a lower bound.\n")
     table_rows = []
     paired = any("seed_pair" in r for r in ablations["rows"])
+    alternatives = any(r.get("lr_alternatives") for r in ablations["rows"])
     for r in ablations["rows"]:
       if r.get("status") == "ok":
         value = f"{r['ceg']:.3g}x"
@@ -396,11 +397,22 @@ def report_markdown(config: Any, s: dict) -> str:
              _or_not_determined(r, value), spread]
       if paired:
         row += _seed_pair_cells(r.get("seed_pair"), level)
+      if alternatives:
+        row.append(_lr_alternative_cell(r))
       table_rows.append(row + [multiple(published.get(r["ablation"]))])
     head = ["ablation", "runs", "CEG", "seed spread"]
     if paired:
       head += [f"seed-pair {level} interval", "from seed noise", "smallest detectable"]
+    if alternatives:
+      head.append("with a runner-up LR (LR band)")
     parts.append(markdown_table(head + ["study (64d, GPT-2 BPE)"], table_rows))
+    if alternatives:
+      parts.append("With a runner-up LR: where a group's LR choice was ambiguous, the sweep "
+                   "also trained its full runs at the runner-up LR; the row is recomputed "
+                   "with those runs (same target) and the LR band spans the CEG estimates "
+                   f"and seed-pair {level} bounds of the chosen and the runner-up runs. Such "
+                   "a group's \"LR within seed noise\" no longer makes the row not "
+                   "determined: its ambiguity is in the band.\n")
     if paired:
       parts.append(_two_seed_sentence(ablations["rows"], level))
     parts.append("![ablation CEGs](analysis/ablation_cegs.png)\n")
@@ -506,6 +518,27 @@ def _seed_pair_cells(pair: Mapping | None, level: str) -> list[str]:
   detect = (f"{pair['detectable_ceg']:.3g}x ({pair['detectable_ceg_conservative']:.3g}x)"
             if _finite(pair.get("detectable_ceg")) else "–")
   return [paired, noise, detect]
+
+
+def _lr_alternative_cell(row: Mapping) -> str:
+  """An ablation's CEG with each ambiguous group at its runner-up LR, and the LR band."""
+  if not row.get("lr_alternatives"):
+    return "–"
+  cells = []
+  for alt in row["lr_alternatives"]:
+    if alt.get("status") == "ok":
+      value = f"{alt['ceg']:.3g}x"
+    elif "ceg_lower_bound" in alt:
+      value = f"≥ {alt['ceg_lower_bound']:.3g}x"
+    else:
+      value = str(alt.get("status", "?"))
+    cells.append(f"{alt['group']} at LR {alt['learning_rate']:.3g}: {value}")
+  band = row["lr_band"]
+  low, high, lower, upper = (number_text(band[k], "{:.3g}") for k in (
+      "estimate_low", "estimate_high", "lower", "upper"))
+  if band.get("open_above"):  # a variant missed the target: no upper end
+    return ", ".join(cells) + f" (band ≥ {low}x, bounds [{lower}, ∞))"
+  return ", ".join(cells) + f" (band {low}–{high}x, bounds [{lower}, {upper}])"
 
 
 def _two_seed_sentence(rows: Sequence[Mapping], level: str) -> str:

@@ -132,6 +132,17 @@ class RunTable:
     return dataclasses.replace(
         self, **{name: getattr(self, name)[mask] for name in _POINT_COLUMNS})
 
+  def merged(self, other: "RunTable") -> "RunTable":
+    """This table's points followed by `other`'s (run ids must not repeat), with both
+    tables' run records."""
+    repeated = sorted(set(self.run_ids) & set(other.run_ids))
+    if repeated:
+      raise RunTableError(f"merged: run(s) {', '.join(repeated)} in both tables")
+    return dataclasses.replace(
+        self, run_info={**self.run_info, **other.run_info},
+        **{name: np.concatenate([getattr(self, name), getattr(other, name)])
+           for name in _POINT_COLUMNS})
+
   def only_groups(self, groups: Iterable[str]) -> "RunTable":
     groups = list(groups)
     missing = sorted(set(groups) - set(self.groups))
