@@ -5,21 +5,50 @@ adds intervals to it. Pure numpy; imports neither the training nor the analysis.
 Law: ln lr* = ln c + b ln(width), by (weighted) least squares in log-log space.
 Ambiguity of an LR choice: with independent seed noise of standard deviation `noise`
 (nats) on each sweep loss, the runner-up (second-best grid LR) is truly better with
-probability P = Phi(-margin / (sqrt(2) noise)); a choice is ambiguous when
-P > AMBIGUOUS_PROBABILITY, i.e. margin < ~1.81 noise.
+probability P = Phi(-margin / (sqrt(2) noise)); a choice is ambiguous when the margin is
+under AMBIGUOUS_NOISE_MULTIPLE (2) x the noise, i.e. P > AMBIGUOUS_PROBABILITY (7.9%): the
+one criterion the sweep (train the runner-up's full runs) and the analysis's diagnostics
+("LR within seed noise") share.
+Seed noise measured from runs: the median over configurations run with several seeds of
+the standard deviation of their final validation losses (`measured_seed_noise`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-AMBIGUOUS_PROBABILITY = 0.1
+AMBIGUOUS_NOISE_MULTIPLE = 2.0
+# P(runner-up truly better) at a margin of AMBIGUOUS_NOISE_MULTIPLE x the noise: 0.0786.
+AMBIGUOUS_PROBABILITY = 0.5 * math.erfc(AMBIGUOUS_NOISE_MULTIPLE / 2.0)
 # nats: the seed noise assumed where none is measured or given, a guess for small runs.
 DEFAULT_SEED_NOISE = 0.02
+# run.json fields that make two runs the same configuration (they may differ in seed only).
+SEED_KEY = ("label", "width", "learning_rate", "tokens_planned", "stage")
+
+
+def seed_finals(run_infos: Iterable[Mapping]) -> dict[tuple, list[float]]:
+  """{configuration (SEED_KEY values): final validation losses of its seeds} from run.json
+  records: completed runs with a finite final validation loss, one loss per seed."""
+  finals: dict[tuple, dict] = {}
+  for info in run_infos:
+    loss = info.get("final_validation_loss")
+    if info.get("status") != "completed" or not isinstance(loss, (int, float)) or not (
+        math.isfinite(loss)):
+      continue
+    key = tuple(info.get(k) for k in SEED_KEY)
+    finals.setdefault(key, {})[info.get("seed")] = float(loss)
+  return {k: list(v.values()) for k, v in finals.items()}
+
+
+def measured_seed_noise(run_infos: Iterable[Mapping]) -> tuple[float, int] | None:
+  """(median over configurations with several seeds of the SD of their final losses, in
+  nats; how many configurations), or None when no configuration has several seeds."""
+  stds = [float(np.std(v, ddof=1)) for v in seed_finals(run_infos).values() if len(v) > 1]
+  return (float(np.median(stds)), len(stds)) if stds else None
 
 
 def runner_up_probability(margin: float, noise: float) -> float:

@@ -85,8 +85,10 @@ def study_config(*, name: str, description: str, data: dict, train: dict,
     sweep.lr_sweep.max_extensions: points the grid may grow by past an end that wins
       (algoprog.training.sweep.lr_search).
     sweep.lr_sweep.seed_noise: nats, the seed noise assumed when judging whether an LR
-      choice is ambiguous (P(runner-up truly better) > 10%, margin < ~1.8 x this;
-      algoprog.lr_law); default 0.02 nats, the analysis's guess for small runs.
+      choice is ambiguous (margin under 2 x this, P(runner-up truly better) > 7.9%;
+      algoprog.lr_law) until finished runs with several seeds measure a larger one
+      (algoprog.training.sweep.planning_seed_noise); default 0.02 nats, a guess for small
+      runs.
     sweep.groups.<label>: one architecture or ablation variant (algoprog.training.sweep.plan_runs):
       config, widths, seeds, tokens_per_param, lr_widths/lr_values (sweep centres), lr_sweep,
       lr_sweep_widths, lr_law_widths, lr_center, train_runner_up, overrides

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from algoprog import lr_law
+from algoprog import lr_law, rundir
 from algoprog.analysis import diagnostics, lr, report, scaling
 from algoprog.training import config as config_lib, sweep
 from test_lr_uncertainty import sweep as synthetic_sweep, two_lr_study
@@ -168,3 +168,46 @@ def test_reports_show_lr_optima_and_laws():
   assert "lr_laws.png" in markdown
   table, two = two_lr_study(0.03)
   assert "LR optima per sweep" in report.fit_text(analyse(table, two, 0.2), table, "median")
+
+
+def test_seed_noise_measured_by_finished_runs_adds_runner_ups_and_never_drops_them(tmp_path):
+  # At the configured 0.02 nats a margin of 0.1 is decisive; the chosen LR's two seeds then
+  # end 0.3 nats apart (SD 0.21), which makes the same margin ambiguous: the next plan adds
+  # the runner-up's full runs and records the measurement, and a later, quieter pair of
+  # runs does not take them away.
+  c = ambiguous_config(tmp_path)
+  preset = lambda: config_lib.load_config_file("configs/modern.py")
+  sweeps = sweep.plan_from_directory(c, tmp_path)
+  for run, loss in zip(sweeps, (3.0, 2.0, 2.1)):
+    finish(tmp_path, run, as_trainer_records(run, preset()), loss=loss)
+  full = [r for r in sweep.plan_from_directory(c, tmp_path) if r.stage == "full"]
+  assert [r.lr_role for r in full] == ["chosen", "chosen"]
+
+  def finish_with_identity(run, loss):
+    run_dir = tmp_path / "runs" / run.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_config(run_dir, as_trainer_records(run, preset()))
+    rundir.write_record(run_dir, rundir.RunRecord(
+        run.run_id, run.label, "completed", stage="full", seed=run.overrides["seed"],
+        width=run.overrides["model.width"], learning_rate=run.overrides["optim.learning_rate"],
+        tokens_planned=1000, final_validation_loss=loss))
+
+  for run, loss in zip(full, (2.0, 2.3)):
+    finish_with_identity(run, loss)
+  planned = sweep.plan_from_directory(c, tmp_path)
+  runner = [r for r in planned if r.lr_role == "runner_up"]
+  assert len(runner) == 2
+  recorded = rundir.read_json(tmp_path / sweep.SEED_NOISE_FILE)
+  assert recorded["measured_seed_noise"] == pytest.approx(0.3 / math.sqrt(2))
+  assert lr_law.runner_up_probability(0.1, recorded["measured_seed_noise"]) > (
+      lr_law.AMBIGUOUS_PROBABILITY)
+  # Every run now without spread (the chosen ones rewritten): measured noise 0, yet the
+  # recorded 0.21 keeps the runner-up runs planned.
+  for run, loss in zip(full + runner, (2.0, 2.0, 2.1, 2.1)):
+    finish_with_identity(run, loss)
+  assert lr_law.measured_seed_noise(
+      rundir.read_record(tmp_path / "runs" / r.run_id).to_dict() for r in full + runner
+  ) == (0.0, 2)
+  again = sweep.plan_from_directory(c, tmp_path)
+  assert sorted(r.run_id for r in again if r.lr_role == "runner_up") == sorted(
+      r.run_id for r in runner)

@@ -43,13 +43,13 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from algoprog import lr_law
-from algoprog.analysis import fit as fit_lib, noise
+from algoprog.analysis import fit as fit_lib
 from algoprog.analysis.runs import RunTable
 
 E_LOWER_FRACTION = 1e-3
 E_UPPER_FRACTION = 0.99
 MIN_DECADES = 1.0
-NOISE_MULTIPLE = 2.0
+NOISE_MULTIPLE = lr_law.AMBIGUOUS_NOISE_MULTIPLE
 DEFAULT_SEED_NOISE = lr_law.DEFAULT_SEED_NOISE  # nats; run several seeds to measure it.
 PLATEAU_TOLERANCE = 0.1  # nats
 
@@ -109,12 +109,10 @@ def fit_reasons(result: fit_lib.PowerLawFit) -> dict[str, list[str]]:
 
 
 def seed_noise(run_infos: Iterable[Mapping]) -> SeedNoise:
-  """Seed noise from run.json records (completed runs with a final validation loss)."""
-  stds = [float(np.std(v, ddof=1)) for v in noise.seed_finals(run_infos).values()
-          if len(v) > 1]
-  if not stds:
-    return SeedNoise(DEFAULT_SEED_NOISE, 0)
-  return SeedNoise(float(np.median(stds)), len(stds))
+  """Seed noise from run.json records (completed runs with a final validation loss):
+  lr_law.measured_seed_noise, the value the sweep judged its LR choices with."""
+  measured = lr_law.measured_seed_noise(run_infos)
+  return SeedNoise(DEFAULT_SEED_NOISE, 0) if measured is None else SeedNoise(*measured)
 
 
 def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise, *,

@@ -14,7 +14,8 @@ Three pieces (docs/fit.md, "Uncertainty instead of vetoes"):
    opens downward (no minimum) falls back to the best grid point. Ambiguity: the runner-up
    (second-best grid point) beats the chosen one with probability
    P = Phi(-margin / (sqrt(2) * noise)) when both losses carry independent seed noise;
-   `ambiguous` when P > `AMBIGUOUS_PROBABILITY` (margin < ~1.8 noise).
+   `ambiguous` when P > `AMBIGUOUS_PROBABILITY` (7.9%: margin < 2 x noise, as the
+   diagnostics and the sweep judge it; algoprog.lr_law).
 2. LR law (`fit_lr_law`, `lr_laws`). Per group, ln lr* = ln c + b ln(width), fitted by
    weighted least squares with weights 1/se**2 of the optima (se: half the interval width
    over the normal quantile); the covariance is scaled by max(1, chi2/dof) (Birge ratio: if

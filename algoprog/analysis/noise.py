@@ -40,10 +40,11 @@ from typing import Hashable, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from algoprog import lr_law
 from algoprog.analysis import ceg
 from algoprog.analysis.runs import RunTable
 
-SEED_KEY = ("label", "width", "learning_rate", "tokens_planned", "stage")
+SEED_KEY = lr_law.SEED_KEY
 
 
 def chi_square_factors(dof: int, level: float = 0.95) -> tuple[float, float]:
@@ -111,18 +112,7 @@ def pooled_seed_noise(finals: Mapping[Hashable, Sequence[float]], *, level: floa
                            level)
 
 
-def seed_finals(run_infos: Iterable[Mapping]) -> dict[tuple, list[float]]:
-  """{configuration (SEED_KEY values): final validation losses of its seeds} from run.json
-  records: completed runs with a finite final validation loss, one loss per seed."""
-  finals: dict[tuple, dict] = {}
-  for info in run_infos:
-    loss = info.get("final_validation_loss")
-    if info.get("status") != "completed" or not isinstance(loss, (int, float)) or not (
-        math.isfinite(loss)):
-      continue
-    key = tuple(info.get(k) for k in SEED_KEY)
-    finals.setdefault(key, {})[info.get("seed")] = float(loss)
-  return {k: list(v.values()) for k, v in finals.items()}
+seed_finals = lr_law.seed_finals  # (shared with the sweep's runner-up criterion)
 
 
 def seed_noise_from_runs(run_infos: Iterable[Mapping], *, level: float = 0.95

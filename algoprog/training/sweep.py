@@ -58,6 +58,7 @@ from algoprog.training.console import format_duration  # Progress lines; re-expo
 
 MANIFEST_FILE = "manifest.json"
 LR_CHOICES_FILE = "lr_choices.json"
+SEED_NOISE_FILE = "lr_seed_noise.json"
 FAILURES_FILE = "failures.json"
 LOCK_FILE = ".sweep.lock"
 
@@ -347,9 +348,9 @@ def group_lr_plan(label: str, group: ml_collections.ConfigDict,
   log-log; with a single swept width, the anchors' slope through its choice).
   Runner-up: the second-best finite grid point; its full runs are trained when the
   group's `train_runner_up` is set and the choice is ambiguous,
-  P = Phi(-margin / (sqrt 2 seed_noise)) > 10% (margin < ~1.8 x `lr_sweep.seed_noise`,
-  nats, default lr_law.DEFAULT_SEED_NOISE), so the analysis can let LR ambiguity widen the
-  intervals. `train_runner_up` defaults to off (plain sweep configs); the study presets
+  margin < 2 x `lr_sweep.seed_noise` (nats), i.e. P = Phi(-margin / (sqrt 2 seed_noise))
+  > lr_law.AMBIGUOUS_PROBABILITY, so the analysis can let LR ambiguity widen the intervals
+  (plan_from_directory passes the larger of the configured and the measured seed noise). `train_runner_up` defaults to off (plain sweep configs); the study presets
   turn it on (algoprog.study).
   """
   anchors = dict(zip(group.lr_widths, group.lr_values))
@@ -1053,10 +1054,45 @@ def failed_grid_runs(sweep_dir: pathlib.Path, runs: Iterable[RunSpec]) -> dict[s
   return failed
 
 
+def planning_seed_noise(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path
+                        ) -> tuple[float, str, dict | None]:
+  """(nats, where it came from, the measurement to record): the seed noise the sweep
+  judges its LR choices with, the larger of `lr_sweep.seed_noise` (a guess made before any
+  run) and the seed noise measured from the finished runs with several seeds
+  (lr_law.measured_seed_noise: what the analysis will judge them with). The measurement
+  only grows: the largest one so far is kept in SEED_NOISE_FILE, so that runs finishing
+  later never drop runner-up runs already planned."""
+  configured = float(sweep.lr_sweep.get("seed_noise", lr_law.DEFAULT_SEED_NOISE))
+  measurements = []
+  recorded = rundir.read_json(pathlib.Path(sweep_dir) / SEED_NOISE_FILE)
+  if recorded and isinstance(recorded.get("measured_seed_noise"), (int, float)):
+    measurements.append((float(recorded["measured_seed_noise"]), str(recorded["source"])))
+  records = [rundir.read_record(d) for d in rundir.run_directories(
+      pathlib.Path(sweep_dir) / "runs")]
+  measured = lr_law.measured_seed_noise(r.to_dict() for r in records if r)
+  if measured is not None:
+    measurements.append((measured[0], f"measured: median seed standard deviation of "
+                                      f"{measured[1]} configuration(s) run with several "
+                                      "seeds"))
+  if not measurements:
+    return configured, "sweep.lr_sweep.seed_noise", None
+  value, source = max(measurements, key=lambda m: m[0])
+  record = {"measured_seed_noise": value, "source": source}
+  if value > configured:
+    return value, source, record
+  return configured, "sweep.lr_sweep.seed_noise", record
+
+
 def plan_from_directory(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path
                         ) -> list[RunSpec]:
-  """The runs to do given what has finished in `sweep_dir`; writes the manifest and the
+  """The runs to do given what has finished in `sweep_dir`, with LR choices judged at the
+  `planning_seed_noise` (recorded in SEED_NOISE_FILE); writes the manifest and the
   LR-choice record."""
+  noise, _, measurement = planning_seed_noise(sweep, sweep_dir)
+  if measurement is not None:
+    rundir.write_json(pathlib.Path(sweep_dir) / SEED_NOISE_FILE, measurement)
+  sweep = ml_collections.ConfigDict(sweep.to_dict())
+  sweep.lr_sweep.seed_noise = noise
   results = sweep_results(sweep_dir)
   runs = plan_runs(sweep, results)
   write_manifest(sweep_dir, runs)
@@ -1113,7 +1149,18 @@ def run_sweep(sweep: ml_collections.ConfigDict, sweep_dir: pathlib.Path, workers
           f"{len(failed)} LR-sweep run(s) failed, so their group's learning rate cannot be "
           f"chosen: {'; '.join(f'{k} ({v})' for k, v in sorted(failed.items()))}; rerun "
           "the same command to retry them (launcher.log in each run directory says why)")
-    results.update(execute(sweep_dir, [r for r in runs if r.stage == "full"], workers,
-                           retry_failed, log, **options))
+    # The full runs; then again while the seed noise measured from finished runs with
+    # several seeds makes more LR choices ambiguous (their runner-up LRs' full runs join).
+    for _ in range(MAX_FULL_ROUNDS):
+      todo = [r for r in runs if r.stage == "full" and r.run_id not in results]
+      if not todo:
+        break
+      results.update(execute(sweep_dir, todo, workers, retry_failed, log, **options))
+      runs = plan_from_directory(sweep, sweep_dir)
     record_failures(sweep_dir, results)
   return results
+
+
+# Rounds of full runs at most: the planned ones, then runner-ups the measured seed noise
+# adds (the noise only grows, so this ends; the cap keeps a pathological case finite).
+MAX_FULL_ROUNDS = 3
