@@ -57,7 +57,8 @@ def full_runs_table(sweep_dir: pathlib.Path) -> tuple[runs.RunTable, list[dict]]
   full_ids = {r["run_id"] for r in full}
   keep = np.isin(table.run_id, list(full_ids))
   excluded = tuple(e for e in table.excluded if e.run_id in full_ids)
-  return dataclasses.replace(table.select(keep), excluded=excluded), full
+  run_info = {r: info for r, info in table.run_info.items() if r in full_ids}
+  return dataclasses.replace(table.select(keep), excluded=excluded, run_info=run_info), full
 
 
 def scaling_options(analysis: ml_collections.ConfigDict, table: runs.RunTable

@@ -134,6 +134,13 @@ def test_runner_up_runs_widen_the_bootstrap_but_not_the_estimate():
   assert width(ambiguous) > 1.2 * width(decisive)
   assert width(chosen_only) < width(ambiguous)
   assert ambiguous.coverage[0].runs == 6  # Runner-up runs only in the intervals.
+  # A table loaded from a sweep folder also describes runs it holds no points of (the LR
+  # sweep's, in run_info): the runner-up runs are still left out of the estimate.
+  described = dataclasses.replace(table, run_info={**table.run_info,
+                                                   "a_sweep_run": {"stage": "lr_sweep"}})
+  evidence = scaling.Evidence(choices, diagnostics.SeedNoise(0.2, 3))
+  assert np.array_equal(scaling.chosen_lr_mask(described, evidence),
+                        lr.chosen_runs_mask(table, choices))
   # The runner-up was trained: its ambiguity is in the interval, not a veto.
   assert not any("seed noise" in r for d in ambiguous.main.diagnostics.values()
                  for r in d.reasons)

@@ -521,8 +521,9 @@ def chosen_lr_mask(table: RunTable, evidence: Evidence) -> np.ndarray | None:
   sweep's choice, algoprog.analysis.lr.chosen_runs_mask); None when there are none, no
   LR-sweep record, or the table holds LR-sweep runs too (launch.fit --all_stages: every
   run is fitted as asked): then nothing changes."""
+  # (The runs in the table's points: run_info may also describe runs not loaded.)
   if not evidence.lr_choices or any(
-      info.get("stage") == "lr_sweep" for info in table.run_info.values()):
+      table.run_info.get(r, {}).get("stage") == "lr_sweep" for r in table.run_ids):
     return None
   mask = lr_lib.chosen_runs_mask(table, evidence.lr_choices)
   return None if mask.all() else mask
