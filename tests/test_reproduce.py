@@ -79,7 +79,12 @@ def test_runner_up_lr_runs_widen_an_ablation_instead_of_vetoing_it():
   band = row["lr_band"]
   assert (band["estimate_low"], band["estimate_high"]) == pytest.approx(
       (row["ceg"], alternative["ceg"]))
-  assert not band["open_above"]
+  assert not band["open_above"] and not band["open_below"]
+  # A reference that misses the target at its runner-up LR leaves the band unbounded.
+  missing = ablations.lr_band([row, {"status": "reference ref misses the target"}])
+  assert missing["open_above"] and missing["open_below"]
+  assert ablations.lr_band([row, {"status": "variant misses the target",
+                                  "ceg_lower_bound": 9.0}])["estimate_high"] == 9.0
 
 
 def test_ablation_missing_the_target_gets_a_lower_bound_not_a_cap():

@@ -145,9 +145,12 @@ def lr_band(rows: list[dict]) -> dict:
   """Over an ablation row and its runner-up-LR alternatives: the lowest and highest CEG
   estimate (a lower bound counts as its bound) and seed-pair interval bound (NaN where
   none is finite); "open_above" when any of them is only a lower bound (a variant missed
-  the target), so the band has no upper end."""
+  the target), "open_below" when any has no value at all (e.g. the reference at its
+  runner-up LR misses the target: the CEG could be anything below what the variant
+  needs), so the band has no upper or no lower end."""
   estimates = [r["ceg"] if r.get("status") == "ok" else r.get("ceg_lower_bound", math.nan)
                for r in rows]
+  open_below = any(r.get("status") != "ok" and "ceg_lower_bound" not in r for r in rows)
   lowers = [r.get("seed_pair", {}).get("paired_lower", math.nan) for r in rows]
   uppers = [r.get("seed_pair", {}).get("paired_upper", math.nan) for r in rows]
   finite = lambda values: [float(v) for v in values if v is not None and math.isfinite(v)]
@@ -155,4 +158,5 @@ def lr_band(rows: list[dict]) -> dict:
           "estimate_high": max(finite(estimates), default=math.nan),
           "lower": min(finite(lowers), default=math.nan),
           "upper": max(finite(uppers), default=math.nan),
-          "open_above": any(r.get("status") != "ok" for r in rows)}
+          "open_above": any(r.get("status") != "ok" for r in rows),
+          "open_below": open_below}

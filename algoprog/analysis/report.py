@@ -536,6 +536,8 @@ def _lr_alternative_cell(row: Mapping) -> str:
   band = row["lr_band"]
   low, high, lower, upper = (number_text(band[k], "{:.3g}") for k in (
       "estimate_low", "estimate_high", "lower", "upper"))
+  if band.get("open_below"):  # an alternative has no value: nothing bounds it
+    return ", ".join(cells) + " (band not bounded)"
   if band.get("open_above"):  # a variant missed the target: no upper end
     return ", ".join(cells) + f" (band ≥ {low}x, bounds [{lower}, ∞))"
   return ", ".join(cells) + f" (band {low}–{high}x, bounds [{lower}, {upper}])"
