@@ -220,3 +220,21 @@ def report_accounting(summary: dict) -> str:
   base["accounting"] = {**base["accounting"], **summary["accounting"]}
   text = report.report_markdown(config, base)
   return text[text.index("## Accounting"):]
+
+
+def test_raw_scale_reads_no_target_on_the_unigram_plateau(at_bound):
+  # With plateau points excluded from the fits, the model-free CEG is read only at losses
+  # below the plateau's edge too (both groups still near unigram predictions above it).
+  table, options, _ = at_bound
+  entropy = 5.1  # the edge 5.0 lies inside the losses both groups reach (3.3 to 5.5)
+  evidence = scaling.Evidence(None, diagnostics.seed_noise(table.run_info.values()), entropy)
+  analysis = scaling.analyse_scaling(
+      table, table.groups, dataclasses.replace(options, exclude_plateau=True,
+                                               e_profile="off", rollout=False), evidence)
+  (raw,) = analysis.raw_scale
+  edge = entropy - analysis.options.plateau_margin
+  assert raw.target_loss.max() < edge
+  (everything,) = scaling.analyse_scaling(
+      table, table.groups, dataclasses.replace(options, e_profile="off", rollout=False),
+      evidence).raw_scale
+  assert everything.target_loss.max() > edge

@@ -418,18 +418,21 @@ def profile_section(table: RunTable, groups: Sequence[str], options: ScalingOpti
       num_samples=options.e_profile_samples, seed=options.seed, level=options.level)
 
 
-def raw_scale_section(table: RunTable, groups: Sequence[str], options: ScalingOptions
+def raw_scale_section(table: RunTable, groups: Sequence[str], options: ScalingOptions,
+                      max_loss: float | None = None
                       ) -> tuple[list[raw_scale_lib.RawScale], list[str]]:
-  """Model-free scale dependence of every group over the reference, and one note per pair
-  that has none (no common loss)."""
+  """Model-free scale dependence of every group over the reference at target losses up to
+  `max_loss` (nats/token; the plateau's edge when plateau points are excluded from the
+  fits, so the CEG is not read where both groups still predict unigram frequencies), and
+  one note per pair that has none (no common loss)."""
   out, notes = [], []
   for g in groups:
     if g == options.reference:
       continue
     try:
       out.append(raw_scale_lib.raw_scale_dependence(
-          table, options.reference, g, num_samples=options.raw_scale_samples,
-          seed=options.seed, level=options.level))
+          table, options.reference, g, max_loss=max_loss,
+          num_samples=options.raw_scale_samples, seed=options.seed, level=options.level))
     except raw_scale_lib.RawScaleError as e:
       notes.append(f"raw scale dependence: {e}")
   return out, notes
@@ -634,8 +637,10 @@ def analyse_scaling(table: RunTable, groups: Sequence[str], options: ScalingOpti
       profile = profile_section(table, groups, options, main, computes)
     except fit.FitError as e:
       notes.append(f"E profile: {e}")
-  raw_scale, raw_notes = (raw_scale_section(table, groups, options) if options.raw_scale
-                          else ([], []))
+  below_plateau = (evidence.entropy - options.plateau_margin
+                   if plateau is not None else None)
+  raw_scale, raw_notes = (raw_scale_section(table, groups, options, below_plateau)
+                          if options.raw_scale else ([], []))
   seed_noise = noise_lib.seed_noise_from_runs(table.run_info.values(), level=options.level)
   rolled, curvature, roll_notes = (
       rollout_section(table, groups, options, main, evidence.noise.value)
