@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from algoprog import hardware, rundir
 from algoprog.training import console
-from algoprog.analysis import fit, planner, runs
+from algoprog.analysis import fit, lr, planner, runs
 
 _RUNS = flags.DEFINE_string("runs", None, "A folder of runs or a .csv/.jsonl table: the "
                             "laws and noise are fitted/measured from it (instead of --law).")
@@ -149,6 +149,9 @@ def _assumptions() -> planner.Assumptions:
     return planner.Assumptions(groups, noise, **common)
   columns = runs.ColumnMapping.parse(_COLUMNS.value) if _COLUMNS.value else None
   table = runs.load_runs(_RUNS.value, columns, stages=runs.FULL_STAGES)
+  choices = runs.lr_choices_near(pathlib.Path(_RUNS.value))
+  if choices:  # Laws from the chosen-LR runs, as the study fits them (runner-ups: noise only).
+    table = table.select(lr.chosen_runs_mask(table, choices))
   kinds = planner.kinds_from_runs(table)  # A folder records each run's model kind.
   for item in _KINDS.value:
     group, _, kind = item.partition("=")
