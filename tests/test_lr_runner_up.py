@@ -47,17 +47,26 @@ def test_runner_up_full_runs_are_planned_exactly_when_the_choice_is_ambiguous(tm
   assert lr_law.runner_up_probability(0.01, 0.02) == pytest.approx(0.3618, abs=1e-3)
 
 
+def preset():
+  return config_lib.load_config_file("configs/modern.py")
+
+
+def swept(tmp_path, losses):
+  """(config, LR-sweep runs, planned full runs) of `ambiguous_config` once its three sweep
+  points have finished with `losses`."""
+  c = ambiguous_config(tmp_path)
+  sweeps = sweep.plan_from_directory(c, tmp_path)
+  for run, loss in zip(sweeps, losses):
+    finish(tmp_path, run, as_trainer_records(run, preset()), loss=loss)
+  return c, sweeps, [r for r in sweep.plan_from_directory(c, tmp_path) if r.stage == "full"]
+
+
 def test_runner_up_runs_resume_and_are_recorded(tmp_path, monkeypatch):
   """A finished sweep with its runner-up runs trains nothing on a rerun (the planned configs
   match the recorded ones; the lock is taken and released), and lr_choices.json says what
   was chosen, the runner-up and whether its runs were trained."""
   monkeypatch.setattr(sweep.subprocess, "Popen", NoTrainer)
-  c = ambiguous_config(tmp_path)
-  preset = lambda: config_lib.load_config_file("configs/modern.py")
-  sweeps = sweep.plan_from_directory(c, tmp_path)
-  for run, loss in zip(sweeps, (3.0, 2.0, 2.01)):
-    finish(tmp_path, run, as_trainer_records(run, preset()), loss=loss)
-  full = [r for r in sweep.plan_from_directory(c, tmp_path) if r.stage == "full"]
+  c, sweeps, full = swept(tmp_path, (3.0, 2.0, 2.01))
   assert sorted(r.lr_role for r in full) == ["chosen", "chosen", "runner_up", "runner_up"]
   for run in full:
     finish(tmp_path, run, as_trainer_records(run, preset()))
@@ -182,12 +191,7 @@ def test_seed_noise_measured_by_finished_runs_adds_runner_ups_and_never_drops_th
   # end 0.3 nats apart (SD 0.21), which makes the same margin ambiguous: the next plan adds
   # the runner-up's full runs and records the measurement, and a later, quieter pair of
   # runs does not take them away.
-  c = ambiguous_config(tmp_path)
-  preset = lambda: config_lib.load_config_file("configs/modern.py")
-  sweeps = sweep.plan_from_directory(c, tmp_path)
-  for run, loss in zip(sweeps, (3.0, 2.0, 2.1)):
-    finish(tmp_path, run, as_trainer_records(run, preset()), loss=loss)
-  full = [r for r in sweep.plan_from_directory(c, tmp_path) if r.stage == "full"]
+  c, _, full = swept(tmp_path, (3.0, 2.0, 2.1))
   assert [r.lr_role for r in full] == ["chosen", "chosen"]
 
   def finish_with_identity(run, loss):
