@@ -160,7 +160,8 @@ def analyse(config: ml_collections.ConfigDict, sweep_dir: pathlib.Path,
              "evidence": {"seed_noise": evidence.noise.value,
                           "seed_noise_source": evidence.noise.source,
                           "unigram_entropy": entropy, "unigram_entropy_source": entropy_note},
-             "runs": len(table.run_ids), "train_seconds": total_train_seconds(sweep_dir)}
+             "runs": len(table.run_ids), "runner_up_runs": len(runner_up.run_ids),
+             "train_seconds": total_train_seconds(sweep_dir)}
   (out / "summary.json").write_text(json.dumps(rundir.json_safe(summary), indent=1))
   for name, rows in (("ablations", ablations_json["rows"]),
                      ("headline_measured", accounting.get("measured", [])),

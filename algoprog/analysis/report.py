@@ -266,7 +266,10 @@ def report_markdown(config: Any, s: dict) -> str:
   level = f"{a.level:.0%}"
   parts = [f"# algoprog study report: {config.name}\n",
            f"{config.description}\n",
-           f"{s['runs']} full runs analysed; {len(s['failures'])} failed runs; training wall "
+           f"{s['runs']} full runs analysed"
+           + (f" (and {s['runner_up_runs']} at runner-up learning rates, in the intervals "
+              "only)" if s.get("runner_up_runs") else "")
+           + f"; {len(s['failures'])} failed runs; training wall "
            f"time {s['train_seconds'] / 60:.1f} min summed over all runs (LR sweeps included)"
            + (f"; the last `reproduce` session took {s['session_seconds'] / 60:.1f} min"
               if "session_seconds" in s else "")
