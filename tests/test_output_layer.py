@@ -75,6 +75,27 @@ def test_transformer_fused_loss_and_gradients_equal_the_logits_path(block, untie
   assert float(jnp.abs(grads_f["output_bias"]).max()) > 0
 
 
+def test_logits_are_computed_once_and_evaluation_forms_no_gradient():
+  # Each block's logits are formed once: in the forward, with the block's gradient (the
+  # backward only scales by the cotangent: no matmul there); evaluation alone (no
+  # differentiation) does the logits matmul and nothing else.
+  rng = np.random.default_rng(0)
+  h = jnp.asarray(rng.normal(size=(2, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(11, 4)), jnp.float32)
+  b = jnp.zeros((11,), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 11, (2, 8)), jnp.int32)
+  weights = jnp.ones((2, 8), jnp.float32)
+  loss = lambda h, w, b: output_layer.blockwise_cross_entropy_sum(h, w, b, targets, weights, 4)
+  dots = lambda jaxpr: str(jaxpr).count("dot_general")
+  assert dots(jax.make_jaxpr(loss)(h, w, b)) == 1  # the logits, inside the block scan
+  primal, backward = jax.vjp(loss, h, w, b)
+  assert dots(jax.make_jaxpr(backward)(jnp.float32(1.0))) == 0
+  # Differentiated, the forward has the logits and the three gradient matmuls (hidden
+  # states, unembedding, and the bias as ones @ dlogits).
+  assert dots(jax.make_jaxpr(lambda *a: jax.vjp(loss, *a)[0])(h, w, b)) == 4
+  np.testing.assert_allclose(primal, loss(h, w, b), rtol=1e-6)
+
+
 def test_no_output_bias_and_jit_equals_no_jit():
   config = resolved(output_bias=False)
   fused, plain = model_pair(config)

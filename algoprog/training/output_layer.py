@@ -11,14 +11,15 @@ states [B, L, D] instead (`return_hidden=True`), and `cross_entropy_sum` compute
 block by block: the tokens are cut into blocks of loss_block_tokens // B positions of every
 row (all B rows in each block, so a batch sharded on the data axis stays sharded and each
 device computes its rows' share), and a `lax.scan` computes each block's logits [B * P, V],
-its logsumexp and its picked logits, keeping only the per-token logsumexp. The backward (a
-custom VJP) recomputes each block's logits, forms its gradient softmax - onehot scaled by
-the loss cotangent and weight, and accumulates the three gradients: hidden states (dlogits
-@ W), the tied (or untied) unembedding (dlogits^T @ h, a [V, D] float32 carry) and the
-output bias (ones @ dlogits, as models.add_output_bias does). Peak memory is one block's
-logits and their gradient instead of all of them; the price is one more [T, D] x [D, V]
-matmul (the recompute), which docs/flops.md excludes from model FLOPs, as MFU conventions
-do.
+its logsumexp and its picked logits. The loss is a scalar, so its cotangent only scales
+the gradient: while a block's logits exist, the forward of the custom VJP also forms the
+block's gradient at cotangent 1, softmax - onehot times the token weight, and accumulates
+the three gradients: hidden states (dlogits @ W), the tied (or untied) unembedding
+(dlogits^T @ h, a [V, D] float32 carry) and the output bias (ones @ dlogits, as
+models.add_output_bias does); the backward multiplies them by the cotangent. Peak memory
+is one block's logits and their gradient instead of all of them, and no logits are
+recomputed: the matmuls are exactly the unfused path's (docs/flops.md). Evaluation (no
+gradient) runs the plain forward and forms no gradients.
 
 Precision follows model.matmul_dtype exactly as the unfused path does: "bfloat16" casts
 both operands of every matmul (the logits, and both backward matmuls with the cotangent
@@ -117,41 +118,47 @@ def _logits(h_TxD: jax.Array, w_VxD: jax.Array, bias_V: jax.Array) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _blockwise(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
-  """The weighted loss sum over N blocks of [B, P] tokens (see the module docstring)."""
-  return _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP,
-                        matmul_dtype)[0]
-
-
-def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
-  w_low = _operand(w_VxD, matmul_dtype)  # Cast once, not per block.
+  """The weighted loss sum over N blocks of [B, P] tokens (see the module docstring).
+  Without differentiation (evaluation) only the loss is computed."""
+  w_low = _operand(w_VxD, matmul_dtype)
 
   def block(total, xs):
     h_BxPxD, targets_BxP, weights_BxP = xs
-    h_TxD = _operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype)
-    logits_TxV = _logits(h_TxD, w_low, bias_V)
-    top_T1 = jnp.max(logits_TxV, axis=-1, keepdims=True)
-    lse_T = jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T1), axis=-1)) + top_T1[:, 0]
-    picked_T = jnp.take_along_axis(logits_TxV, targets_BxP.reshape(-1, 1), axis=-1)[:, 0]
-    return total + jnp.sum((lse_T - picked_T) * weights_BxP.reshape(-1)), lse_T
+    logits_TxV = _logits(_operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype),
+                         w_low, bias_V)
+    lse_T, picked_T = _lse_and_picked(logits_TxV, targets_BxP)
+    return total + jnp.sum((lse_T - picked_T) * weights_BxP.reshape(-1)), None
 
-  total, lse_NxT = jax.lax.scan(block, jnp.zeros((), jnp.float32),
-                                (h_NxBxPxD, targets_NxBxP, weights_NxBxP))
-  return total, (h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, lse_NxT)
+  return jax.lax.scan(block, jnp.zeros((), jnp.float32),
+                      (h_NxBxPxD, targets_NxBxP, weights_NxBxP))[0]
 
 
-def _blockwise_bwd(matmul_dtype, residuals, dtotal):
-  h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, lse_NxT = residuals
-  w_low = _operand(w_VxD, matmul_dtype)
+def _lse_and_picked(logits_TxV: jax.Array, targets_BxP: jax.Array
+                    ) -> tuple[jax.Array, jax.Array]:
+  """(logsumexp over the vocabulary, the target's logit), per token."""
+  top_T1 = jnp.max(logits_TxV, axis=-1, keepdims=True)
+  lse_T = jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T1), axis=-1)) + top_T1[:, 0]
+  picked_T = jnp.take_along_axis(logits_TxV, targets_BxP.reshape(-1, 1), axis=-1)[:, 0]
+  return lse_T, picked_T
+
+
+def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
+  # The loss is a scalar, so its cotangent only scales the gradient: each block's gradient
+  # is formed here, while its logits exist, at cotangent 1, and the backward scales it.
+  # That saves recomputing every block's logits (a [T, D] x [D, V] matmul) in the backward.
+  w_low = _operand(w_VxD, matmul_dtype)  # Cast once, not per block.
   vocab = w_VxD.shape[0]
 
   def block(carry, xs):
-    dw_VxD, dbias_V = carry
-    h_BxPxD, targets_BxP, weights_BxP, lse_T = xs
+    total, dw_VxD, dbias_V = carry
+    h_BxPxD, targets_BxP, weights_BxP = xs
     h_TxD = _operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype)
-    logits_TxV = _logits(h_TxD, w_low, bias_V)  # The recompute.
+    logits_TxV = _logits(h_TxD, w_low, bias_V)
+    lse_T, picked_T = _lse_and_picked(logits_TxV, targets_BxP)
+    weights_T1 = weights_BxP.reshape(-1, 1)
+    total = total + jnp.sum((lse_T - picked_T) * weights_T1[:, 0])
     onehot_TxV = targets_BxP.reshape(-1, 1) == jnp.arange(vocab, dtype=targets_BxP.dtype)
-    scale_T1 = (dtotal * weights_BxP).reshape(-1, 1)
-    dlogits_TxV = scale_T1 * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
+    dlogits_TxV = weights_T1 * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
     dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
     dh_TxD = jnp.dot(dlow_TxV, w_low, preferred_element_type=jnp.float32)
     dw_VxD = dw_VxD + jax.lax.dot_general(dlow_TxV, h_TxD, (((0,), (0,)), ((), ())),
@@ -159,12 +166,22 @@ def _blockwise_bwd(matmul_dtype, residuals, dtotal):
     # ones @ dlogits: XLA:CPU's column sums are slow (models.add_output_bias).
     ones_T = jnp.ones((dlogits_TxV.shape[0],), jnp.float32)
     dbias_V = dbias_V + ones_T @ dlogits_TxV
-    return (dw_VxD, dbias_V), dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype)
+    return (total, dw_VxD, dbias_V), dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype)
 
-  zeros = (jnp.zeros(w_VxD.shape, jnp.float32), jnp.zeros(bias_V.shape, jnp.float32))
-  (dw_VxD, dbias_V), dh_NxBxPxD = jax.lax.scan(
-      block, zeros, (h_NxBxPxD, targets_NxBxP, weights_NxBxP, lse_NxT))
-  return (dh_NxBxPxD, dw_VxD.astype(w_VxD.dtype), dbias_V.astype(bias_V.dtype),
+  zeros = (jnp.zeros((), jnp.float32), jnp.zeros(w_VxD.shape, jnp.float32),
+           jnp.zeros(bias_V.shape, jnp.float32))
+  (total, dw_VxD, dbias_V), dh_NxBxPxD = jax.lax.scan(
+      block, zeros, (h_NxBxPxD, targets_NxBxP, weights_NxBxP))
+  # Empty arrays carry the parameters' dtypes (residuals must be arrays).
+  return total, (dh_NxBxPxD, dw_VxD, dbias_V, jnp.zeros((0,), w_VxD.dtype),
+                 jnp.zeros((0,), bias_V.dtype), targets_NxBxP, weights_NxBxP)
+
+
+def _blockwise_bwd(matmul_dtype, residuals, dtotal):
+  del matmul_dtype  # (the forward formed the gradients in it)
+  dh_NxBxPxD, dw_VxD, dbias_V, w_like, bias_like, targets_NxBxP, weights_NxBxP = residuals
+  return ((dtotal * dh_NxBxPxD).astype(dh_NxBxPxD.dtype),
+          (dtotal * dw_VxD).astype(w_like.dtype), (dtotal * dbias_V).astype(bias_like.dtype),
           np.zeros(targets_NxBxP.shape, jax.dtypes.float0), jnp.zeros_like(weights_NxBxP))
 
 
