@@ -155,8 +155,8 @@ def test_runner_up_runs_widen_the_bootstrap_but_not_the_estimate():
                  for r in d.reasons)
   assert ambiguous.lr.runner_up_sweeps == tuple(sorted(choices))
   assert ambiguous.to_json()["lr"]["optima"][0]["method"] == "best point"
-  # The ablations do not resample the runner-up: there it stays a reason, as it does for
-  # the frontiers when the runner-up was not trained.
+  # Without runner_up_in_interval (the ablations lift it per row, for groups with an
+  # alternative computed) it stays a reason, as it does when the runner-up was not trained.
   noise = diagnostics.SeedNoise(0.2, 3)
   assert all("LR within seed noise" in r[0]
              for r in diagnostics.lr_reasons(choices, noise).values())

@@ -122,8 +122,9 @@ def lr_reasons(lr_choices: Mapping[str, Mapping], noise: SeedNoise, *,
   runner_up_in_interval: the caller's intervals choose between the chosen and runner-up
   LRs' runs in each resample (the frontier fits: algoprog.analysis.scaling.lr_choice_fit);
   then "LR within seed noise" is not a reason for a sweep whose runner-up full runs were
-  trained (`runner_up_trained`): the ambiguity is in the interval. Off (the ablations),
-  it stays a reason.
+  trained (`runner_up_trained`): the ambiguity is in the interval. Off, it stays a
+  reason (the ablations lift it themselves, per row, only for a group whose runner-up
+  runs they computed an alternative with: ablations.analyse_ablations).
   """
   reasons: dict[str, list[str]] = {}
   for key, entry in sorted(lr_choices.items()):

@@ -88,9 +88,9 @@ def accounting_over_E(published: account.Study, years: Sequence[float], profile:
   "bands": per year the range of the total's estimate over the plausible E and the union
   of its intervals, with a verdict (below 1, above 1, or depends on E)}."""
   by_E = []
+  index = {label: profile.groups.index(g) for label, g in law_map.items()}
   for k in np.flatnonzero(profile.plausible):
     E = float(profile.E[k])
-    index = {label: profile.groups.index(g) for label, g in law_map.items()}
     point = {label: laws.PowerLaw(float(profile.a[k, g]), float(profile.alpha[k, g]), E)
              for label, g in index.items()}
     samples = {label: laws.PowerLaw(profile.a_samples[k, :, g], profile.alpha_samples[k, :, g],
