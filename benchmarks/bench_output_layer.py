@@ -3,10 +3,11 @@ the logits path, in the whole train step of the modern Transformer (or, --kind=l
 LSTM) at the study's vocabulary (50,257).
 
   PYTHONPATH=. python benchmarks/bench_output_layer.py [--widths=64,128]
-      [--blocks=0,512,1024,2048] [--batch=32] [--steps=5] [--kind=transformer]
+      [--blocks=0,512x0,2048x2048] [--batch=32] [--steps=5] [--kind=transformer]
 
-Every variant's train step (model.loss_block_tokens = each of --blocks; 0 is the unfused
-path) is compiled in one process and the steps are timed alternately, step by step, so load
+Every variant's train step (each of --blocks: model.loss_block_tokens, or TOKENSxVOCAB for
+model.loss_block_tokens x model.loss_vocab_block; 0 is the unfused path, a vocabulary tile
+of 0 the whole vocabulary) is compiled in one process and the steps are timed alternately, step by step, so load
 from other jobs on a shared CPU hits all alike. The table gives the best and median step
 of each, the ratio to the unfused step (> 1: faster than unfused) and XLA's per-device
 memory of the compiled step (temporaries and peak, as launch.aot reports them). The loss
@@ -22,8 +23,10 @@ from absl import app, flags
 from algoprog.training import aot, config as config_lib, train
 
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128"], "Widths.")
-_BLOCKS = flags.DEFINE_list("blocks", ["0", "512", "1024", "2048"],
-                            "model.loss_block_tokens values; 0 = unfused.")
+_BLOCKS = flags.DEFINE_list(
+    "blocks", ["0", "512x0", "2048x2048"],
+    "Variants: model.loss_block_tokens (0 = unfused), optionally xmodel.loss_vocab_block "
+    "(0 = the whole vocabulary; without it, the default).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Sequences per step (of 128 tokens).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per variant and width.")
 _VOCAB = flags.DEFINE_integer("vocab", 50_257, "Vocabulary size (GPT-2's).")
@@ -32,10 +35,14 @@ _KIND = flags.DEFINE_enum("kind", "transformer", ["transformer", "lstm"],
                           "model.kind (the LSTM: truncated BPTT, windows of 32).")
 
 
-def compiled_step(width: int, block: int):
-  """(compiled train step, state, batch, temporaries bytes, peak bytes)."""
+def compiled_step(width: int, block: str):
+  """(compiled train step, state, batch, temporaries bytes, peak bytes) of one --blocks
+  variant."""
   c = config_lib.base_config()
-  c.model.kind, c.model.width, c.model.loss_block_tokens = _KIND.value, width, block
+  tokens, _, vocab = block.partition("x")
+  c.model.kind, c.model.width, c.model.loss_block_tokens = _KIND.value, width, int(tokens)
+  if vocab:
+    c.model.loss_vocab_block = int(vocab)
   c.model.matmul_dtype = _MATMUL_DTYPE.value
   c.data.batch_size = _BATCH.value
   c = config_lib.resolve(c)
@@ -50,11 +57,11 @@ def main(argv):
   print(f"{'modern Transformer' if _KIND.value == 'transformer' else 'LSTM'}, vocab {_VOCAB.value:,}, batch {_BATCH.value} x 128, "
         f"{_MATMUL_DTYPE.value} matmuls, {jax.devices()[0].device_kind}; "
         f"{_STEPS.value} timed steps each, alternating")
-  print("| width | loss_block_tokens | best step ms | median step ms | speed-up (best) | "
+  print("| width | loss_block_tokens x loss_vocab_block | best step ms | median step ms | speed-up (best) | "
         "speed-up (median) | temporaries MiB | peak MiB |")
   print("|---:|---:|---:|---:|---:|---:|---:|---:|")
   for width in map(int, _WIDTHS.value):
-    blocks = [int(b) for b in _BLOCKS.value]
+    blocks = list(_BLOCKS.value)
     runs = {block: compiled_step(width, block) for block in blocks}
     states = {block: run[1] for block, run in runs.items()}
     seconds = {block: [] for block in runs}

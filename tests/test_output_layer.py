@@ -56,13 +56,16 @@ def loss_and_grads(model, params, inputs, targets, weights=None):
   return jax.value_and_grad(loss)(params)
 
 
-@pytest.mark.parametrize("block,untied,weighted", [
-    (8, False, False),   # 2 positions of 4 rows per block, 13 = 6 x 2 + 1: padded.
-    (1, False, True),    # One position per block (the floor), eval-style weights.
-    (4096, True, False),  # One block of every token; untied unembedding.
+@pytest.mark.parametrize("block,vocab_block,untied,weighted", [
+    (8, 0, False, False),   # 2 positions of 4 rows per block, 13 = 6 x 2 + 1: padded.
+    (1, 0, False, True),    # One position per block (the floor), eval-style weights.
+    (4096, 0, True, False),  # One block of every token; untied unembedding.
+    (8, 16, False, True),  # 7 vocabulary tiles, the last padded (97 = 6 x 16 + 1).
+    (4096, 97, True, False),  # One tile of exactly the vocabulary.
 ])
-def test_transformer_fused_loss_and_gradients_equal_the_logits_path(block, untied, weighted):
-  config = resolved(block=block, tie_embeddings=not untied)
+def test_transformer_fused_loss_and_gradients_equal_the_logits_path(block, vocab_block, untied,
+                                                                    weighted):
+  config = resolved(block=block, tie_embeddings=not untied, loss_vocab_block=vocab_block)
   fused, plain = model_pair(config)
   assert output_layer.uses_fused_loss(fused) and not output_layer.uses_fused_loss(plain)
   params = init(plain, 13)
@@ -75,25 +78,40 @@ def test_transformer_fused_loss_and_gradients_equal_the_logits_path(block, untie
   assert float(jnp.abs(grads_f["output_bias"]).max()) > 0
 
 
-def test_logits_are_computed_once_and_evaluation_forms_no_gradient():
-  # Each block's logits are formed once: in the forward, with the block's gradient (the
-  # backward only scales by the cotangent: no matmul there); evaluation alone (no
-  # differentiation) does the logits matmul and nothing else.
+@pytest.mark.parametrize("vocab_block,forward_dots", [
+    # One tile: each block's logits are formed once, in the forward, with the block's
+    # gradient (logits, and the three gradient matmuls: hidden states, unembedding, and the
+    # bias as ones @ dlogits).
+    (0, 4),
+    # Several tiles: the logsumexp pass and the gradient pass each form a tile's logits.
+    (4, 5),
+])
+def test_the_backward_only_scales_and_evaluation_forms_no_gradient(vocab_block, forward_dots):
+  # The gradient is formed in the forward (the backward only scales by the cotangent: no
+  # matmul there); evaluation alone (no differentiation) does the logits matmul and nothing
+  # else.
   rng = np.random.default_rng(0)
   h = jnp.asarray(rng.normal(size=(2, 8, 4)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(11, 4)), jnp.float32)
-  b = jnp.zeros((11,), jnp.float32)
+  b = jnp.asarray(rng.normal(size=(11,)), jnp.float32)
   targets = jnp.asarray(rng.integers(0, 11, (2, 8)), jnp.int32)
   weights = jnp.ones((2, 8), jnp.float32)
-  loss = lambda h, w, b: output_layer.blockwise_cross_entropy_sum(h, w, b, targets, weights, 4)
+  loss = lambda h, w, b: output_layer.blockwise_cross_entropy_sum(
+      h, w, b, targets, weights, 4, vocab_block=vocab_block)
   dots = lambda jaxpr: str(jaxpr).count("dot_general")
-  assert dots(jax.make_jaxpr(loss)(h, w, b)) == 1  # the logits, inside the block scan
+  assert dots(jax.make_jaxpr(loss)(h, w, b)) == 1  # the logits, inside the scans
   primal, backward = jax.vjp(loss, h, w, b)
   assert dots(jax.make_jaxpr(backward)(jnp.float32(1.0))) == 0
-  # Differentiated, the forward has the logits and the three gradient matmuls (hidden
-  # states, unembedding, and the bias as ones @ dlogits).
-  assert dots(jax.make_jaxpr(lambda *a: jax.vjp(loss, *a)[0])(h, w, b)) == 4
+  assert dots(jax.make_jaxpr(lambda *a: jax.vjp(loss, *a)[0])(h, w, b)) == forward_dots
   np.testing.assert_allclose(primal, loss(h, w, b), rtol=1e-6)
+  # The tiled loss is the plain cross-entropy (the online logsumexp over 3 tiles, the last
+  # padded) and its gradients are the logits path's.
+  def reference(h, w, b):
+    logits = jnp.einsum("bld,vd->blv", h, w) + b
+    picked = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    return jnp.sum(jax.nn.logsumexp(logits, -1) - picked)
+  np.testing.assert_allclose(primal, reference(h, w, b), rtol=1e-6)
+  assert_trees_close(jax.grad(loss, (0, 1, 2))(h, w, b), jax.grad(reference, (0, 1, 2))(h, w, b))
 
 
 def test_no_output_bias_and_jit_equals_no_jit():
@@ -109,7 +127,8 @@ def test_no_output_bias_and_jit_equals_no_jit():
 
 
 def test_lstm_truncated_bptt_loss_and_gradients_equal_the_logits_path():
-  config = resolved("lstm", length=16, block=12)  # 3 positions per window of 8: padded.
+  # 3 positions per window of 8: padded; 4 vocabulary tiles, the last padded.
+  config = resolved("lstm", length=16, block=12, loss_vocab_block=32)
   fused, plain = model_pair(config)
   params = init(plain, 16)
   inputs, targets = tokens(4, 16)
@@ -137,7 +156,7 @@ def test_lstm_truncated_bptt_loss_and_gradients_equal_the_logits_path():
 
 @pytest.mark.parametrize("kind", ["transformer", "lstm"])
 def test_bf16_fused_path_is_close_to_the_bf16_logits_path(kind):
-  config = resolved(kind, length=16, block=24, matmul_dtype="bfloat16")
+  config = resolved(kind, length=16, block=24, matmul_dtype="bfloat16", loss_vocab_block=32)
   fused, plain = model_pair(config)
   params = init(plain, 16)
   inputs, targets = tokens(4, 16)
@@ -152,7 +171,7 @@ def test_bf16_fused_path_is_close_to_the_bf16_logits_path(kind):
 @pytest.mark.parametrize("kind", ["transformer", "lstm"])
 def test_sharded_eight_devices_match_one_device_with_microbatches(kind):
   assert jax.device_count() == 8
-  config = resolved(kind, length=16, batch=16, block=40)
+  config = resolved(kind, length=16, batch=16, block=40, loss_vocab_block=32)
   with config.unlocked():
     config.train.microbatches = 2
   inputs, targets = (np.asarray(x) for x in tokens(16, 16))

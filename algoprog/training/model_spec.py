@@ -84,6 +84,7 @@ class ModelSpec:
   dtype: str
   matmul_dtype: str
   loss_block_tokens: int
+  loss_vocab_block: int
   attention_impl: str
   lstm_bias_sets: int
   lstm_forget_bias: float

@@ -66,24 +66,28 @@ def cross_entropy_sum(spec: ModelSpec, params: Any, hidden_BxLxD: jax.Array,
                       ) -> tuple[jax.Array, jax.Array]:
   """(sum of token losses in nats, number of weighted tokens) of the model's final hidden
   states, as train.cross_entropy_sum of the logits would give, in blocks of
-  spec.loss_block_tokens tokens."""
+  spec.loss_block_tokens tokens and spec.loss_vocab_block vocabulary entries."""
   w_VxD, bias_V = unembedding(spec, params)
   if weights_BxL is None:
     weights_BxL = jnp.ones(targets_BxL.shape, jnp.float32)
   loss = blockwise_cross_entropy_sum(hidden_BxLxD, w_VxD, bias_V, targets_BxL, weights_BxL,
-                                     spec.loss_block_tokens, spec.matmul_dtype)
+                                     spec.loss_block_tokens, spec.matmul_dtype,
+                                     spec.loss_vocab_block)
   return loss, jnp.sum(weights_BxL)
 
 
 def blockwise_cross_entropy_sum(hidden_BxLxD: jax.Array, w_VxD: jax.Array,
                                 bias_V: jax.Array | None, targets_BxL: jax.Array,
                                 weights_BxL: jax.Array, block_tokens: int,
-                                matmul_dtype: str = "float32") -> jax.Array:
+                                matmul_dtype: str = "float32", vocab_block: int = 0
+                                ) -> jax.Array:
   """sum_t weight_t * cross-entropy of logits h_t @ w^T + bias at target_t (nats), without
   materialising the [B * L, V] logits.
 
   Blocks hold P = max(1, block_tokens // B) positions of every row (at most L); L is
-  padded to a multiple of P with zero-weight positions, so any L works.
+  padded to a multiple of P with zero-weight positions, so any L works. vocab_block > 0
+  (and < V) cuts the vocabulary into tiles of that many entries (V padded with zero rows
+  and a -inf bias); 0 takes the whole vocabulary as one tile.
   """
   b, length, d = hidden_BxLxD.shape
   positions = min(length, max(1, block_tokens // b))
@@ -98,8 +102,10 @@ def blockwise_cross_entropy_sum(hidden_BxLxD: jax.Array, w_VxD: jax.Array,
   by_block = lambda x: jnp.swapaxes(x.reshape((b, blocks, positions) + x.shape[2:]), 0, 1)
   if bias_V is None:  # A zero bias: its gradient is computed and dropped (V per block).
     bias_V = jnp.zeros((w_VxD.shape[0],), jnp.float32)
+  vocab = w_VxD.shape[0]
+  tile = vocab if vocab_block <= 0 else min(vocab, vocab_block)
   return _blockwise(by_block(hidden_BxLxD), w_VxD, bias_V, by_block(targets_BxL),
-                    by_block(weights_BxL.astype(jnp.float32)), matmul_dtype)
+                    by_block(weights_BxL.astype(jnp.float32)), matmul_dtype, tile)
 
 
 def _operand(x: jax.Array, matmul_dtype: str) -> jax.Array:
@@ -109,76 +115,146 @@ def _operand(x: jax.Array, matmul_dtype: str) -> jax.Array:
   return x if matmul_dtype == "float32" else x.astype(matmul_dtype)
 
 
+def _vocab_tiles(w_VxD: jax.Array, bias_V: jax.Array, tile: int, matmul_dtype: str
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(w [C, tile, D] in the matmul dtype, bias [C, tile] f32, first entry of each tile [C]):
+  V padded to C * tile with zero rows and a -inf bias, whose softmax weight is exactly 0."""
+  vocab, d = w_VxD.shape
+  count = -(-vocab // tile)
+  pad = count * tile - vocab
+  w_low = _operand(w_VxD, matmul_dtype)  # Cast once, not per block.
+  bias_V = bias_V.astype(jnp.float32)
+  if pad:
+    w_low = jnp.pad(w_low, ((0, pad), (0, 0)))
+    bias_V = jnp.pad(bias_V, (0, pad), constant_values=-jnp.inf)
+  return (w_low.reshape(count, tile, d), bias_V.reshape(count, tile),
+          jnp.arange(count, dtype=jnp.int32) * tile)
+
+
 def _logits(h_TxD: jax.Array, w_VxD: jax.Array, bias_V: jax.Array) -> jax.Array:
   """h @ w^T + bias in float32 [T, V] (operands already in the matmul dtype)."""
   logits_TxV = jax.lax.dot_general(h_TxD, w_VxD, (((1,), (1,)), ((), ())),
                                    preferred_element_type=jnp.float32)
-  return logits_TxV + bias_V.astype(jnp.float32)
+  return logits_TxV + bias_V
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _blockwise(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
+def _picked(logits_TxV: jax.Array, local_targets_T: jax.Array) -> jax.Array:
+  """Each token's logit at its target's index within this tile (0 where it is outside)."""
+  inside_T = (local_targets_T >= 0) & (local_targets_T < logits_TxV.shape[1])
+  index_T1 = jnp.clip(local_targets_T, 0, logits_TxV.shape[1] - 1)[:, None]
+  return jnp.where(inside_T, jnp.take_along_axis(logits_TxV, index_T1, axis=-1)[:, 0], 0.0)
+
+
+def _lse_and_picked(h_TxD: jax.Array, targets_T: jax.Array, tiles: tuple
+                    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+  """(logsumexp over the vocabulary, the target's logit, the logits [T, V] when the
+  vocabulary is one tile else None), per token. Over several tiles the logsumexp is
+  online: a running maximum and a sum of exponentials rescaled when the maximum grows."""
+  w_CxVxD, bias_CxV, starts_C = tiles
+  if w_CxVxD.shape[0] == 1:
+    logits_TxV = _logits(h_TxD, w_CxVxD[0], bias_CxV[0])
+    top_T = jnp.max(logits_TxV, axis=-1)
+    lse_T = jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T[:, None]), axis=-1)) + top_T
+    return lse_T, _picked(logits_TxV, targets_T), logits_TxV
+
+  def tile(carry, xs):
+    top_T, sum_T, picked_T = carry
+    w_VxD, bias_V, start = xs
+    logits_TxV = _logits(h_TxD, w_VxD, bias_V)
+    new_top_T = jnp.maximum(top_T, jnp.max(logits_TxV, axis=-1))
+    sum_T = (sum_T * jnp.exp(top_T - new_top_T)
+             + jnp.sum(jnp.exp(logits_TxV - new_top_T[:, None]), axis=-1))
+    return (new_top_T, sum_T, picked_T + _picked(logits_TxV, targets_T - start)), None
+
+  zeros_T = jnp.zeros(targets_T.shape, jnp.float32)
+  # The first tile always holds real entries (padding is at the end), so -inf starts the
+  # maximum safely: exp(-inf - finite) = 0.
+  (top_T, sum_T, picked_T), _ = jax.lax.scan(
+      tile, (jnp.full(targets_T.shape, -jnp.inf, jnp.float32), zeros_T, zeros_T),
+      (w_CxVxD, bias_CxV, starts_C))
+  return jnp.log(sum_T) + top_T, picked_T, None
+
+
+def _tile_gradients(h_TxD, logits_TxV, w_VxD, lse_T, local_targets_T, weights_T):
+  """One tile's (dh [T, D], dw [V, D], dbias [V]) at cotangent 1: dlogits = weight *
+  (softmax - onehot), in the matmul operand dtype for the two matmuls."""
+  onehot_TxV = local_targets_T[:, None] == jnp.arange(logits_TxV.shape[1], dtype=jnp.int32)
+  dlogits_TxV = weights_T[:, None] * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
+  dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
+  dh_TxD = jnp.dot(dlow_TxV, w_VxD, preferred_element_type=jnp.float32)
+  dw_VxD = jax.lax.dot_general(dlow_TxV, h_TxD, (((0,), (0,)), ((), ())),
+                               preferred_element_type=jnp.float32)
+  # ones @ dlogits: XLA:CPU's column sums are slow (models.add_output_bias).
+  dbias_V = jnp.ones((dlogits_TxV.shape[0],), jnp.float32) @ dlogits_TxV
+  return dh_TxD, dw_VxD, dbias_V
+
+
+def _block_inputs(xs, matmul_dtype):
+  h_BxPxD, targets_BxP, weights_BxP = xs
+  h_TxD = _operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype)
+  return h_TxD, targets_BxP.reshape(-1).astype(jnp.int32), weights_BxP.reshape(-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _blockwise(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype, tile):
   """The weighted loss sum over N blocks of [B, P] tokens (see the module docstring).
   Without differentiation (evaluation) only the loss is computed."""
-  w_low = _operand(w_VxD, matmul_dtype)
+  tiles = _vocab_tiles(w_VxD, bias_V, tile, matmul_dtype)
 
   def block(total, xs):
-    h_BxPxD, targets_BxP, weights_BxP = xs
-    logits_TxV = _logits(_operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype),
-                         w_low, bias_V)
-    lse_T, picked_T = _lse_and_picked(logits_TxV, targets_BxP)
-    return total + jnp.sum((lse_T - picked_T) * weights_BxP.reshape(-1)), None
+    h_TxD, targets_T, weights_T = _block_inputs(xs, matmul_dtype)
+    lse_T, picked_T, _ = _lse_and_picked(h_TxD, targets_T, tiles)
+    return total + jnp.sum((lse_T - picked_T) * weights_T), None
 
   return jax.lax.scan(block, jnp.zeros((), jnp.float32),
                       (h_NxBxPxD, targets_NxBxP, weights_NxBxP))[0]
 
 
-def _lse_and_picked(logits_TxV: jax.Array, targets_BxP: jax.Array
-                    ) -> tuple[jax.Array, jax.Array]:
-  """(logsumexp over the vocabulary, the target's logit), per token."""
-  top_T1 = jnp.max(logits_TxV, axis=-1, keepdims=True)
-  lse_T = jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T1), axis=-1)) + top_T1[:, 0]
-  picked_T = jnp.take_along_axis(logits_TxV, targets_BxP.reshape(-1, 1), axis=-1)[:, 0]
-  return lse_T, picked_T
-
-
-def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype):
+def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dtype,
+                   tile):
   # The loss is a scalar, so its cotangent only scales the gradient: each block's gradient
-  # is formed here, while its logits exist, at cotangent 1, and the backward scales it.
-  # That saves recomputing every block's logits (a [T, D] x [D, V] matmul) in the backward.
-  w_low = _operand(w_VxD, matmul_dtype)  # Cast once, not per block.
-  vocab = w_VxD.shape[0]
+  # is formed here, at cotangent 1, and the backward scales it. With one vocabulary tile
+  # the block's logits are kept from the logsumexp for the gradient; with several, each
+  # tile's logits are recomputed in a second pass once the logsumexp is known, so every
+  # [T, tile] array stays in cache (one more logits matmul; docs/performance.md).
+  tiles = _vocab_tiles(w_VxD, bias_V, tile, matmul_dtype)
+  w_CxVxD, _, starts_C = tiles
 
   def block(carry, xs):
-    total, dw_VxD, dbias_V = carry
-    h_BxPxD, targets_BxP, weights_BxP = xs
-    h_TxD = _operand(h_BxPxD.reshape(-1, h_BxPxD.shape[-1]), matmul_dtype)
-    logits_TxV = _logits(h_TxD, w_low, bias_V)
-    lse_T, picked_T = _lse_and_picked(logits_TxV, targets_BxP)
-    weights_T1 = weights_BxP.reshape(-1, 1)
-    total = total + jnp.sum((lse_T - picked_T) * weights_T1[:, 0])
-    onehot_TxV = targets_BxP.reshape(-1, 1) == jnp.arange(vocab, dtype=targets_BxP.dtype)
-    dlogits_TxV = weights_T1 * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
-    dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
-    dh_TxD = jnp.dot(dlow_TxV, w_low, preferred_element_type=jnp.float32)
-    dw_VxD = dw_VxD + jax.lax.dot_general(dlow_TxV, h_TxD, (((0,), (0,)), ((), ())),
-                                          preferred_element_type=jnp.float32)
-    # ones @ dlogits: XLA:CPU's column sums are slow (models.add_output_bias).
-    ones_T = jnp.ones((dlogits_TxV.shape[0],), jnp.float32)
-    dbias_V = dbias_V + ones_T @ dlogits_TxV
-    return (total, dw_VxD, dbias_V), dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype)
+    total, dw_CxVxD, dbias_CxV = carry
+    h_TxD, targets_T, weights_T = _block_inputs(xs, matmul_dtype)
+    lse_T, picked_T, logits_TxV = _lse_and_picked(h_TxD, targets_T, tiles)
+    total = total + jnp.sum((lse_T - picked_T) * weights_T)
+    if logits_TxV is not None:  # One tile.
+      dh_TxD, dw_VxD, dbias_V = _tile_gradients(h_TxD, logits_TxV, w_CxVxD[0], lse_T,
+                                                targets_T, weights_T)
+      dw_tiles, dbias_tiles = dw_VxD[None], dbias_V[None]
+    else:
+      def grad_tile(dh_TxD, xs):
+        w_VxD, bias_V, start = xs
+        dh, dw_VxD, dbias_V = _tile_gradients(h_TxD, _logits(h_TxD, w_VxD, bias_V), w_VxD,
+                                              lse_T, targets_T - start, weights_T)
+        return dh_TxD + dh, (dw_VxD, dbias_V)
+      dh_TxD, (dw_tiles, dbias_tiles) = jax.lax.scan(
+          grad_tile, jnp.zeros(h_TxD.shape, jnp.float32), tiles)
+    h_BxPxD = xs[0]
+    return ((total, dw_CxVxD + dw_tiles, dbias_CxV + dbias_tiles),
+            dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype))
 
-  zeros = (jnp.zeros((), jnp.float32), jnp.zeros(w_VxD.shape, jnp.float32),
-           jnp.zeros(bias_V.shape, jnp.float32))
-  (total, dw_VxD, dbias_V), dh_NxBxPxD = jax.lax.scan(
+  zeros = (jnp.zeros((), jnp.float32), jnp.zeros(w_CxVxD.shape, jnp.float32),
+           jnp.zeros(w_CxVxD.shape[:2], jnp.float32))
+  (total, dw_CxVxD, dbias_CxV), dh_NxBxPxD = jax.lax.scan(
       block, zeros, (h_NxBxPxD, targets_NxBxP, weights_NxBxP))
+  vocab = w_VxD.shape[0]  # Drop the padding rows.
+  dw_VxD = dw_CxVxD.reshape(-1, w_VxD.shape[1])[:vocab]
+  dbias_V = dbias_CxV.reshape(-1)[:vocab]
   # Empty arrays carry the parameters' dtypes (residuals must be arrays).
   return total, (dh_NxBxPxD, dw_VxD, dbias_V, jnp.zeros((0,), w_VxD.dtype),
                  jnp.zeros((0,), bias_V.dtype), targets_NxBxP, weights_NxBxP)
 
 
-def _blockwise_bwd(matmul_dtype, residuals, dtotal):
-  del matmul_dtype  # (the forward formed the gradients in it)
+def _blockwise_bwd(matmul_dtype, tile, residuals, dtotal):
+  del matmul_dtype, tile  # (the forward formed the gradients)
   dh_NxBxPxD, dw_VxD, dbias_V, w_like, bias_like, targets_NxBxP, weights_NxBxP = residuals
   return ((dtotal * dh_NxBxPxD).astype(dh_NxBxPxD.dtype),
           (dtotal * dw_VxD).astype(w_like.dtype), (dtotal * dbias_V).astype(bias_like.dtype),
