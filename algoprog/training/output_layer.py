@@ -176,17 +176,19 @@ def _lse_and_picked(h_TxD: jax.Array, targets_T: jax.Array, tiles: tuple
 
 
 def _tile_gradients(h_TxD, logits_TxV, w_VxD, lse_T, local_targets_T, weights_T):
-  """One tile's (dh [T, D], dw [V, D], dbias [V]) at cotangent 1: dlogits = weight *
+  """One tile's (dh [T, D], dw transposed [D, V], dbias [V]) at cotangent 1: dlogits = weight *
   (softmax - onehot), in the matmul operand dtype for the two matmuls."""
   onehot_TxV = local_targets_T[:, None] == jnp.arange(logits_TxV.shape[1], dtype=jnp.int32)
   dlogits_TxV = weights_T[:, None] * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
   dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
   dh_TxD = jnp.dot(dlow_TxV, w_VxD, preferred_element_type=jnp.float32)
-  dw_VxD = jax.lax.dot_general(dlow_TxV, h_TxD, (((0,), (0,)), ((), ())),
+  # w's gradient transposed, h^T @ dlogits: XLA:CPU runs this form 1.1-1.3x faster than
+  # dlogits^T @ h at these shapes (docs/performance.md); the caller transposes once.
+  dw_DxV = jax.lax.dot_general(h_TxD, dlow_TxV, (((0,), (0,)), ((), ())),
                                preferred_element_type=jnp.float32)
   # ones @ dlogits: XLA:CPU's column sums are slow (models.add_output_bias).
   dbias_V = jnp.ones((dlogits_TxV.shape[0],), jnp.float32) @ dlogits_TxV
-  return dh_TxD, dw_VxD, dbias_V
+  return dh_TxD, dw_DxV, dbias_V
 
 
 def _block_inputs(xs, matmul_dtype):
@@ -221,32 +223,33 @@ def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmu
   w_CxVxD, _, starts_C = tiles
 
   def block(carry, xs):
-    total, dw_CxVxD, dbias_CxV = carry
+    total, dw_CxDxV, dbias_CxV = carry
     h_TxD, targets_T, weights_T = _block_inputs(xs, matmul_dtype)
     lse_T, picked_T, logits_TxV = _lse_and_picked(h_TxD, targets_T, tiles)
     total = total + jnp.sum((lse_T - picked_T) * weights_T)
     if logits_TxV is not None:  # One tile.
-      dh_TxD, dw_VxD, dbias_V = _tile_gradients(h_TxD, logits_TxV, w_CxVxD[0], lse_T,
+      dh_TxD, dw_DxV, dbias_V = _tile_gradients(h_TxD, logits_TxV, w_CxVxD[0], lse_T,
                                                 targets_T, weights_T)
-      dw_tiles, dbias_tiles = dw_VxD[None], dbias_V[None]
+      dw_tiles, dbias_tiles = dw_DxV[None], dbias_V[None]
     else:
       def grad_tile(dh_TxD, xs):
         w_VxD, bias_V, start = xs
-        dh, dw_VxD, dbias_V = _tile_gradients(h_TxD, _logits(h_TxD, w_VxD, bias_V), w_VxD,
+        dh, dw_DxV, dbias_V = _tile_gradients(h_TxD, _logits(h_TxD, w_VxD, bias_V), w_VxD,
                                               lse_T, targets_T - start, weights_T)
-        return dh_TxD + dh, (dw_VxD, dbias_V)
+        return dh_TxD + dh, (dw_DxV, dbias_V)
       dh_TxD, (dw_tiles, dbias_tiles) = jax.lax.scan(
           grad_tile, jnp.zeros(h_TxD.shape, jnp.float32), tiles)
     h_BxPxD = xs[0]
-    return ((total, dw_CxVxD + dw_tiles, dbias_CxV + dbias_tiles),
+    return ((total, dw_CxDxV + dw_tiles, dbias_CxV + dbias_tiles),
             dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype))
 
-  zeros = (jnp.zeros((), jnp.float32), jnp.zeros(w_CxVxD.shape, jnp.float32),
-           jnp.zeros(w_CxVxD.shape[:2], jnp.float32))
-  (total, dw_CxVxD, dbias_CxV), dh_NxBxPxD = jax.lax.scan(
+  count, tile_size, d = w_CxVxD.shape
+  zeros = (jnp.zeros((), jnp.float32), jnp.zeros((count, d, tile_size), jnp.float32),
+           jnp.zeros((count, tile_size), jnp.float32))
+  (total, dw_CxDxV, dbias_CxV), dh_NxBxPxD = jax.lax.scan(
       block, zeros, (h_NxBxPxD, targets_NxBxP, weights_NxBxP))
   vocab = w_VxD.shape[0]  # Drop the padding rows.
-  dw_VxD = dw_CxVxD.reshape(-1, w_VxD.shape[1])[:vocab]
+  dw_VxD = jnp.swapaxes(dw_CxDxV, 1, 2).reshape(-1, d)[:vocab]
   dbias_V = dbias_CxV.reshape(-1)[:vocab]
   # Empty arrays carry the parameters' dtypes (residuals must be arrays).
   return total, (dh_NxBxPxD, dw_VxD, dbias_V, jnp.zeros((0,), w_VxD.dtype),
