@@ -46,6 +46,9 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per row (after 2 warm-up
 _BATCH = flags.DEFINE_integer("batch", 64, "Sequences per step (global).")
 _SEQUENCE_LENGTH = flags.DEFINE_integer("sequence_length", 128, "Tokens per sequence.")
 _VOCAB = flags.DEFINE_integer("vocab", 50_257, "Vocabulary size (GPT-2's).")
+_LOSS_VOCAB_BLOCK = flags.DEFINE_integer(
+    "loss_vocab_block", None, "model.loss_vocab_block (default: the preset's; 0 = the "
+    "whole vocabulary per fused block, no recomputed logits).")
 _PEAK_TFLOPS = flags.DEFINE_float(
     "peak_tflops", 0.0, "Per-device peak TFLOP/s for MFU, overriding PEAK_TFLOPS (e.g. a "
     "device not in the table); 0 -> the table.")
@@ -105,6 +108,8 @@ def row_config(kind: str, width: int, matmul_dtype: str, batch: int, sequence_le
   c.model.matmul_dtype = matmul_dtype
   c.data.batch_size = batch
   c.data.sequence_length = sequence_length
+  if _LOSS_VOCAB_BLOCK.value is not None:
+    c.model.loss_vocab_block = _LOSS_VOCAB_BLOCK.value
   return config_lib.resolve(c)
 
 
