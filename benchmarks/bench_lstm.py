@@ -86,6 +86,8 @@ def time_alternately(runs: dict, steps: int) -> dict:
 
 
 def main(argv):
+  from algoprog.training import console  # pylint: disable=import-outside-toplevel
+  console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   variants = {"autodiff (before)": (models.lstm_scan_autodiff, 1)}
   for unroll in map(int, _UNROLLS.value):

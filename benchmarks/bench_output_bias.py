@@ -37,6 +37,8 @@ def compiled_step(width: int, vocab: int, add_bias):
 
 
 def main(argv):
+  from algoprog.training import console  # pylint: disable=import-outside-toplevel
+  console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   variants = {"column sum (autodiff)": lambda logits, bias: logits + bias,
               "matmul (add_output_bias)": models.add_output_bias,

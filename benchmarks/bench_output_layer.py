@@ -53,6 +53,8 @@ def compiled_step(width: int, block: str):
 
 
 def main(argv):
+  from algoprog.training import console  # pylint: disable=import-outside-toplevel
+  console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   print(f"{'modern Transformer' if _KIND.value == 'transformer' else 'LSTM'}, vocab {_VOCAB.value:,}, batch {_BATCH.value} x 128, "
         f"{_MATMUL_DTYPE.value} matmuls, {jax.devices()[0].device_kind}; "

@@ -48,6 +48,8 @@ def bench_width(width: int, steps: int, vocab: int) -> dict:
 
 
 def main(argv):
+  from algoprog.training import console  # pylint: disable=import-outside-toplevel
+  console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   peak = matmul_flops_per_second()
   print(f"devices: {jax.devices()}")

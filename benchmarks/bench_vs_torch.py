@@ -380,6 +380,8 @@ def side_memory_main(side: str, spec: dict, warmup: int, threads: int) -> None:
 
 
 def main(argv):
+  from algoprog.training import console  # pylint: disable=import-outside-toplevel
+  console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   if _SIDE.value:
     side_memory_main(_SIDE.value, json.loads(_SPEC.value), _WARMUP.value, _THREADS.value)

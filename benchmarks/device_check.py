@@ -176,6 +176,8 @@ def markdown(rows: list[dict], header: list[str]) -> str:
 
 
 def main(argv):
+  from algoprog.training import console  # pylint: disable=import-outside-toplevel
+  console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   quick = _QUICK.value
   steps = 2 if quick else _STEPS.value
