@@ -93,8 +93,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.loss_block_tokens = 2048
   # Vocabulary entries per tile of a fused block (online logsumexp; each tile's logits
   # recomputed for its gradient, so every [tokens, tile] array stays in cache). 0 -> the
-  # whole vocabulary in one tile. 2048 x 2048: 1.2-1.8x faster output layer than
-  # 512 x whole vocabulary on CPU at vocab 50,257 (docs/performance.md).
+  # whole vocabulary in one tile. 2048 x 2048: modern train step 1.1-1.7x faster than
+  # 512 x whole vocabulary on CPU at vocab 50,257, d = 256-64 (docs/performance.md).
   c.model.loss_vocab_block = 2048
   # Attention kernel of the built-in softmax attention: "xla" (algoprog's, hand-written
   # backward) | "dot_product_attention" (jax.nn.dot_product_attention: cuDNN flash attention
