@@ -15,11 +15,19 @@ its logsumexp and its picked logits. The loss is a scalar, so its cotangent only
 the gradient: while a block's logits exist, the forward of the custom VJP also forms the
 block's gradient at cotangent 1, softmax - onehot times the token weight, and accumulates
 the three gradients: hidden states (dlogits @ W), the tied (or untied) unembedding
-(dlogits^T @ h, a [V, D] float32 carry) and the output bias (ones @ dlogits, as
+(h^T @ dlogits, a transposed float32 carry, turned back once per step) and the output bias (ones @ dlogits, as
 models.add_output_bias does); the backward multiplies them by the cotangent. Peak memory
-is one block's logits and their gradient instead of all of them, and no logits are
-recomputed: the matmuls are exactly the unfused path's (docs/flops.md). Evaluation (no
-gradient) runs the plain forward and forms no gradients.
+is one block's (or tile's) logits and their gradient instead of all of them. Evaluation (no gradient)
+runs the plain forward and forms no gradients.
+
+The vocabulary is cut into tiles of model.loss_vocab_block entries (V padded with zero rows
+and a -inf bias, whose softmax weight is exactly 0). Each block then makes two passes over
+the tiles: an online logsumexp (a running maximum and a rescaled sum of exponentials, plus
+the target's logit), then, with the logsumexp known, each tile's logits again and its
+gradient. Every [tokens, tile] array then fits in cache, which on CPU more than pays for
+the one recomputed logits matmul (docs/performance.md; not counted as model FLOPs,
+docs/flops.md). With one tile (loss_vocab_block 0, or >= V) the logits are formed once
+and the matmuls are exactly the unfused path's.
 
 Precision follows model.matmul_dtype exactly as the unfused path does: "bfloat16" casts
 both operands of every matmul (the logits, and both backward matmuls with the cotangent
