@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import aot, config as config_lib, models, presets
+from algoprog.training import aot, config as config_lib, console, models, presets
 
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128", "256"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and width.")
@@ -86,7 +86,6 @@ def time_alternately(runs: dict, steps: int) -> dict:
 
 
 def main(argv):
-  from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   variants = {"autodiff (before)": (models.lstm_scan_autodiff, 1)}

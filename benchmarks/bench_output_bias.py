@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import aot, config as config_lib, models
+from algoprog.training import aot, config as config_lib, console, models
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "128"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per variant and width.")
@@ -37,7 +37,6 @@ def compiled_step(width: int, vocab: int, add_bias):
 
 
 def main(argv):
-  from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   variants = {"column sum (autodiff)": lambda logits, bias: logits + bias,

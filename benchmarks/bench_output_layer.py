@@ -7,11 +7,12 @@ LSTM) at the study's vocabulary (50,257).
 
 Every variant's train step (each of --blocks: model.loss_block_tokens, or TOKENSxVOCAB for
 model.loss_block_tokens x model.loss_vocab_block; 0 is the unfused path, a vocabulary tile
-of 0 the whole vocabulary) is compiled in one process and the steps are timed alternately, step by step, so load
-from other jobs on a shared CPU hits all alike. The table gives the best and median step
-of each, the ratio to the unfused step (> 1: faster than unfused) and XLA's per-device
-memory of the compiled step (temporaries and peak, as launch.aot reports them). The loss
-and gradients of all variants agree (tests/test_output_layer.py).
+of 0 the whole vocabulary) is compiled in one process and the steps are timed
+alternately, step by step, so load from other jobs on a shared CPU hits all alike. The
+table gives the best and median step of each, the ratio to the first variant's step (> 1:
+faster than it; the unfused path by default) and XLA's per-device memory of the compiled
+step (temporaries and peak, as launch.aot reports them). The loss and gradients of all
+variants agree (tests/test_output_layer.py).
 """
 
 import time
@@ -20,7 +21,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from algoprog.training import aot, config as config_lib, train
+from algoprog.training import aot, config as config_lib, console, train
 
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128"], "Widths.")
 _BLOCKS = flags.DEFINE_list(
@@ -53,14 +54,13 @@ def compiled_step(width: int, block: str):
 
 
 def main(argv):
-  from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   print(f"{'modern Transformer' if _KIND.value == 'transformer' else 'LSTM'}, vocab {_VOCAB.value:,}, batch {_BATCH.value} x 128, "
         f"{_MATMUL_DTYPE.value} matmuls, {jax.devices()[0].device_kind}; "
         f"{_STEPS.value} timed steps each, alternating")
-  print("| width | loss_block_tokens x loss_vocab_block | best step ms | median step ms | speed-up (best) | "
-        "speed-up (median) | temporaries MiB | peak MiB |")
+  print("| width | loss_block_tokens x loss_vocab_block | best step ms | median step ms | "
+        "speed-up (best) | speed-up (median) | temporaries MiB | peak MiB |")
   print("|---:|---:|---:|---:|---:|---:|---:|---:|")
   for width in map(int, _WIDTHS.value):
     blocks = list(_BLOCKS.value)

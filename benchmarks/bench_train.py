@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 
 from algoprog import hardware
-from algoprog.training import aot, config as config_lib, flops, models
+from algoprog.training import aot, config as config_lib, console, flops, models
 
 _WIDTHS = flags.DEFINE_list("widths", ["32", "64", "96", "128", "192", "256"], "Widths.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per width (after 2 warm-up steps).")
@@ -48,7 +48,6 @@ def bench_width(width: int, steps: int, vocab: int) -> dict:
 
 
 def main(argv):
-  from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   peak = matmul_flops_per_second()

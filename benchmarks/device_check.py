@@ -36,7 +36,7 @@ import jax
 from absl import app, flags
 
 from algoprog import hardware
-from algoprog.training import aot, config as config_lib, flops, models, presets
+from algoprog.training import aot, config as config_lib, console, flops, models, presets
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny widths, vocab and steps: a CPU smoke run.")
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128", "192", "256"], "Transformer widths.")
@@ -176,7 +176,6 @@ def markdown(rows: list[dict], header: list[str]) -> str:
 
 
 def main(argv):
-  from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
   del argv
   quick = _QUICK.value

@@ -15,10 +15,10 @@ its logsumexp and its picked logits. The loss is a scalar, so its cotangent only
 the gradient: while a block's logits exist, the forward of the custom VJP also forms the
 block's gradient at cotangent 1, softmax - onehot times the token weight, and accumulates
 the three gradients: hidden states (dlogits @ W), the tied (or untied) unembedding
-(h^T @ dlogits, a transposed float32 carry, turned back once per step) and the output bias (ones @ dlogits, as
-models.add_output_bias does); the backward multiplies them by the cotangent. Peak memory
-is one block's (or tile's) logits and their gradient instead of all of them. Evaluation (no gradient)
-runs the plain forward and forms no gradients.
+(h^T @ dlogits, a transposed float32 carry, turned back once per step) and the output
+bias (ones @ dlogits, as models.add_output_bias does); the backward multiplies them by the
+cotangent. Peak memory is one block's (or tile's) logits and their gradient instead of
+all of them. Evaluation (no gradient) runs the plain forward and forms no gradients.
 
 The vocabulary is cut into tiles of model.loss_vocab_block entries (V padded with zero rows
 and a -inf bias, whose softmax weight is exactly 0). Each block then makes two passes over
@@ -184,8 +184,8 @@ def _lse_and_picked(h_TxD: jax.Array, targets_T: jax.Array, tiles: tuple
 
 
 def _tile_gradients(h_TxD, logits_TxV, w_VxD, lse_T, local_targets_T, weights_T):
-  """One tile's (dh [T, D], dw transposed [D, V], dbias [V]) at cotangent 1: dlogits = weight *
-  (softmax - onehot), in the matmul operand dtype for the two matmuls."""
+  """One tile's (dh [T, D], dw transposed [D, V], dbias [V]) at cotangent 1: dlogits =
+  weight * (softmax - onehot), in the matmul operand dtype for the two matmuls."""
   onehot_TxV = local_targets_T[:, None] == jnp.arange(logits_TxV.shape[1], dtype=jnp.int32)
   dlogits_TxV = weights_T[:, None] * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
   dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
