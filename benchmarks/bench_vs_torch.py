@@ -28,6 +28,11 @@ intra-op threads as XLA:CPU (the schedulable cores, unless --threads). Peak memo
 side's process RSS high-water mark (VmHWM), measured in a fresh subprocess
 per side and row that builds only that side (the other library never imported) and runs
 warm-up + 2 steps; the jax figure includes XLA's compilation.
+
+The ceiling: our step's model FLOPs (docs/flops.md) at the jitted f32 matmul peak measured
+in the same run (bench_train.py's 2048^3 matmul, best of bursts before and after every row)
+would take FLOPs / peak seconds; torch's best step over that is the largest torch / ours
+ratio any f32 implementation of the same FLOPs reaches on this machine.
 """
 
 from __future__ import annotations
@@ -143,9 +148,13 @@ class JaxSide:
 
   def __init__(self, spec: dict, inputs, targets):
     import jax  # pylint: disable=import-outside-toplevel
-    from algoprog.training import models, train  # pylint: disable=import-outside-toplevel
+    from algoprog.training import flops, models, train  # pylint: disable=C0415
     self._jax = jax
     c = jax_config(spec["model"], spec["width"], spec["batch"], spec["sequence_length"])
+    # Model FLOPs (docs/flops.md's convention: no rematerialisation, no recompute).
+    self.flops_per_step = float(flops.training_flops_per_token(
+        c.model, spec["vocab"], spec["sequence_length"])) * spec["batch"] * spec[
+            "sequence_length"]
     trainer = train.build_trainer(c, spec["vocab"], total_steps=1000)
     self.batch = trainer.shard_batch(inputs, targets)
     self.state = trainer.init(jax.random.key(0))
@@ -403,6 +412,7 @@ def main(argv):
   print(f"batch {_BATCH.value} x {_SEQUENCE_LENGTH.value}, vocab {_VOCAB.value:,}, f32; "
         f"{_WARMUP.value} warm-up + {_STEPS.value} timed steps per side, alternating")
   print(f"load average (1, 5, 15 min) before: {fmt_load(load_before)}", flush=True)
+  peak = matmul_peak()
   rows = []
   for model in _MODELS.value:
     for width in map(int, _WIDTHS.value):
@@ -416,16 +426,26 @@ def main(argv):
         raise AssertionError(f"{model} d={width}: parameter counts differ (torch "
                              f"{torch_side.params:,}, algoprog {jax_side.params:,})")
       row = {"model": model, "width": width, "params": jax_side.params,
+             "flops_per_step": jax_side.flops_per_step,
              **alternate(torch_side, jax_side, _STEPS.value, _WARMUP.value, _PAUSE.value)}
       del torch_side, jax_side
       if _MEMORY.value:
         row["memory"] = {side: measure_side_memory(side, spec, _WARMUP.value)
                          for side in ("torch", "jax")}
+      peak = max(peak, matmul_peak())
       print("  " + format_row(row), flush=True)
       rows.append(row)
   print(f"load average (1, 5, 15 min) after: {fmt_load(os.getloadavg())}")
+  print(f"jitted f32 matmul peak (2048^3, best of bursts before and after every row): "
+        f"{peak / 1e9:,.0f} GFLOP/s")
   print()
-  print(markdown_table(rows, _BATCH.value * _SEQUENCE_LENGTH.value))
+  print(markdown_table(rows, _BATCH.value * _SEQUENCE_LENGTH.value, peak))
+
+
+def matmul_peak() -> float:
+  """This CPU's jitted f32 matmul FLOP/s now (bench_train.py's measurement)."""
+  from algoprog import hardware  # pylint: disable=import-outside-toplevel
+  return hardware.matmul_flops_per_second(2048, repeats=5, bursts=3)
 
 
 def cpu_model() -> str:
@@ -449,13 +469,18 @@ def format_row(row: dict) -> str:
           f"ours {min(s['jax']) * 1e3:,.0f} ms: ratio {min(s['torch']) / min(s['jax']):.2f}x")
 
 
-def markdown_table(rows: list[dict], tokens_per_step: int) -> str:
-  """One table: a row per model and width."""
+def markdown_table(rows: list[dict], tokens_per_step: int, peak_flops_per_s: float) -> str:
+  """One table: a row per model and width.
+
+  "ceiling" is the ratio torch / ours would be if our step ran its model FLOPs at the
+  jitted-matmul peak: no f32 implementation on this machine does better, so a target
+  ratio above it cannot be met here (docs/performance.md)."""
   lines = [
       "| model | d | params | torch best / median ms | ours best / median ms "
       "| torch tokens/s | ours tokens/s | torch / ours (best) | torch / ours (median) "
+      "| ours: % of matmul peak | ceiling: torch / ours at the peak "
       "| peak RSS torch / ours MiB (after imports) |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
     t, j = r["seconds"]["torch"], r["seconds"]["jax"]
     memory = "not measured"
@@ -469,9 +494,12 @@ def markdown_table(rows: list[dict], tokens_per_step: int) -> str:
         f"| {min(j) * 1e3:,.0f} / {statistics.median(j) * 1e3:,.0f} "
         f"| {tokens_per_step / min(t):,.0f} | {tokens_per_step / min(j):,.0f} "
         f"| {min(t) / min(j):.2f}x | {statistics.median(t) / statistics.median(j):.2f}x "
-        f"| {memory} |")
+        f"| {r['flops_per_step'] / min(j) / peak_flops_per_s:.0%} "
+        f"| {min(t) * peak_flops_per_s / r['flops_per_step']:.2f}x | {memory} |")
   lines.append("")
-  lines.append("tokens/s from the best step. Peak RSS: VmHWM of a fresh process per side and "
+  lines.append("tokens/s from the best step. % of matmul peak: our model FLOPs per step "
+               "(docs/flops.md) / best step / the jitted f32 matmul peak; the ceiling is "
+               "the torch / ours ratio at 100% of that peak. Peak RSS: VmHWM of a fresh process per side and "
                "row that imports and builds only that side and runs warm-up + 2 steps (jax's "
                "includes XLA compilation); in brackets, the high-water mark after the imports.")
   return "\n".join(lines)
