@@ -13,11 +13,15 @@ row (all B rows in each block, so a batch sharded on the data axis stays sharded
 device computes its rows' share), and a `lax.scan` computes each block's logits [B * P, V],
 its logsumexp and its picked logits. The loss is a scalar, so its cotangent only scales
 the gradient: while a block's logits exist, the forward of the custom VJP also forms the
-block's gradient at cotangent 1, softmax - onehot times the token weight, and accumulates
+block's gradient at cotangent 1, dlogits = weight * (softmax - onehot), and accumulates
 the three gradients: hidden states (dlogits @ W), the tied (or untied) unembedding
 (h^T @ dlogits, a transposed float32 carry, turned back once per step) and the output
-bias (ones @ dlogits, as models.add_output_bias does); the backward multiplies them by the
-cotangent. Peak memory is one block's (or tile's) logits and their gradient instead of
+bias (weight @ softmax, a matrix-vector product as in models.add_output_bias); the
+backward multiplies them by the cotangent. The two halves of dlogits are taken apart: the
+softmax half densely, with the token weight applied to the [T, D] operands and results
+rather than to the [T, V] tile, and the onehot half sparsely (minus each target's row of
+W for dh; minus weight * h added into each target's row of W's gradient, once per step),
+so the tile's only elementwise pass is its exponential. Peak memory is one block's (or tile's) logits and their gradient instead of
 all of them. Evaluation (no gradient) runs the plain forward and forms no gradients.
 
 The vocabulary is cut into tiles of model.loss_vocab_block entries (V padded with zero rows
@@ -183,19 +187,23 @@ def _lse_and_picked(h_TxD: jax.Array, targets_T: jax.Array, tiles: tuple
   return jnp.log(sum_T) + top_T, picked_T, None
 
 
-def _tile_gradients(h_TxD, logits_TxV, w_VxD, lse_T, local_targets_T, weights_T):
-  """One tile's (dh [T, D], dw transposed [D, V], dbias [V]) at cotangent 1: dlogits =
-  weight * (softmax - onehot), in the matmul operand dtype for the two matmuls."""
-  onehot_TxV = local_targets_T[:, None] == jnp.arange(logits_TxV.shape[1], dtype=jnp.int32)
-  dlogits_TxV = weights_T[:, None] * (jnp.exp(logits_TxV - lse_T[:, None]) - onehot_TxV)
-  dlow_TxV = dlogits_TxV.astype(h_TxD.dtype)  # The matmul operand dtype.
-  dh_TxD = jnp.dot(dlow_TxV, w_VxD, preferred_element_type=jnp.float32)
+def _softmax_gradients(logits_TxV, w_VxD, lse_T, weights_T, weighted_h_TxD):
+  """One tile's share of the gradient at cotangent 1 from the softmax half of
+  dlogits = weight * (softmax - onehot): (softmax @ w [T, D], unweighted; w's gradient
+  transposed, (weight * h)^T @ softmax [D, V]; the bias gradient, weight @ softmax [V]).
+
+  The weight scales the [T, D] sides instead of the [T, V] tile, and the onehot half is a
+  sparse update made once per step (`_blockwise_fwd`): the tile's only elementwise pass is
+  the exponential (docs/performance.md)."""
+  softmax_TxV = jnp.exp(logits_TxV - lse_T[:, None])
+  low_TxV = softmax_TxV.astype(weighted_h_TxD.dtype)  # The matmul operand dtype.
+  dh_TxD = jnp.dot(low_TxV, w_VxD, preferred_element_type=jnp.float32)
   # w's gradient transposed, h^T @ dlogits: XLA:CPU runs this form 1.1-1.3x faster than
   # dlogits^T @ h at these shapes (docs/performance.md); the caller transposes once.
-  dw_DxV = jax.lax.dot_general(h_TxD, dlow_TxV, (((0,), (0,)), ((), ())),
+  dw_DxV = jax.lax.dot_general(weighted_h_TxD, low_TxV, (((0,), (0,)), ((), ())),
                                preferred_element_type=jnp.float32)
-  # ones @ dlogits: XLA:CPU's column sums are slow (models.add_output_bias).
-  dbias_V = jnp.ones((dlogits_TxV.shape[0],), jnp.float32) @ dlogits_TxV
+  # A matrix-vector product: XLA:CPU's column sums are slow (models.add_output_bias).
+  dbias_V = weights_T @ softmax_TxV
   return dh_TxD, dw_DxV, dbias_V
 
 
@@ -228,30 +236,34 @@ def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmu
   # tile's logits are recomputed in a second pass once the logsumexp is known, so every
   # [T, tile] array stays in cache (one more logits matmul; docs/performance.md).
   tiles = _vocab_tiles(w_VxD, bias_V, tile, matmul_dtype)
-  w_CxVxD, _, starts_C = tiles
+  w_CxVxD = tiles[0]
+  count, tile_size, d = w_CxVxD.shape
 
   def block(carry, xs):
     total, dw_CxDxV, dbias_CxV = carry
     h_TxD, targets_T, weights_T = _block_inputs(xs, matmul_dtype)
     lse_T, picked_T, logits_TxV = _lse_and_picked(h_TxD, targets_T, tiles)
     total = total + jnp.sum((lse_T - picked_T) * weights_T)
+    weighted_h_TxD = (weights_T[:, None] * h_TxD.astype(jnp.float32)).astype(h_TxD.dtype)
     if logits_TxV is not None:  # One tile.
-      dh_TxD, dw_DxV, dbias_V = _tile_gradients(h_TxD, logits_TxV, w_CxVxD[0], lse_T,
-                                                targets_T, weights_T)
+      dh_TxD, dw_DxV, dbias_V = _softmax_gradients(logits_TxV, w_CxVxD[0], lse_T, weights_T,
+                                                   weighted_h_TxD)
       dw_tiles, dbias_tiles = dw_DxV[None], dbias_V[None]
     else:
       def grad_tile(dh_TxD, xs):
-        w_VxD, bias_V, start = xs
-        dh, dw_DxV, dbias_V = _tile_gradients(h_TxD, _logits(h_TxD, w_VxD, bias_V), w_VxD,
-                                              lse_T, targets_T - start, weights_T)
+        w_VxD, bias_V, _ = xs
+        dh, dw_DxV, dbias_V = _softmax_gradients(_logits(h_TxD, w_VxD, bias_V), w_VxD, lse_T,
+                                                 weights_T, weighted_h_TxD)
         return dh_TxD + dh, (dw_DxV, dbias_V)
       dh_TxD, (dw_tiles, dbias_tiles) = jax.lax.scan(
           grad_tile, jnp.zeros(h_TxD.shape, jnp.float32), tiles)
+    # The onehot half of dh: minus each token's target row of w.
+    target_rows_TxD = jnp.take(w_CxVxD.reshape(-1, d), targets_T, axis=0).astype(jnp.float32)
+    dh_TxD = weights_T[:, None] * (dh_TxD - target_rows_TxD)
     h_BxPxD = xs[0]
     return ((total, dw_CxDxV + dw_tiles, dbias_CxV + dbias_tiles),
             dh_TxD.reshape(h_BxPxD.shape).astype(h_BxPxD.dtype))
 
-  count, tile_size, d = w_CxVxD.shape
   zeros = (jnp.zeros((), jnp.float32), jnp.zeros((count, d, tile_size), jnp.float32),
            jnp.zeros((count, tile_size), jnp.float32))
   (total, dw_CxDxV, dbias_CxV), dh_NxBxPxD = jax.lax.scan(
@@ -259,6 +271,14 @@ def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmu
   vocab = w_VxD.shape[0]  # Drop the padding rows.
   dw_VxD = jnp.swapaxes(dw_CxDxV, 1, 2).reshape(-1, d)[:vocab]
   dbias_V = dbias_CxV.reshape(-1)[:vocab]
+  # The onehot half of w's and the bias's gradients, once for all tokens: minus each
+  # token's weight times its hidden state (in the matmul operand dtype, as the matmuls
+  # read it) added into its target's row.
+  targets_N = targets_NxBxP.reshape(-1).astype(jnp.int32)
+  weights_N = weights_NxBxP.reshape(-1)
+  h_NxD = _operand(h_NxBxPxD.reshape(-1, d), matmul_dtype).astype(jnp.float32)
+  dw_VxD = dw_VxD.at[targets_N].add(-weights_N[:, None] * h_NxD)
+  dbias_V = dbias_V.at[targets_N].add(-weights_N)
   # Empty arrays carry the parameters' dtypes (residuals must be arrays).
   return total, (dh_NxBxPxD, dw_VxD, dbias_V, jnp.zeros((0,), w_VxD.dtype),
                  jnp.zeros((0,), bias_V.dtype), targets_NxBxP, weights_NxBxP)

@@ -147,19 +147,34 @@ def truncated_bptt_loss_sum(model: nn.Module, params, carry_BxNx2xD, inputs_BxL,
   """(loss sum, (token count, carry)) of a recurrent model over L / window windows in order.
 
   Each window starts from the previous window's final state, zeroed where `resets` says,
-  with gradients stopped at the boundary.
+  with gradients stopped at the boundary. With the fused output layer the windows return
+  their hidden states and one output-layer call takes the loss of all L tokens: the same
+  loss and gradients (a window's tokens depend on its parameters only through its own
+  hidden states), in token blocks of the full size instead of one window's, and the
+  vocabulary-sized gradients formed once per step instead of once per window.
   """
   b, length = inputs_BxL.shape
   by_window = lambda x: x.reshape(b, length // window, window).swapaxes(0, 1)
+  fused = output_layer.uses_fused_loss(model)
 
   def one_window(carry, batch):
     inputs_BxW, targets_BxW, reset_B = batch
     carry = jnp.where(reset_B[:, None, None, None], 0.0, jax.lax.stop_gradient(carry))
+    if fused:
+      hidden_BxWxD, carry = model.apply({"params": params}, inputs_BxW, carry,
+                                        return_hidden=True)
+      return carry, hidden_BxWxD
     loss, count, carry = model_loss_sum(model, params, inputs_BxW, targets_BxW, carry=carry)
     return carry, (loss, count)
 
-  carry, (losses, counts) = jax.lax.scan(
+  carry, per_window = jax.lax.scan(
       one_window, carry_BxNx2xD, (by_window(inputs_BxL), by_window(targets_BxL), resets_BxT.T))
+  if fused:
+    hidden_BxLxD = per_window.swapaxes(0, 1).reshape(b, length, -1)
+    loss, count = output_layer.cross_entropy_sum(model.model, params, hidden_BxLxD,
+                                                 targets_BxL)
+    return loss, (count, carry)
+  losses, counts = per_window
   return jnp.sum(losses), (jnp.sum(counts), carry)
 
 
