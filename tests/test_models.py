@@ -72,6 +72,23 @@ def test_logits_get_no_gradient_from_later_positions():
     assert np.abs(grad_LxD[: t + 1]).max() > 0
 
 
+@pytest.mark.parametrize("length", [1, 3, 13, 16])  # Fewer queries than blocks; uneven.
+def test_causal_attention_in_query_blocks_equals_plain_softmax_attention(length):
+  q, k, v, dout = (jax.random.normal(key, (2, 3, length, 8))
+                   for key in jax.random.split(jax.random.key(7), 4))
+
+  def plain(q, k, v):  # Autodiff through the textbook formula, one block of all queries.
+    scores = jnp.einsum("bhqk,bhsk->bhqs", q, k)
+    scores = jnp.where(jnp.tril(jnp.ones((length, length), bool)), scores, -jnp.inf)
+    return jnp.einsum("bhqs,bhsk->bhqk", jax.nn.softmax(scores, axis=-1), v)
+
+  out, vjp = jax.vjp(models.causal_attention, q, k, v)
+  want, want_vjp = jax.vjp(plain, q, k, v)
+  np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+  for got, expected in zip(vjp(dout), want_vjp(dout)):
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_rotary_scores_depend_only_on_the_offset():
   k = 16
   q_K, key_K = rand(k, seed=1), rand(k, seed=2)
