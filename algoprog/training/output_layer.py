@@ -274,11 +274,11 @@ def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmu
   # The onehot half of w's and the bias's gradients, once for all tokens: minus each
   # token's weight times its hidden state (in the matmul operand dtype, as the matmuls
   # read it) added into its target's row.
-  targets_N = targets_NxBxP.reshape(-1).astype(jnp.int32)
-  weights_N = weights_NxBxP.reshape(-1)
-  h_NxD = _operand(h_NxBxPxD.reshape(-1, d), matmul_dtype).astype(jnp.float32)
-  dw_VxD = dw_VxD.at[targets_N].add(-weights_N[:, None] * h_NxD)
-  dbias_V = dbias_V.at[targets_N].add(-weights_N)
+  all_targets = targets_NxBxP.reshape(-1).astype(jnp.int32)
+  all_weights = weights_NxBxP.reshape(-1)
+  all_h_xD = _operand(h_NxBxPxD.reshape(-1, d), matmul_dtype).astype(jnp.float32)
+  dw_VxD = dw_VxD.at[all_targets].add(-all_weights[:, None] * all_h_xD)
+  dbias_V = dbias_V.at[all_targets].add(-all_weights)
   # Empty arrays carry the parameters' dtypes (residuals must be arrays).
   return total, (dh_NxBxPxD, dw_VxD, dbias_V, jnp.zeros((0,), w_VxD.dtype),
                  jnp.zeros((0,), bias_V.dtype), targets_NxBxP, weights_NxBxP)
