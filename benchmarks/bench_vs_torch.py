@@ -499,9 +499,10 @@ def markdown_table(rows: list[dict], tokens_per_step: int, peak_flops_per_s: flo
   lines.append("")
   lines.append("tokens/s from the best step. % of matmul peak: our model FLOPs per step "
                "(docs/flops.md) / best step / the jitted f32 matmul peak; the ceiling is "
-               "the torch / ours ratio at 100% of that peak. Peak RSS: VmHWM of a fresh process per side and "
-               "row that imports and builds only that side and runs warm-up + 2 steps (jax's "
-               "includes XLA compilation); in brackets, the high-water mark after the imports.")
+               "the torch / ours ratio at 100% of that peak. Peak RSS: VmHWM of a fresh "
+               "process per side and row that imports and builds only that side and runs "
+               "warm-up + 2 steps (jax's includes XLA compilation); in brackets, the "
+               "high-water mark after the imports.")
   return "\n".join(lines)
 
 

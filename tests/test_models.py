@@ -72,8 +72,10 @@ def test_logits_get_no_gradient_from_later_positions():
     assert np.abs(grad_LxD[: t + 1]).max() > 0
 
 
-@pytest.mark.parametrize("length", [1, 3, 13, 16])  # Fewer queries than blocks; uneven.
-def test_causal_attention_in_query_blocks_equals_plain_softmax_attention(length):
+@pytest.mark.parametrize("length,blocks", [
+    (1, 4), (3, 4), (13, 4), (16, 4),  # Fewer queries than blocks; uneven blocks.
+    (13, 1), (16, 16)])  # One block of every query; a block per query.
+def test_causal_attention_in_query_blocks_equals_plain_softmax_attention(length, blocks):
   q, k, v, dout = (jax.random.normal(key, (2, 3, length, 8))
                    for key in jax.random.split(jax.random.key(7), 4))
 
@@ -82,7 +84,7 @@ def test_causal_attention_in_query_blocks_equals_plain_softmax_attention(length)
     scores = jnp.where(jnp.tril(jnp.ones((length, length), bool)), scores, -jnp.inf)
     return jnp.einsum("bhqs,bhsk->bhqk", jax.nn.softmax(scores, axis=-1), v)
 
-  out, vjp = jax.vjp(models.causal_attention, q, k, v)
+  out, vjp = jax.vjp(lambda q, k, v: models.causal_attention(q, k, v, blocks), q, k, v)
   want, want_vjp = jax.vjp(plain, q, k, v)
   np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
   for got, expected in zip(vjp(dout), want_vjp(dout)):

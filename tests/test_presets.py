@@ -128,7 +128,7 @@ def test_backfill_fills_fields_newer_than_a_recorded_config_as_they_resolve_for_
                    # Read with .get defaults by models/flops before ModelSpec.
                    "model.matrix_biases", "model.attention", "model.positions_init_std",
                    "model.lstm_bias_sets", "train.trackers", "model.loss_block_tokens",
-                   "model.attention_impl"):
+                   "model.attention_impl", "model.attention_query_blocks"):
       *parents, leaf = dotted.split(".")
       node = old
       for key in parents:

@@ -14,6 +14,8 @@ scan body once, so recurrent models (the LSTM) are undercounted: not for them. F
 same reason the step is compiled on the unfused output layer (model.loss_block_tokens = 0):
 the fused one is a scan over token blocks, and it recomputes the logits in the backward,
 which are not model FLOPs (docs/flops.md); the unfused step executes exactly the model's.
+Likewise the attention runs in one query block (model.attention_query_blocks = 1): the
+FLOP convention counts every query against all L keys, and more blocks skip part of that.
 """
 
 from __future__ import annotations

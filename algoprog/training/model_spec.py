@@ -86,6 +86,7 @@ class ModelSpec:
   loss_block_tokens: int
   loss_vocab_block: int
   attention_impl: str
+  attention_query_blocks: int
   lstm_bias_sets: int
   lstm_forget_bias: float
   layers_follow_width: bool = False

@@ -183,15 +183,9 @@ def apply_rotary(x_BxLxHxK: jax.Array, base: float) -> jax.Array:
   return rotated.astype(x_BxLxHxK.dtype)
 
 
-# Causal attention in query blocks: block i's queries read only the keys up to its end, so
-# 4 blocks skip 3/8 of the scores (B H L L) work. Whole train step, alternating on CPU:
-# 2-3% faster at d=128 and 256 than one block (docs/performance.md).
-_QUERY_BLOCKS = 4
-
-
-def _query_blocks(length: int) -> list[tuple[int, int]]:
-  """(start, end) of each query block: at most _QUERY_BLOCKS near-equal blocks of L."""
-  count = min(_QUERY_BLOCKS, length)
+def _query_blocks(length: int, blocks: int) -> list[tuple[int, int]]:
+  """(start, end) of each query block: min(blocks, L) near-equal blocks of the L queries."""
+  count = max(1, min(blocks, length))
   bounds = [round(i * length / count) for i in range(count + 1)]
   return list(zip(bounds[:-1], bounds[1:]))
 
@@ -230,38 +224,40 @@ def _attention_block_backward(q, k, v, out, exp, total, dout):
           jnp.einsum("bhqs,bhqk->bhsk", dscores, q, preferred_element_type=f32), dv)
 
 
-def _causal_attention_forward(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK):
+def _causal_attention_forward(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, query_blocks):
   """(out, each query block's (out, exp-scores, row sums))."""
   blocks = [_attention_block_forward(q_BxHxLxK[:, :, start:end], k_BxHxLxK[:, :, :end],
                                      v_BxHxLxK[:, :, :end], start)
-            for start, end in _query_blocks(q_BxHxLxK.shape[2])]
+            for start, end in _query_blocks(q_BxHxLxK.shape[2], query_blocks)]
   return jnp.concatenate([block[0] for block in blocks], axis=2), blocks
 
 
-@jax.custom_vjp
-def causal_attention(q_BxHxLxK: jax.Array, k_BxHxLxK: jax.Array, v_BxHxLxK: jax.Array
-                     ) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def causal_attention(q_BxHxLxK: jax.Array, k_BxHxLxK: jax.Array, v_BxHxLxK: jax.Array,
+                     query_blocks: int = 1) -> jax.Array:
   """softmax(q k^T with keys after the query masked out) v over [B, H, L, K] (q prescaled).
 
-  Exactly the softmax attention, in query blocks (_QUERY_BLOCKS) that skip the keys after
-  their last query; the hand-written backward (the standard one, with
+  Exactly the softmax attention, in `query_blocks` blocks of queries (model.
+  attention_query_blocks), each reading only the keys up to its end: 4 blocks skip 3/8 of
+  the B x H x L x L work, which on CPU makes the train step 2-3% faster at d = 128-256
+  (docs/performance.md). The hand-written backward (the standard one, with
   rowsum(dP * P) = rowsum(dO * O)) avoids the B x H x L x L temporaries of autodiff through
   max/exp/sum/divide, which dominate on XLA:CPU at head dim 16 (docs/performance.md).
   """
-  return _causal_attention_forward(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK)[0]
+  return _causal_attention_forward(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, query_blocks)[0]
 
 
-def _causal_attention_fwd(q, k, v):
-  out, blocks = _causal_attention_forward(q, k, v)
+def _causal_attention_fwd(q, k, v, query_blocks):
+  out, blocks = _causal_attention_forward(q, k, v, query_blocks)
   return out, (q, k, v, blocks)
 
 
-def _causal_attention_bwd(residuals, dout):
+def _causal_attention_bwd(query_blocks, residuals, dout):
   q, k, v, blocks = residuals
   dq_blocks = []
   dk = jnp.zeros(k.shape, jnp.float32)
   dv = jnp.zeros(v.shape, jnp.float32)
-  for (start, end), (out, exp, total) in zip(_query_blocks(q.shape[2]), blocks):
+  for (start, end), (out, exp, total) in zip(_query_blocks(q.shape[2], query_blocks), blocks):
     dq_block, dk_keys, dv_keys = _attention_block_backward(
         q[:, :, start:end], k[:, :, :end], v[:, :, :end], out, exp, total,
         dout[:, :, start:end])
@@ -315,7 +311,7 @@ class CausalSelfAttention(nn.Module):
       # Scaling q (B L D values) rather than the scores (B H L L) is exact for k = 16.
       out_BxHxLxK = causal_attention(
           q_BxHxLxK * jnp.asarray(1.0 / math.sqrt(k), q_BxHxLxK.dtype), k_BxHxLxK,
-          v_BxHxLxK).astype(x_BxLxD.dtype)
+          v_BxHxLxK, m.attention_query_blocks).astype(x_BxLxD.dtype)
       out_TxD = out_BxHxLxK.transpose(0, 2, 1, 3).reshape(b * length, d)
     out_scale = 1.0 / math.sqrt(2 * m.num_layers) if m.scaled_output_init else 1.0
     return dense("out", _kernel_init(m, out_scale))(out_TxD).reshape(b, length, d)

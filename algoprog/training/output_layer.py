@@ -21,8 +21,8 @@ backward multiplies them by the cotangent. The two halves of dlogits are taken a
 softmax half densely, with the token weight applied to the [T, D] operands and results
 rather than to the [T, V] tile, and the onehot half sparsely (minus each target's row of
 W for dh; minus weight * h added into each target's row of W's gradient, once per step),
-so the tile's only elementwise pass is its exponential. Peak memory is one block's (or tile's) logits and their gradient instead of
-all of them. Evaluation (no gradient) runs the plain forward and forms no gradients.
+so the tile's only elementwise pass is its exponential. Peak memory is one block's (or
+tile's) logits and their gradient instead of all of them. Evaluation (no gradient) runs the plain forward and forms no gradients.
 
 The vocabulary is cut into tiles of model.loss_vocab_block entries (V padded with zero rows
 and a -inf bias, whose softmax weight is exactly 0). Each block then makes two passes over

@@ -350,10 +350,11 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def xla_train_step_flops(config: ml_collections.ConfigDict, vocab_size: int,
                          batch_size: int) -> float:
   """XLA's cost analysis of one compiled train step (microbatches 1, no mesh, the unfused
-  output layer: compiled_flops says why) of a resolved config: flops + transcendentals
-  (FLOPs)."""
+  output layer, one attention query block: compiled_flops says why) of a resolved config:
+  flops + transcendentals (FLOPs)."""
   spec = models.ModelSpec.from_config(config.model)
-  model = models.build_model(dataclasses.replace(spec, loss_block_tokens=0), vocab_size)
+  model = models.build_model(
+      dataclasses.replace(spec, loss_block_tokens=0, attention_query_blocks=1), vocab_size)
   optimizer = optim.make_optimizer(config.optim, 100)
   length = config.data.sequence_length
 
