@@ -11,25 +11,27 @@ states [B, L, D] instead (`return_hidden=True`), and `cross_entropy_sum` compute
 block by block: the tokens are cut into blocks of loss_block_tokens // B positions of every
 row (all B rows in each block, so a batch sharded on the data axis stays sharded and each
 device computes its rows' share), and a `lax.scan` computes each block's logits [B * P, V],
-its logsumexp and its picked logits. The loss is a scalar, so its cotangent only scales
-the gradient: while a block's logits exist, the forward of the custom VJP also forms the
-block's gradient at cotangent 1, dlogits = weight * (softmax - onehot), and accumulates
-the three gradients: hidden states (dlogits @ W), the tied (or untied) unembedding
-(h^T @ dlogits, a transposed float32 carry, turned back once per step) and the output
-bias (weight @ softmax, a matrix-vector product as in models.add_output_bias); the
-backward multiplies them by the cotangent. The two halves of dlogits are taken apart: the
-softmax half densely, with the token weight applied to the [T, D] operands and results
-rather than to the [T, V] tile, and the onehot half sparsely (minus each target's row of
-W for dh; minus weight * h added into each target's row of W's gradient, once per step),
-so the tile's only elementwise pass is its exponential. Peak memory is one block's (or
-tile's) logits and their gradient instead of all of them. Evaluation (no gradient) runs the plain forward and forms no gradients.
+its logsumexp and its targets' logits (h . w_target + b_target, from the targets' rows of
+W). The loss is a scalar, so its cotangent only scales the gradient: while a block's
+logits exist, the forward of the custom VJP also forms the block's gradient at cotangent
+1, dlogits = weight * (softmax - onehot), and accumulates the three gradients: hidden
+states (dlogits @ W), the tied (or untied) unembedding (h^T @ dlogits, a transposed
+float32 carry, turned back once per step) and the output bias (weight @ softmax, a
+matrix-vector product as in models.add_output_bias); the backward multiplies them by the
+cotangent. The two halves of dlogits are taken apart: the softmax half densely, with the
+token weight applied to the [T, D] operands and results rather than to the [T, V] tile,
+and the onehot half sparsely (minus each target's row of W, the one gathered for its
+logit, for dh; minus weight * h added into each target's row of W's gradient, once per
+step), so the tile's only elementwise pass is its exponential. Peak memory is one block's
+(or tile's) logits and their gradient instead of all of them. Evaluation (no gradient)
+runs the plain forward and forms no gradients.
 
 The vocabulary is cut into tiles of model.loss_vocab_block entries (V padded with zero rows
 and a -inf bias, whose softmax weight is exactly 0). Each block then makes two passes over
-the tiles: an online logsumexp (a running maximum and a rescaled sum of exponentials, plus
-the target's logit), then, with the logsumexp known, each tile's logits again and its
-gradient. Every [tokens, tile] array then fits in cache, which on CPU more than pays for
-the one recomputed logits matmul (docs/performance.md; not counted as model FLOPs,
+the tiles: an online logsumexp (a running maximum and a rescaled sum of exponentials),
+then, with the logsumexp known, each tile's logits again and its gradient. Every
+[tokens, tile] array then fits in cache, which on CPU more than pays for the one
+recomputed logits matmul (docs/performance.md; not counted as model FLOPs,
 docs/flops.md). With one tile (loss_vocab_block 0, or >= V) the logits are formed once
 and the matmuls are exactly the unfused path's.
 
@@ -128,9 +130,9 @@ def _operand(x: jax.Array, matmul_dtype: str) -> jax.Array:
 
 
 def _vocab_tiles(w_VxD: jax.Array, bias_V: jax.Array, tile: int, matmul_dtype: str
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(w [C, tile, D] in the matmul dtype, bias [C, tile] f32, first entry of each tile [C]):
-  V padded to C * tile with zero rows and a -inf bias, whose softmax weight is exactly 0."""
+                 ) -> tuple[jax.Array, jax.Array]:
+  """(w [C, tile, D] in the matmul dtype, bias [C, tile] f32): V padded to C * tile with
+  zero rows and a -inf bias, whose softmax weight is exactly 0."""
   vocab, d = w_VxD.shape
   count = -(-vocab // tile)
   pad = count * tile - vocab
@@ -139,8 +141,7 @@ def _vocab_tiles(w_VxD: jax.Array, bias_V: jax.Array, tile: int, matmul_dtype: s
   if pad:
     w_low = jnp.pad(w_low, ((0, pad), (0, 0)))
     bias_V = jnp.pad(bias_V, (0, pad), constant_values=-jnp.inf)
-  return (w_low.reshape(count, tile, d), bias_V.reshape(count, tile),
-          jnp.arange(count, dtype=jnp.int32) * tile)
+  return w_low.reshape(count, tile, d), bias_V.reshape(count, tile)
 
 
 def _logits(h_TxD: jax.Array, w_VxD: jax.Array, bias_V: jax.Array) -> jax.Array:
@@ -150,41 +151,46 @@ def _logits(h_TxD: jax.Array, w_VxD: jax.Array, bias_V: jax.Array) -> jax.Array:
   return logits_TxV + bias_V
 
 
-def _picked(logits_TxV: jax.Array, local_targets_T: jax.Array) -> jax.Array:
-  """Each token's logit at its target's index within this tile (0 where it is outside)."""
-  inside_T = (local_targets_T >= 0) & (local_targets_T < logits_TxV.shape[1])
-  index_T1 = jnp.clip(local_targets_T, 0, logits_TxV.shape[1] - 1)[:, None]
-  return jnp.where(inside_T, jnp.take_along_axis(logits_TxV, index_T1, axis=-1)[:, 0], 0.0)
+def _target_rows(tiles: tuple, targets_T: jax.Array) -> jax.Array:
+  """Each token's target row of w, float32 [T, D] (targets are < V: never a padding row)."""
+  w_CxVxD = tiles[0]
+  return jnp.take(w_CxVxD.reshape(-1, w_CxVxD.shape[-1]), targets_T, axis=0).astype(
+      jnp.float32)
 
 
-def _lse_and_picked(h_TxD: jax.Array, targets_T: jax.Array, tiles: tuple
-                    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-  """(logsumexp over the vocabulary, the target's logit, the logits [T, V] when the
-  vocabulary is one tile else None), per token. Over several tiles the logsumexp is
-  online: a running maximum and a sum of exponentials rescaled when the maximum grows."""
-  w_CxVxD, bias_CxV, starts_C = tiles
+def _target_logits(h_TxD: jax.Array, target_rows_TxD: jax.Array, tiles: tuple,
+                   targets_T: jax.Array) -> jax.Array:
+  """Each token's logit at its target, h_t . w_target + b_target, float32 (operands in the
+  matmul dtype, whose products are exact in float32 as in the logits matmul)."""
+  return (jnp.sum(h_TxD.astype(jnp.float32) * target_rows_TxD, axis=-1)
+          + jnp.take(tiles[1].reshape(-1), targets_T))
+
+
+def _logsumexp(h_TxD: jax.Array, tiles: tuple) -> tuple[jax.Array, jax.Array | None]:
+  """(logsumexp over the vocabulary per token, the logits [T, V] when the vocabulary is
+  one tile else None). Over several tiles it is online: a running maximum and a sum of
+  exponentials rescaled when the maximum grows."""
+  w_CxVxD, bias_CxV = tiles
   if w_CxVxD.shape[0] == 1:
     logits_TxV = _logits(h_TxD, w_CxVxD[0], bias_CxV[0])
     top_T = jnp.max(logits_TxV, axis=-1)
-    lse_T = jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T[:, None]), axis=-1)) + top_T
-    return lse_T, _picked(logits_TxV, targets_T), logits_TxV
+    return jnp.log(jnp.sum(jnp.exp(logits_TxV - top_T[:, None]), axis=-1)) + top_T, logits_TxV
 
   def tile(carry, xs):
-    top_T, sum_T, picked_T = carry
-    w_VxD, bias_V, start = xs
-    logits_TxV = _logits(h_TxD, w_VxD, bias_V)
+    top_T, sum_T = carry
+    logits_TxV = _logits(h_TxD, *xs)
     new_top_T = jnp.maximum(top_T, jnp.max(logits_TxV, axis=-1))
     sum_T = (sum_T * jnp.exp(top_T - new_top_T)
              + jnp.sum(jnp.exp(logits_TxV - new_top_T[:, None]), axis=-1))
-    return (new_top_T, sum_T, picked_T + _picked(logits_TxV, targets_T - start)), None
+    return (new_top_T, sum_T), None
 
-  zeros_T = jnp.zeros(targets_T.shape, jnp.float32)
+  tokens = h_TxD.shape[0]
   # The first tile always holds real entries (padding is at the end), so -inf starts the
   # maximum safely: exp(-inf - finite) = 0.
-  (top_T, sum_T, picked_T), _ = jax.lax.scan(
-      tile, (jnp.full(targets_T.shape, -jnp.inf, jnp.float32), zeros_T, zeros_T),
-      (w_CxVxD, bias_CxV, starts_C))
-  return jnp.log(sum_T) + top_T, picked_T, None
+  (top_T, sum_T), _ = jax.lax.scan(
+      tile, (jnp.full((tokens,), -jnp.inf, jnp.float32), jnp.zeros((tokens,), jnp.float32)),
+      tiles)
+  return jnp.log(sum_T) + top_T, None
 
 
 def _softmax_gradients(logits_TxV, w_VxD, lse_T, weights_T, weighted_h_TxD):
@@ -221,7 +227,8 @@ def _blockwise(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmul_dt
 
   def block(total, xs):
     h_TxD, targets_T, weights_T = _block_inputs(xs, matmul_dtype)
-    lse_T, picked_T, _ = _lse_and_picked(h_TxD, targets_T, tiles)
+    lse_T, _ = _logsumexp(h_TxD, tiles)
+    picked_T = _target_logits(h_TxD, _target_rows(tiles, targets_T), tiles, targets_T)
     return total + jnp.sum((lse_T - picked_T) * weights_T), None
 
   return jax.lax.scan(block, jnp.zeros((), jnp.float32),
@@ -242,7 +249,9 @@ def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmu
   def block(carry, xs):
     total, dw_CxDxV, dbias_CxV = carry
     h_TxD, targets_T, weights_T = _block_inputs(xs, matmul_dtype)
-    lse_T, picked_T, logits_TxV = _lse_and_picked(h_TxD, targets_T, tiles)
+    lse_T, logits_TxV = _logsumexp(h_TxD, tiles)
+    target_rows_TxD = _target_rows(tiles, targets_T)
+    picked_T = _target_logits(h_TxD, target_rows_TxD, tiles, targets_T)
     total = total + jnp.sum((lse_T - picked_T) * weights_T)
     weighted_h_TxD = (weights_T[:, None] * h_TxD.astype(jnp.float32)).astype(h_TxD.dtype)
     if logits_TxV is not None:  # One tile.
@@ -251,14 +260,13 @@ def _blockwise_fwd(h_NxBxPxD, w_VxD, bias_V, targets_NxBxP, weights_NxBxP, matmu
       dw_tiles, dbias_tiles = dw_DxV[None], dbias_V[None]
     else:
       def grad_tile(dh_TxD, xs):
-        w_VxD, bias_V, _ = xs
+        w_VxD, bias_V = xs
         dh, dw_DxV, dbias_V = _softmax_gradients(_logits(h_TxD, w_VxD, bias_V), w_VxD, lse_T,
                                                  weights_T, weighted_h_TxD)
         return dh_TxD + dh, (dw_DxV, dbias_V)
       dh_TxD, (dw_tiles, dbias_tiles) = jax.lax.scan(
           grad_tile, jnp.zeros(h_TxD.shape, jnp.float32), tiles)
     # The onehot half of dh: minus each token's target row of w.
-    target_rows_TxD = jnp.take(w_CxVxD.reshape(-1, d), targets_T, axis=0).astype(jnp.float32)
     dh_TxD = weights_T[:, None] * (dh_TxD - target_rows_TxD)
     h_BxPxD = xs[0]
     return ((total, dw_CxDxV + dw_tiles, dbias_CxV + dbias_tiles),
