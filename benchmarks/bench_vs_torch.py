@@ -152,9 +152,9 @@ class JaxSide:
     self._jax = jax
     c = jax_config(spec["model"], spec["width"], spec["batch"], spec["sequence_length"])
     # Model FLOPs (docs/flops.md's convention: no rematerialisation, no recompute).
-    self.flops_per_step = float(flops.training_flops_per_token(
-        c.model, spec["vocab"], spec["sequence_length"])) * spec["batch"] * spec[
-            "sequence_length"]
+    tokens_per_step = spec["batch"] * spec["sequence_length"]
+    self.flops_per_step = tokens_per_step * float(flops.training_flops_per_token(
+        c.model, spec["vocab"], spec["sequence_length"]))
     trainer = train.build_trainer(c, spec["vocab"], total_steps=1000)
     self.batch = trainer.shard_batch(inputs, targets)
     self.state = trainer.init(jax.random.key(0))
