@@ -3,6 +3,7 @@ r"""algoprog's train step against the same models written in plain (eager) PyTor
   pip install '.[bench]'   # torch; never needed by the library or its tests
   python benchmarks/bench_vs_torch.py [--models=modern,lstm] [--widths=64,128,256]
       [--steps=5] [--batch=32] [--sequence_length=128] [--vocab=50257] [--threads=0]
+      [--malloc=default|no_mmap]
 
 The PyTorch side is written here from algoprog's resolved presets (configs/modern.py,
 configs/lstm.py), shape for shape, and its parameter count is asserted equal to the flax
@@ -33,6 +34,13 @@ The ceiling: our step's model FLOPs (docs/flops.md) at the jitted f32 matmul pea
 in the same run (bench_train.py's 2048^3 matmul, best of bursts before and after every row)
 would take FLOPs / peak seconds; torch's best step over that is the largest torch / ours
 ratio any f32 implementation of the same FLOPs reaches on this machine.
+
+Allocator: with glibc's defaults every block above 32 MiB is a fresh mmap, so the torch
+step, which allocates its [tokens, V] logits and their gradient anew each step, pays page
+faults for hundreds of MB per step; how much depends on the host (its torch times moved by
+up to 1.6x between sessions on the same CPU model). --malloc=no_mmap reruns everything
+with mmap and trimming off, so freed blocks are reused: torch's best case here. Our step
+is unaffected either way (docs/performance.md). Run both for a comparison.
 """
 
 from __future__ import annotations
@@ -58,6 +66,10 @@ _SEQUENCE_LENGTH = flags.DEFINE_integer("sequence_length", 128, "Tokens per sequ
 _VOCAB = flags.DEFINE_integer("vocab", 50_257, "Vocabulary size (GPT-2's).")
 _THREADS = flags.DEFINE_integer("threads", 0, "torch intra-op threads; 0 -> as XLA:CPU.")
 _MEMORY = flags.DEFINE_bool("memory", True, "Measure each side's peak RSS (subprocesses).")
+_MALLOC = flags.DEFINE_enum(
+    "malloc", "default", ["default", "no_mmap"],
+    "glibc malloc for the whole run: default, or no_mmap (GLIBC_TUNABLES: no mmap, no "
+    "trimming), which keeps freed memory for reuse; the benchmark re-executes itself.")
 _PAUSE = flags.DEFINE_float(
     "pause_s", 0.2, "Untimed sleep between steps, so one side's idle worker threads have "
     "stopped spinning when the other side's step starts.")
@@ -388,9 +400,29 @@ def side_memory_main(side: str, spec: dict, warmup: int, threads: int) -> None:
   print(json.dumps({"peak_rss_mib": peak_rss_mib(), "after_imports_mib": baseline}))
 
 
+# glibc's malloc serves every block above 32 MiB with a fresh mmap and unmaps it on free,
+# so a step that allocates its [tokens, V] logits anew page-faults through all of them
+# every step, at a cost that depends on the host. Without mmap and trimming, freed blocks
+# are reused instead (docs/performance.md).
+NO_MMAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+
+
+def malloc_setting() -> str:
+  """The glibc malloc setting of this process, as the header prints it."""
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  return f"GLIBC_TUNABLES={tunables}" if tunables else "glibc malloc defaults"
+
+
 def main(argv):
   from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
+  if _MALLOC.value == "no_mmap" and NO_MMAP_TUNABLES not in os.environ.get("GLIBC_TUNABLES",
+                                                                         ""):
+    # Tunables are read when the process starts: run again with them (both sides, and the
+    # memory subprocesses, inherit them).
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv,
+              {**os.environ, "GLIBC_TUNABLES": NO_MMAP_TUNABLES})
   del argv
   if _SIDE.value:
     side_memory_main(_SIDE.value, json.loads(_SPEC.value), _WARMUP.value, _THREADS.value)
@@ -410,7 +442,8 @@ def main(argv):
   print(f"torch intra-op threads: {torch.get_num_threads()} (= {threads}, the schedulable "
         f"cores, XLA:CPU's intra-op pool size); jax devices: {jax.devices()}")
   print(f"batch {_BATCH.value} x {_SEQUENCE_LENGTH.value}, vocab {_VOCAB.value:,}, f32; "
-        f"{_WARMUP.value} warm-up + {_STEPS.value} timed steps per side, alternating")
+        f"{_WARMUP.value} warm-up + {_STEPS.value} timed steps per side, alternating; "
+        f"{malloc_setting()}")
   print(f"load average (1, 5, 15 min) before: {fmt_load(load_before)}", flush=True)
   peak = matmul_peak()
   rows = []
