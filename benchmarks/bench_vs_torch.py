@@ -39,8 +39,10 @@ Allocator: with glibc's defaults every block above 32 MiB is a fresh mmap, so th
 step, which allocates its [tokens, V] logits and their gradient anew each step, pays page
 faults for hundreds of MB per step; how much depends on the host (its torch times moved by
 up to 1.6x between sessions on the same CPU model). --malloc=no_mmap reruns everything
-with mmap and trimming off, so freed blocks are reused: torch's best case here. Our step
-is unaffected either way (docs/performance.md). Run both for a comparison.
+with mmap and trimming off, so freed blocks are reused: torch's best case here. Run both:
+our step alone runs the same under either setting, but under no_mmap the two sides share
+one glibc heap that never shrinks, and our modern d=256 step then ran 2.3x slower than
+alone, so take our side from the default run (docs/performance.md).
 """
 
 from __future__ import annotations
