@@ -22,9 +22,11 @@ AdamW update with the preset's hyperparameters (torch.optim.AdamW's defaults oth
 the torch learning rate is the constant peak, algoprog's follows its schedule in-step).
 Synthetic tokens, the same batch every step: the data pipeline is not what is timed.
 
-Timing: the two sides alternate step by step in one process (torch, ours, torch, ...),
-after warm-up steps, so machine load hits both alike; the table has the best and the
-median step of each side and the ratio torch time / our time. torch uses as many
+Timing: the two sides alternate step by step (torch, ours, torch, ...), after warm-up
+steps, so machine load hits both alike; the table has the best and the median step of each
+side and the ratio torch time / our time. torch runs in its own worker process (this
+script with --side=torch_worker, one step per request, timed inside the worker), so the
+two libraries never share a heap. torch uses as many
 intra-op threads as XLA:CPU (the schedulable cores, unless --threads). Peak memory is each
 side's process RSS high-water mark (VmHWM), measured in a fresh subprocess
 per side and row that builds only that side (the other library never imported) and runs
@@ -38,11 +40,11 @@ ratio any f32 implementation of the same FLOPs reaches on this machine.
 Allocator: with glibc's defaults every block above 32 MiB is a fresh mmap, so the torch
 step, which allocates its [tokens, V] logits and their gradient anew each step, pays page
 faults for hundreds of MB per step; how much depends on the host (its torch times moved by
-up to 1.6x between sessions on the same CPU model). --malloc=no_mmap reruns everything
-with mmap and trimming off, so freed blocks are reused: torch's best case here. Run both:
-our step alone runs the same under either setting, but under no_mmap the two sides share
-one glibc heap that never shrinks, and our modern d=256 step then ran 2.3x slower than
-alone, so take our side from the default run (docs/performance.md).
+up to 1.6x between sessions on the same CPU model). --malloc=no_mmap runs the torch
+processes with mmap and trimming off (GLIBC_TUNABLES), so freed blocks are reused: torch's
+best case here. Its heap then grows through fresh pages for the first steps, which slows
+both sides, so the warm-up is 4 steps unless --warmup says otherwise. Our step's time does
+not depend on the setting (docs/performance.md). Run both.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ from absl import app, flags
 _MODELS = flags.DEFINE_list("models", ["modern", "lstm"], "Models: modern, lstm.")
 _WIDTHS = flags.DEFINE_list("widths", ["64", "128", "256"], "Widths d.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per side and row (after warm-up).")
-_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per side first.")
+_WARMUP = flags.DEFINE_integer(
+    "warmup", None, "Untimed steps per side first; unset: 1, or 4 with --malloc=no_mmap, "
+    "whose torch heap grows through fresh pages for its first few steps.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Sequences per step.")
 _SEQUENCE_LENGTH = flags.DEFINE_integer("sequence_length", 128, "Tokens per sequence.")
 _VOCAB = flags.DEFINE_integer("vocab", 50_257, "Vocabulary size (GPT-2's).")
@@ -70,12 +74,12 @@ _THREADS = flags.DEFINE_integer("threads", 0, "torch intra-op threads; 0 -> as X
 _MEMORY = flags.DEFINE_bool("memory", True, "Measure each side's peak RSS (subprocesses).")
 _MALLOC = flags.DEFINE_enum(
     "malloc", "default", ["default", "no_mmap"],
-    "glibc malloc for the whole run: default, or no_mmap (GLIBC_TUNABLES: no mmap, no "
-    "trimming), which keeps freed memory for reuse; the benchmark re-executes itself.")
+    "glibc malloc of the torch processes: default, or no_mmap (GLIBC_TUNABLES: no mmap, "
+    "no trimming), which keeps freed memory for reuse: torch's best case here.")
 _PAUSE = flags.DEFINE_float(
     "pause_s", 0.2, "Untimed sleep between steps, so one side's idle worker threads have "
     "stopped spinning when the other side's step starts.")
-_SIDE = flags.DEFINE_enum("side", "", ["", "torch", "jax"],
+_SIDE = flags.DEFINE_enum("side", "", ["", "torch", "jax", "torch_worker"],
                           "Internal: measure one side's peak RSS for --spec and exit.")
 _SPEC = flags.DEFINE_string("spec", "", "Internal: the row's spec (JSON) for --side.")
 
@@ -355,15 +359,16 @@ def timed(step) -> tuple[float, float]:
   return time.perf_counter() - start, loss
 
 
-def alternate(torch_side: TorchSide, jax_side: JaxSide, steps: int, warmup: int,
+def alternate(torch_side: TorchWorker, jax_side: JaxSide, steps: int, warmup: int,
               pause_s: float) -> dict:
   """Step times of both sides, interleaved: torch, jax, torch, jax, ..."""
   seconds = {"torch": [], "jax": []}
   losses = {"torch": [], "jax": []}
   for i in range(warmup + steps):
-    for name, side in (("torch", torch_side), ("jax", jax_side)):
+    for name, timed_step in (("torch", torch_side.timed_step),
+                             ("jax", lambda: timed(jax_side.step))):
       time.sleep(pause_s)
-      elapsed, loss = timed(side.step)
+      elapsed, loss = timed_step()
       losses[name].append(loss)
       if i >= warmup:
         seconds[name].append(elapsed)
@@ -373,12 +378,70 @@ def alternate(torch_side: TorchSide, jax_side: JaxSide, steps: int, warmup: int,
   return {"seconds": seconds, "losses": losses}
 
 
+def side_command(side: str, spec: dict, warmup: int = 0) -> list[str]:
+  """This script with --side: one side's process for one row."""
+  return [sys.executable, os.path.abspath(__file__), f"--side={side}",
+          f"--spec={json.dumps(spec)}", f"--warmup={warmup}",
+          f"--threads={_THREADS.value or schedulable_cores()}"]
+
+
+def side_env(side: str) -> dict:
+  """The environment of a --side process: torch's gets the --malloc tunables."""
+  if side.startswith("torch") and _MALLOC.value == "no_mmap":
+    return {**os.environ, "GLIBC_TUNABLES": NO_MMAP_TUNABLES}
+  return dict(os.environ)
+
+
+class TorchWorker:
+  """The torch side in its own process (--side=torch_worker), one step per request.
+
+  Its own process keeps the two libraries' heaps apart (with --malloc=no_mmap a shared heap
+  that never shrinks made our d=256 step 2.3x slower) and lets the malloc tunables apply to
+  torch alone. A step's time is measured inside the worker; requests and replies are single
+  lines on its stdin and stdout, the replies prefixed so library output cannot be mistaken
+  for one."""
+
+  def __init__(self, spec: dict):
+    self._process = subprocess.Popen(side_command("torch_worker", spec), env=side_env("torch"),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self.params = self._reply()["params"]
+
+  def _reply(self) -> dict:
+    for line in self._process.stdout:
+      if line.startswith(WORKER_REPLY):
+        return json.loads(line[len(WORKER_REPLY):])
+    raise RuntimeError(f"torch worker exited with code {self._process.wait()}")
+
+  def timed_step(self) -> tuple[float, float]:
+    """(seconds, loss) of one torch train step."""
+    self._process.stdin.write("step\n")
+    self._process.stdin.flush()
+    reply = self._reply()
+    return reply["seconds"], reply["loss"]
+
+  def close(self) -> None:
+    self._process.stdin.close()
+    self._process.wait()
+
+
+WORKER_REPLY = "bench_vs_torch worker: "
+
+
+def torch_worker_main(spec: dict, threads: int) -> None:
+  """The --side=torch_worker process: build the torch side, then one step per stdin line."""
+  torch = import_torch()
+  torch.set_num_threads(threads)
+  side = TorchSide(torch, spec, *synthetic_batch(spec))
+  print(WORKER_REPLY + json.dumps({"params": side.params}), flush=True)
+  for _ in sys.stdin:
+    seconds, loss = timed(side.step)
+    print(WORKER_REPLY + json.dumps({"seconds": seconds, "loss": loss}), flush=True)
+
+
 def measure_side_memory(side: str, spec: dict, warmup: int) -> dict:
   """Runs this script with --side in a fresh process; its peak RSS (MiB) and baseline."""
-  command = [sys.executable, os.path.abspath(__file__), f"--side={side}",
-             f"--spec={json.dumps(spec)}", f"--warmup={warmup}",
-             f"--threads={_THREADS.value or schedulable_cores()}"]
-  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  done = subprocess.run(side_command(side, spec, warmup), env=side_env(side),
+                        capture_output=True, text=True, check=False)
   if done.returncode:
     raise RuntimeError(f"--side={side} failed: {done.stderr.strip().splitlines()[-1:]}")
   return json.loads(done.stdout.strip().splitlines()[-1])
@@ -409,25 +472,28 @@ def side_memory_main(side: str, spec: dict, warmup: int, threads: int) -> None:
 NO_MMAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 
 
+def warmup_steps() -> int:
+  """--warmup, or its default for the --malloc setting."""
+  if _WARMUP.value is not None:
+    return _WARMUP.value
+  return 4 if _MALLOC.value == "no_mmap" else 1
+
+
 def malloc_setting() -> str:
-  """The glibc malloc setting of this process, as the header prints it."""
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  """The torch processes' glibc malloc setting, as the header prints it."""
+  tunables = side_env("torch").get("GLIBC_TUNABLES", "")
   return f"GLIBC_TUNABLES={tunables}" if tunables else "glibc malloc defaults"
 
 
 def main(argv):
   from algoprog.training import console  # pylint: disable=import-outside-toplevel
   console.quiet_libraries()  # As the launchers: no jax backend-probing INFO lines.
-  if _MALLOC.value == "no_mmap" and NO_MMAP_TUNABLES not in os.environ.get("GLIBC_TUNABLES",
-                                                                         ""):
-    # Tunables are read when the process starts: run again with them (both sides, and the
-    # memory subprocesses, inherit them).
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable] + sys.argv,
-              {**os.environ, "GLIBC_TUNABLES": NO_MMAP_TUNABLES})
   del argv
+  if _SIDE.value == "torch_worker":
+    torch_worker_main(json.loads(_SPEC.value), _THREADS.value)
+    return
   if _SIDE.value:
-    side_memory_main(_SIDE.value, json.loads(_SPEC.value), _WARMUP.value, _THREADS.value)
+    side_memory_main(_SIDE.value, json.loads(_SPEC.value), warmup_steps(), _THREADS.value)
     return
   torch = import_torch()
   if torch is None:
@@ -444,17 +510,16 @@ def main(argv):
   print(f"torch intra-op threads: {torch.get_num_threads()} (= {threads}, the schedulable "
         f"cores, XLA:CPU's intra-op pool size); jax devices: {jax.devices()}")
   print(f"batch {_BATCH.value} x {_SEQUENCE_LENGTH.value}, vocab {_VOCAB.value:,}, f32; "
-        f"{_WARMUP.value} warm-up + {_STEPS.value} timed steps per side, alternating; "
-        f"{malloc_setting()}")
+        f"{warmup_steps()} warm-up + {_STEPS.value} timed steps per side, alternating; "
+        f"torch in its own process, {malloc_setting()}")
   print(f"load average (1, 5, 15 min) before: {fmt_load(load_before)}", flush=True)
   peak = matmul_peak()
   rows = []
   for model in _MODELS.value:
     for width in map(int, _WIDTHS.value):
       spec = row_spec(model, width, _BATCH.value, _SEQUENCE_LENGTH.value, _VOCAB.value)
-      inputs, targets = synthetic_batch(spec)
-      torch_side = TorchSide(torch, spec, inputs, targets)
-      jax_side = JaxSide(spec, inputs, targets)
+      torch_side = TorchWorker(spec)
+      jax_side = JaxSide(spec, *synthetic_batch(spec))
       print(f"  {model} d={width}: params torch {torch_side.params:,}, algoprog "
             f"{jax_side.params:,}; jax compile {jax_side.compile_s:.1f} s", flush=True)
       if torch_side.params != jax_side.params:
@@ -462,10 +527,11 @@ def main(argv):
                              f"{torch_side.params:,}, algoprog {jax_side.params:,})")
       row = {"model": model, "width": width, "params": jax_side.params,
              "flops_per_step": jax_side.flops_per_step,
-             **alternate(torch_side, jax_side, _STEPS.value, _WARMUP.value, _PAUSE.value)}
+             **alternate(torch_side, jax_side, _STEPS.value, warmup_steps(), _PAUSE.value)}
+      torch_side.close()
       del torch_side, jax_side
       if _MEMORY.value:
-        row["memory"] = {side: measure_side_memory(side, spec, _WARMUP.value)
+        row["memory"] = {side: measure_side_memory(side, spec, warmup_steps())
                          for side in ("torch", "jax")}
       peak = max(peak, matmul_peak())
       print("  " + format_row(row), flush=True)

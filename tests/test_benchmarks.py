@@ -10,8 +10,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
@@ -65,13 +63,11 @@ def test_device_peak_table_matches_specific_device_names_first():
       [989.5e12, 756.0e12, 494.5e12, 197.0e12, 459.0e12, None])
 
 
-@pytest.mark.parametrize("malloc", ["default", "no_mmap"])
-def test_bench_vs_torch_skips_in_one_line_without_torch(tmp_path, malloc):
-  # no_mmap re-executes the script under GLIBC_TUNABLES first: once, with its flags.
+def test_bench_vs_torch_skips_in_one_line_without_torch(tmp_path):
   shim = tmp_path / "shim" / "torch"  # Shadows an installed torch: importing it fails.
   shim.mkdir(parents=True)
   (shim / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
-  done = _run([str(BENCHMARKS / "bench_vs_torch.py"), "--widths=16", f"--malloc={malloc}"],
+  done = _run([str(BENCHMARKS / "bench_vs_torch.py"), "--widths=16"],
               _env(extra_path=str(tmp_path / "shim")))
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip().splitlines() == [
