@@ -43,8 +43,10 @@ faults for hundreds of MB per step; how much depends on the host (its torch time
 up to 1.6x between sessions on the same CPU model). --malloc=no_mmap runs the torch
 processes with mmap and trimming off (GLIBC_TUNABLES), so freed blocks are reused: torch's
 best case here. Its heap then grows through fresh pages for the first steps, which slows
-both sides, so the warm-up is 4 steps unless --warmup says otherwise. Our step's time does
-not depend on the setting (docs/performance.md). Run both.
+both sides, so the warm-up is 4 steps unless --warmup says otherwise. Our step alone runs
+the same under either setting, but while a no_mmap torch process alternates with it, it
+was measured up to 2x slower at d=128-256 (docs/performance.md): set torch's no_mmap time
+against our time from a default run.
 """
 
 from __future__ import annotations
