@@ -45,8 +45,9 @@ processes with mmap and trimming off (GLIBC_TUNABLES), so freed blocks are reuse
 best case here. Its heap then grows through fresh pages for the first steps, which slows
 both sides, so the warm-up is 4 steps unless --warmup says otherwise. Our step alone runs
 the same under either setting, but while a no_mmap torch process alternates with it, it
-was measured up to 2x slower at d=128-256 (docs/performance.md): set torch's no_mmap time
-against our time from a default run.
+was measured up to 2x slower at d=128-256: each of our steps maps XLA's temporaries afresh,
+and those page faults cost more beside a torch process holding several GB
+(docs/performance.md). Set torch's no_mmap time against our time from a default run.
 """
 
 from __future__ import annotations
@@ -397,11 +398,11 @@ def side_env(side: str) -> dict:
 class TorchWorker:
   """The torch side in its own process (--side=torch_worker), one step per request.
 
-  Its own process keeps the two libraries' heaps apart (with --malloc=no_mmap a shared heap
-  that never shrinks made our d=256 step 2.3x slower) and lets the malloc tunables apply to
-  torch alone. A step's time is measured inside the worker; requests and replies are single
-  lines on its stdin and stdout, the replies prefixed so library output cannot be mistaken
-  for one."""
+  Its own process keeps the two libraries' heaps apart and lets the malloc tunables apply
+  to torch alone. (It does not remove the slowdown of our step beside a no_mmap torch,
+  which comes from the cost of our own page faults: module docstring.) A step's time is
+  measured inside the worker; requests and replies are single lines on its stdin and
+  stdout, the replies prefixed so library output cannot be mistaken for one."""
 
   def __init__(self, spec: dict):
     self._process = subprocess.Popen(side_command("torch_worker", spec), env=side_env("torch"),
